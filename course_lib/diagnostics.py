@@ -1,0 +1,93 @@
+"""Diagnostics that tell a healthy representation from a collapsed one.
+
+- ``entropy`` and ``kl_divergence`` of the teacher / student distributions: the two curves of the
+  DINO paper's collapse study (Caron et al. 2021, Fig. 7). Uniform collapse: entropy = log K,
+  KL = 0. One-hot collapse: entropy = 0, KL = 0.
+- ``feature_std`` per dimension and ``effective_rank`` (Roy and Vetterli 2007): dimensional
+  collapse shows as a few directions carrying all the variance.
+- ``alignment`` and ``uniformity`` (Wang and Isola 2020, section 4.1): positives close, all
+  features spread over the sphere. Lecture 01, section 5.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def _check_2d(name: str, x: Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a 2-D tensor (B, D), got {shape}")
+
+
+def entropy(probs: Tensor, eps: float = 1e-12) -> Tensor:
+    """Mean Shannon entropy (nats) of the rows of ``probs`` (B, K): -sum_k p_k log p_k."""
+    _check_2d("probs", probs)
+    p = probs.float()
+    return -(p * torch.log(p.clamp_min(eps))).sum(dim=-1).mean()
+
+
+def kl_divergence(p: Tensor, q: Tensor, eps: float = 1e-12) -> Tensor:
+    """Mean KL(p || q) over rows, nats; p, q (B, K) are distributions (rows sum to 1)."""
+    _check_2d("p", p)
+    _check_2d("q", q)
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    p, q = p.float(), q.float()
+    return (p * (torch.log(p.clamp_min(eps)) - torch.log(q.clamp_min(eps)))).sum(-1).mean()
+
+
+def feature_std(z: Tensor, normalize: bool = True) -> Tensor:
+    """Per-dimension standard deviation (D,) of features z (B, D), L2-normalised first by default.
+
+    For features spread uniformly on the unit sphere each entry is about 1/sqrt(D); a collapsed
+    dimension has std near 0 (SimSiam, Chen and He 2021, section 4.1).
+    """
+    _check_2d("z", z)
+    if z.shape[0] < 2:
+        raise ValueError(f"z needs at least 2 rows to compute a std, got {z.shape[0]}")
+    z = z.float()
+    if normalize:
+        z = F.normalize(z, dim=-1)
+    return z.std(dim=0)
+
+
+def effective_rank(z: Tensor, eps: float = 1e-12) -> Tensor:
+    """exp(entropy of the normalised singular values) of the centred features z (B, D).
+
+    Between 1 (all variance in one direction) and min(B, D) (isotropic). Roy and Vetterli 2007.
+    """
+    _check_2d("z", z)
+    z = z.float()
+    s = torch.linalg.svdvals(z - z.mean(dim=0, keepdim=True))
+    p = s / s.sum().clamp_min(eps)
+    return torch.exp(-(p * torch.log(p.clamp_min(eps))).sum())
+
+
+def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
+    """E ||f(x) - f(y)||^alpha over positive pairs (rows of z1, z2 (B, D), L2-normalised here).
+
+    0 when both views map to the same point; at most 2^alpha. Lower is better.
+    """
+    _check_2d("z1", z1)
+    _check_2d("z2", z2)
+    if z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2 must have the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
+    return (z1 - z2).norm(dim=-1).pow(alpha).mean()
+
+
+def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
+    """log E exp(-t ||f(x) - f(y)||^2) over distinct pairs of rows of z (B, D), L2-normalised.
+
+    Lower (more negative) is more uniform; the minimum over the sphere in high D approaches -t*2
+    for very large B. Wang and Isola 2020, eq. (2) with t = 2.
+    """
+    _check_2d("z", z)
+    if z.shape[0] < 2:
+        raise ValueError(f"z needs at least 2 rows, got {z.shape[0]}")
+    z = F.normalize(z.float(), dim=-1)
+    sq_dists = torch.pdist(z, p=2).pow(2)  # (B*(B-1)/2,) distinct pairs
+    return torch.logsumexp(-t * sq_dists, dim=0) - torch.log(torch.tensor(float(sq_dists.numel())))

@@ -1,0 +1,129 @@
+"""Frozen-feature evaluation: feature extraction, weighted k-NN and a linear probe.
+
+``knn_accuracy`` follows the DINO evaluation (Caron et al. 2021, section 4.1 and the official
+``eval_knn.py``, itself from Wu et al. 2018): L2-normalised features, cosine similarity to every
+training feature, the k nearest neighbours vote for their class with weight exp(sim / T).
+Everything runs on the device of the features. Lecture 07 compares methods with these.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+def _check_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor) -> None:
+    for name, x in (("train_x", train_x), ("test_x", test_x)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            raise ValueError(f"{name} must be a 2-D tensor (n, D), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    for name, y, x in (("train_y", train_y, train_x), ("test_y", test_y, test_x)):
+        if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"{name} must be a 1-D tensor with one label per row of the features "
+                             f"({x.shape[0]}), got {tuple(y.shape) if isinstance(y, torch.Tensor) else y!r}")
+        if y.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"train_x and test_x must have the same width, got {train_x.shape[1]} "
+                         f"and {test_x.shape[1]}")
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, images: Tensor, *, batch_size: int = 512,
+                     transform: Callable[[Tensor], Tensor] | None = None,
+                     device: torch.device | str | None = None) -> Tensor:
+    """Run ``model`` in eval mode over ``images`` (n, C, H, W) in batches; return (n, D) float32.
+
+    ``transform`` maps a uint8 batch to the model's input (e.g. ``course_lib.data.normalize``);
+    features come back on ``device`` (default: the model's device).
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be a 4-D tensor (n, C, H, W), got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start:start + batch_size].to(device)
+        if transform is not None:
+            x = transform(x)
+        chunks.append(model(x).float())
+    model.train(was_training)
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def knn_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
+                 k: int = 20, temperature: float = 0.07, *, chunk_size: int = 1024) -> float:
+    """Top-1 accuracy of the weighted cosine k-NN classifier used to evaluate DINO.
+
+    score_c(x) = sum_{i in top-k(x)} exp(cos(x, x_i) / T) * [y_i = c];   prediction = argmax_c
+
+    Shapes: train_x (n, D), train_y (n,), test_x (m, D), test_y (m,). Defaults k = 20, T = 0.07
+    are the DINO paper's (section 4.1).
+    """
+    _check_features(train_x, train_y, test_x, test_y)
+    if not isinstance(k, int) or not 1 <= k <= train_x.shape[0]:
+        raise ValueError(f"k must be an int in [1, n_train={train_x.shape[0]}], got {k!r}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    train_y = train_y.to(train_x.device)
+    test_y = test_y.to(train_x.device)
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    train_n = F.normalize(train_x.float(), dim=1)
+    correct = 0
+    for start in range(0, test_x.shape[0], chunk_size):
+        q = F.normalize(test_x[start:start + chunk_size].float().to(train_x.device), dim=1)
+        sim, idx = (q @ train_n.T).topk(k, dim=1)                      # (m, k)
+        weights = (sim / temperature).exp()                           # (m, k)
+        votes = torch.zeros(q.shape[0], n_classes, device=q.device)
+        votes.scatter_add_(1, train_y[idx], weights)                  # (m, n_classes)
+        correct += (votes.argmax(1) == test_y[start:start + chunk_size]).sum().item()
+    return correct / test_x.shape[0]
+
+
+def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
+                 epochs: int = 100, lr: float = 0.1, weight_decay: float = 1e-4,
+                 batch_size: int = 1024, seed: int = 0) -> float:
+    """Train a linear classifier on frozen features; return its top-1 test accuracy.
+
+    Features are standardised with the training mean/std (a BatchNorm without affine, as the MAE
+    linear probe does, He et al. 2022, appendix A.2), then a single ``nn.Linear`` is trained with
+    SGD + momentum, cosine-decayed learning rate, on the device of the features. Deterministic
+    for a given ``seed`` on CPU.
+    """
+    _check_features(train_x, train_y, test_x, test_y)
+    if epochs <= 0 or batch_size <= 0 or lr <= 0:
+        raise ValueError(f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}")
+    device = train_x.device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    mean, std = train_x.float().mean(0), train_x.float().std(0).clamp_min(1e-6)
+    xtr = (train_x.float() - mean) / std
+    xte = (test_x.float().to(device) - mean) / std
+    ytr, yte = train_y.to(device), test_y.to(device)
+    n_classes = int(max(ytr.max(), yte.max())) + 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = nn.Linear(xtr.shape[1], n_classes).to(device)
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    n = xtr.shape[0]
+    steps_per_epoch = (n + batch_size - 1) // batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen).to(device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            loss = F.cross_entropy(head(xtr[idx]), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    with torch.no_grad():
+        return (head(xte).argmax(1) == yte).float().mean().item()

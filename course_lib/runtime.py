@@ -1,0 +1,91 @@
+"""Device, seed, Colab detection and the CPU/GPU scale setting every notebook reads.
+
+A notebook's settings cell calls ``settings = course_settings()`` once; everything that
+depends on the machine (device, scale, AMP) comes from that object, so a student can
+override one field and rerun the notebook top to bottom.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import ContextManager, Literal
+
+import numpy as np
+import torch
+
+Scale = Literal["cpu", "gpu"]
+SCALE_ENV = "COURSE_SCALE"  # "cpu" or "gpu"; overrides the automatic choice
+DEVICE_ENV = "COURSE_DEVICE"  # e.g. "cpu", "cuda", "cuda:1"
+
+
+def in_colab() -> bool:
+    """True inside Google Colab (its kernel imports ``google.colab``)."""
+    return "google.colab" in sys.modules
+
+
+def default_device() -> torch.device:
+    """``$COURSE_DEVICE`` if set, else CUDA when available, else CPU."""
+    name = os.environ.get(DEVICE_ENV)
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_scale(device: torch.device | None = None) -> Scale:
+    """``$COURSE_SCALE`` if set, else "gpu" on a CUDA device and "cpu" otherwise."""
+    value = os.environ.get(SCALE_ENV)
+    if value is not None:
+        if value not in ("cpu", "gpu"):
+            raise ValueError(f"${SCALE_ENV} must be 'cpu' or 'gpu', got {value!r}")
+        return value  # type: ignore[return-value]
+    device = device if device is not None else default_device()
+    return "gpu" if device.type == "cuda" else "cpu"
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded the same way."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> ContextManager:
+    """bfloat16 autocast on CUDA, a no-op elsewhere (CPU results stay exact and deterministic)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@dataclass
+class Settings:
+    """What a notebook's settings cell fixes: scale, device, seed."""
+
+    scale: Scale
+    device: torch.device
+    seed: int = 0
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.scale == "gpu"
+
+    def pick(self, cpu, gpu):
+        """Return ``cpu`` or ``gpu`` by scale: ``n_steps = settings.pick(cpu=300, gpu=5000)``."""
+        return gpu if self.is_gpu else cpu
+
+
+def course_settings(scale: Scale | None = None, device: str | torch.device | None = None,
+                    seed: int = 0) -> Settings:
+    """The settings a notebook runs with; arguments override the environment and the defaults."""
+    dev = torch.device(device) if device is not None else default_device()
+    if scale is None:
+        scale = default_scale(dev)
+    if scale not in ("cpu", "gpu"):
+        raise ValueError(f"scale must be 'cpu' or 'gpu', got {scale!r}")
+    seed_everything(seed)
+    return Settings(scale=scale, device=dev, seed=seed)
