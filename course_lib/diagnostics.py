@@ -82,8 +82,9 @@ def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
 def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
     """log E exp(-t ||f(x) - f(y)||^2) over distinct pairs of rows of z (B, D), L2-normalised.
 
-    Lower (more negative) is more uniform; the minimum over the sphere in high D approaches -t*2
-    for very large B. Wang and Isola 2020, eq. (2) with t = 2.
+    Lower (more negative) is more uniform: 0 when all points coincide, about -2t when pairs are on
+    average orthogonal (large B, high D), never below -4t (squared distances are at most 4).
+    Wang and Isola 2020, eq. (2) with t = 2.
     """
     _check_2d("z", z)
     if z.shape[0] < 2:

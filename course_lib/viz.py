@@ -1,0 +1,126 @@
+"""Plots the units share: training curves, image grids, attention overlays, masked and
+reconstructed grids. Each function draws on a matplotlib ``Axes`` (or makes a figure) and
+returns it, so a notebook cell stays one line and the student can restyle the result.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+Tensor = torch.Tensor
+
+
+def _to_hwc(image: Tensor) -> np.ndarray:
+    """(C, H, W) uint8 or float in [0, 1] -> (H, W, C) float array for imshow."""
+    if image.dim() != 3:
+        raise ValueError(f"image must be (C, H, W), got {tuple(image.shape)}")
+    x = image.detach().cpu()
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float().clamp(0, 1)
+    return x.permute(1, 2, 0).numpy()
+
+
+def plot_curves(curves: Mapping[str, Sequence[float]], *, steps: Sequence[int] | None = None,
+                ax=None, xlabel: str = "step", ylabel: str = "", title: str = "",
+                hlines: Mapping[str, float] | None = None, logy: bool = False):
+    """One line per entry of ``curves``; ``hlines`` marks reference values (e.g. log K)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for label, values in curves.items():
+        xs = steps if steps is not None else range(len(values))
+        ax.plot(list(xs)[: len(values)], values, label=label)
+    for label, y in (hlines or {}).items():
+        ax.axhline(y, color="gray", ls="--", lw=1)
+        ax.annotate(label, (0.01, y), xycoords=("axes fraction", "data"), va="bottom",
+                    fontsize=8, color="gray")
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if curves:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def image_grid(images: Tensor, *, labels: Sequence[str] | None = None, ncols: int = 8,
+               size: float = 1.2, title: str = ""):
+    """Show images (B, C, H, W) (uint8 or float in [0, 1]) in a grid; returns the figure."""
+    if images.dim() != 4:
+        raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
+    n = images.shape[0]
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(_to_hwc(images[i]), interpolation="nearest")
+            if labels is not None:
+                ax.set_title(labels[i], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def attention_overlay(images: Tensor, attention: Tensor, *, masks: Tensor | None = None,
+                      size: float = 1.4, heads: Sequence[int] | None = None):
+    """Image, then one panel per head of CLS attention (B, h, gh, gw) upsampled over it.
+
+    With ``masks`` (B, H, W) the ground-truth contour is drawn on the image panel.
+    """
+    if attention.dim() != 4 or attention.shape[0] != images.shape[0]:
+        raise ValueError(f"attention must be (B, h, gh, gw) with B = {images.shape[0]}, "
+                         f"got {tuple(attention.shape)}")
+    heads = list(heads) if heads is not None else list(range(attention.shape[1]))
+    b, (H, W) = images.shape[0], images.shape[-2:]
+    att = torch.nn.functional.interpolate(attention[:, heads].float(), size=(H, W), mode="nearest")
+    fig, axes = plt.subplots(b, 1 + len(heads), figsize=((1 + len(heads)) * size, b * size),
+                             squeeze=False)
+    for i in range(b):
+        axes[i, 0].imshow(_to_hwc(images[i]), interpolation="nearest")
+        if masks is not None:
+            axes[i, 0].contour(masks[i].cpu().numpy(), levels=[0.5], colors="w", linewidths=0.8)
+        for j, head in enumerate(heads):
+            axes[i, j + 1].imshow(att[i, j].cpu().numpy(), cmap="inferno")
+            if i == 0:
+                axes[i, j + 1].set_title(f"head {head}", fontsize=8)
+        for ax in axes[i]:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def masked_reconstruction_grid(images: Tensor, masked: Tensor, reconstructed: Tensor, *,
+                               size: float = 1.4):
+    """Rows: original, masked input, reconstruction; one column per image (B, C, H, W) each."""
+    if not images.shape == masked.shape == reconstructed.shape:
+        raise ValueError("images, masked and reconstructed must have the same shape, got "
+                         f"{tuple(images.shape)}, {tuple(masked.shape)}, {tuple(reconstructed.shape)}")
+    b = images.shape[0]
+    fig, axes = plt.subplots(3, b, figsize=(b * size, 3 * size), squeeze=False)
+    for row, (name, batch) in enumerate((("original", images), ("masked", masked),
+                                         ("reconstruction", reconstructed))):
+        for i in range(b):
+            axes[row, i].imshow(_to_hwc(batch[i]), interpolation="nearest")
+            axes[row, i].axis("off")
+        axes[row, 0].set_title(name, fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def bar_table(values: Mapping[str, float], *, ax=None, ylabel: str = "", title: str = "",
+              reference: float | None = None, fmt: str = "{:.2f}"):
+    """Bar chart with the value printed on each bar; ``reference`` draws e.g. chance level."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1 + 0.9 * len(values), 3))
+    names, ys = list(values), [float(v) for v in values.values()]
+    bars = ax.bar(names, ys, color="tab:blue")
+    for bar, y in zip(bars, ys):
+        ax.annotate(fmt.format(y), (bar.get_x() + bar.get_width() / 2, y), ha="center",
+                    va="bottom", fontsize=8)
+    if reference is not None:
+        ax.axhline(reference, color="gray", ls="--", lw=1)
+    ax.set(ylabel=ylabel, title=title)
+    return ax

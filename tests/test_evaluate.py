@@ -1,0 +1,73 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib.evaluate import extract_features, knn_accuracy, linear_probe
+
+
+def knn_loop(train_x, train_y, test_x, k, T):
+    """Slow oracle: one test point at a time, explicit vote dictionary."""
+    preds = []
+    tr = F.normalize(train_x, dim=1)
+    for x in F.normalize(test_x, dim=1):
+        sims = [(float(x @ t), int(y)) for t, y in zip(tr, train_y)]
+        sims.sort(key=lambda s: -s[0])
+        votes = {}
+        for s, y in sims[:k]:
+            votes[y] = votes.get(y, 0.0) + math.exp(s / T)
+        preds.append(max(votes, key=votes.get))
+    return preds
+
+
+def test_knn_matches_slow_loop():
+    g = torch.Generator().manual_seed(0)
+    train_x, test_x = torch.randn(60, 5, generator=g), torch.randn(25, 5, generator=g)
+    train_y, test_y = torch.randint(0, 4, (60,), generator=g), torch.randint(0, 4, (25,), generator=g)
+    preds = torch.tensor(knn_loop(train_x, train_y, test_x, k=7, T=0.07))
+    expected = (preds == test_y).float().mean().item()
+    assert knn_accuracy(train_x, train_y, test_x, test_y, k=7, chunk_size=4) == pytest.approx(expected)
+
+
+def test_knn_separable_clusters_perfect_and_scale_invariant():
+    g = torch.Generator().manual_seed(1)
+    centers = torch.eye(3) * 10
+    y = torch.arange(90) % 3
+    x = centers[y] + torch.randn(90, 3, generator=g)
+    acc = knn_accuracy(x[:60], y[:60], x[60:] * 7.0, y[60:], k=5)
+    assert acc == 1.0
+
+
+def test_linear_probe_learns_linear_rule_and_is_deterministic():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(600, 10, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    a = linear_probe(x[:400], y[:400], x[400:], y[400:], epochs=30, seed=3)
+    b = linear_probe(x[:400], y[:400], x[400:], y[400:], epochs=30, seed=3)
+    assert a == b and a > 0.95
+
+
+def test_extract_features_batches_and_restores_mode():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    model.train()
+    images = torch.randn(10, 3, 2, 2)
+    feats = extract_features(model, images, batch_size=3)
+    torch.testing.assert_close(feats, model(images))
+    assert model.training
+
+
+@pytest.mark.parametrize("args,match", [
+    ((torch.randn(5, 3), torch.zeros(4, dtype=torch.long), torch.randn(2, 3), torch.zeros(2, dtype=torch.long)), "train_y"),
+    ((torch.randn(5, 3), torch.zeros(5, dtype=torch.long), torch.randn(2, 4), torch.zeros(2, dtype=torch.long)), "width"),
+    ((torch.randn(5, 3), torch.zeros(5), torch.randn(2, 3), torch.zeros(2, dtype=torch.long)), "integer"),
+])
+def test_bad_inputs(args, match):
+    with pytest.raises(ValueError, match=match):
+        knn_accuracy(*args, k=2)
+
+
+def test_knn_k_out_of_range():
+    x, y = torch.randn(5, 3), torch.zeros(5, dtype=torch.long)
+    with pytest.raises(ValueError, match="k must be"):
+        knn_accuracy(x, y, x, y, k=6)

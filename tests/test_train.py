@@ -1,0 +1,135 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib.train import (History, Method, TrainConfig, load_checkpoint, param_groups,
+                              save_checkpoint, train)
+
+
+class TinyClassifier(Method):
+    """A linear classifier on raw pixels: enough to exercise every part of the loop."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+        self.after_calls = 0
+
+    def training_step(self, images, labels, step):
+        logits = self.net(images.float() / 255)
+        return F.cross_entropy(logits, labels), {"acc": (logits.argmax(1) == labels).float().mean().item()}
+
+    def after_step(self, step):
+        self.after_calls += 1
+
+
+def toy_data(n=64):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    images = torch.randint(0, 100, (n, 3, 4, 4), generator=g, dtype=torch.uint8)
+    images[labels == 1, 0] += 150  # class 1 is redder: learnable
+    return images, labels
+
+
+def run(steps=30, **kw):
+    torch.manual_seed(0)
+    model = TinyClassifier()
+    images, labels = toy_data()
+    cfg = TrainConfig(steps=steps, batch_size=16, lr=0.05, warmup_steps=5, log_every=5, progress=False, **kw)
+    return model, train(model, images, cfg, labels=labels)
+
+
+def test_learns_logs_and_calls_after_step():
+    model, hist = run()
+    assert model.after_calls == 30
+    assert hist.steps == [0, 5, 10, 15, 20, 25, 29]
+    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist.last("acc") == 1.0
+    assert hist["lr"][0] == 0.0 and max(hist["lr"]) <= 0.05
+
+
+def test_deterministic_on_cpu():
+    m1, h1 = run()
+    m2, h2 = run()
+    assert h1.metrics == h2.metrics
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
+    images, labels = toy_data()
+    cfg = TrainConfig(steps=20, batch_size=16, lr=0.05, warmup_steps=5, log_every=1, progress=False)
+    torch.manual_seed(0)
+    full = TinyClassifier()
+    train(full, images, cfg, labels=labels)
+
+    # Same start, interrupted after step 9 (10 optimizer steps), saved, reloaded, resumed.
+    torch.manual_seed(0)
+    short = TinyClassifier()
+    opt = torch.optim.AdamW(param_groups(short, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    hist = History()
+
+    class Stop(Exception):
+        pass
+
+    def stopper(step, _orig=short.after_step):
+        _orig(step)
+        if step == 9:
+            raise Stop
+    short.after_step = stopper
+    with pytest.raises(Stop):
+        train(short, images, cfg, labels=labels, optimizer=opt, history=hist)
+    save_checkpoint(tmp_path / "ck.pt", short, optimizer=opt, step=10, history=hist, config=cfg)
+
+    resumed = TinyClassifier()
+    opt2 = torch.optim.AdamW(param_groups(resumed, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    step, hist2 = load_checkpoint(tmp_path / "ck.pt", resumed, optimizer=opt2)
+    assert step == 10 and hist2.steps == list(range(9))  # step 9 raised before logging
+    train(resumed, images, cfg, labels=labels, optimizer=opt2, history=hist2, start_step=step)
+    for p, q in zip(full.parameters(), resumed.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_weight_decay_groups_skip_biases():
+    groups = param_groups(TinyClassifier(), 0.1)
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    assert [p.ndim for p in groups[0]["params"]] == [2] and [p.ndim for p in groups[1]["params"]] == [1]
+
+
+def test_gradient_clipping_applied():
+    class Huge(TinyClassifier):
+        def training_step(self, images, labels, step):
+            return 1e6 * self.net(images.float()).pow(2).mean(), {}
+    model = Huge()
+    images, labels = toy_data()
+    cfg = TrainConfig(steps=1, batch_size=8, lr=1e-3, warmup_steps=0, grad_clip=1.0, progress=False)
+    train(model, images, cfg, labels=labels)
+    total = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+    assert total.item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_nan_loss_raises_with_step():
+    class Bad(TinyClassifier):
+        def training_step(self, images, labels, step):
+            return torch.tensor(float("nan"), requires_grad=True), {}
+    images, labels = toy_data()
+    with pytest.raises(FloatingPointError, match="step 0"):
+        train(Bad(), images, TrainConfig(steps=2, batch_size=8, warmup_steps=0, progress=False))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(steps=0), "steps"), (dict(batch_size=0), "batch_size"),
+    (dict(steps=5, warmup_steps=9), "warmup_steps"), (dict(lr=-1.0), "lr")])
+def test_config_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_train_input_errors():
+    images, labels = toy_data()
+    with pytest.raises(ValueError, match="uint8"):
+        train(TinyClassifier(), images.float(), TrainConfig(progress=False))
+    with pytest.raises(ValueError, match="subclass"):
+        train(nn.Linear(2, 2), images, TrainConfig(progress=False))
+    with pytest.raises(ValueError, match="batch_size"):
+        train(TinyClassifier(), images, TrainConfig(batch_size=1000, progress=False))
