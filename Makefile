@@ -24,8 +24,11 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	@touch $(STAMP)
 	@echo "bootstrap: .venv ready"
 
+# Jupyter refuses to run as root (containers, CI) without --allow-root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: bootstrap
-	$(VENV)/bin/jupyter lab --notebook-dir=. $(ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(ROOT_FLAG) $(ARGS)
 
 test: bootstrap
 	$(PY) -m autograder check

@@ -127,3 +127,28 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
             sched.step()
     with torch.no_grad():
         return (head(xte).argmax(1) == yte).float().mean().item()
+
+
+def evaluate_backbone(backbone: nn.Module, train_images: Tensor, train_labels: Tensor,
+                      test_images: Tensor, test_labels: Tensor, *,
+                      transform: Callable[[Tensor], Tensor] | None = None, k: int = 20,
+                      probe: bool = True, device: torch.device | str | None = None) -> dict[str, float]:
+    """Frozen-feature report of a backbone on uint8 images: k-NN and linear-probe accuracy, plus
+    the representation diagnostics (uniformity, effective rank, mean per-dimension std).
+
+    ``transform`` maps a uint8 batch to the backbone input; default: the shapes dataset's
+    ``course_lib.data.normalize``.
+    """
+    from .data import normalize
+    from .diagnostics import effective_rank, feature_std, uniformity
+    transform = transform if transform is not None else normalize
+    train_x = extract_features(backbone, train_images, transform=transform, device=device)
+    test_x = extract_features(backbone, test_images, transform=transform, device=device)
+    train_y, test_y = train_labels.to(train_x.device), test_labels.to(train_x.device)
+    report = {"knn_accuracy": knn_accuracy(train_x, train_y, test_x, test_y, k=k),
+              "uniformity": uniformity(test_x[:1000]).item(),
+              "effective_rank": effective_rank(test_x).item(),
+              "feature_std": feature_std(test_x).mean().item()}
+    if probe:
+        report["linear_probe"] = linear_probe(train_x, train_y, test_x, test_y)
+    return report
