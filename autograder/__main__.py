@@ -1,0 +1,82 @@
+"""Command line of the instructor pipeline: ``python -m autograder --help``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder",
+        description="Release nbgrader assignments from solutions/ to exercises/, check the "
+                    "release, grade student submissions (see autograder/README.md).")
+    root_help = "repository root holding solutions/ and exercises/ (default: .)"
+    parser.add_argument("--root", type=Path, default=Path("."), help=root_help)
+    # --root is also accepted after the command (`check --root /tmp/copy`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", type=Path, default=argparse.SUPPRESS, help=root_help)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    release = commands.add_parser(
+        "release", parents=[common],
+        help="regenerate exercises/ from solutions/ with nbgrader generate_assignment")
+    release.add_argument("assignments", nargs="*", metavar="ASSIGNMENT",
+                         help="assignment folder name(s) under solutions/ (default: all)")
+
+    commands.add_parser(
+        "check", parents=[common],
+        help="fail if exercises/ differs from what release writes, leaks a solution or hidden "
+             "test, or lacks the Colab badge / set-up cell")
+
+    grade = commands.add_parser(
+        "grade", parents=[common],
+        help="autograde SUBMISSIONS/<student_id>/*.ipynb; write grades.csv, cells.csv and "
+             "feedback HTML under --out")
+    grade.add_argument("assignment", metavar="ASSIGNMENT")
+    grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
+                       help="folder with one sub-folder per student holding the .ipynb")
+    grade.add_argument("--out", type=Path, required=True, help="output folder")
+    grade.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                       help="submissions graded in parallel (default: min(4, CPUs))")
+    grade.add_argument("--timeout", type=float, default=900,
+                       help="wall-clock limit in s for grading one submission, all cells "
+                            "together (default: 900); past it nbgrader is killed")
+    grade.add_argument("--cell-timeout", type=int, default=None,
+                       help="limit in s for one cell; a cell past it is interrupted and the "
+                            "rest still runs (default: Execute.timeout in nbgrader_config.py)")
+    grade.add_argument("--keep-work", action="store_true",
+                       help="keep each submission's nbgrader course directory under OUT/work")
+
+    samples = commands.add_parser(
+        "samples", parents=[common],
+        help="write fixture submissions (solution, release, hostile variants) built from the "
+             "current notebooks")
+    samples.add_argument("assignment", metavar="ASSIGNMENT")
+    samples.add_argument("out", type=Path, metavar="OUT")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    root = args.root.resolve()
+    if args.command == "release":
+        from .release import release
+        return release(root, args.assignments or None)
+    if args.command == "check":
+        from .release import check
+        return check(root)
+    if args.command == "grade":
+        from .grade import grade
+        return grade(root, args.assignment, args.submissions.resolve(), args.out.resolve(),
+                     workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
+                     keep_work=args.keep_work)
+    if args.command == "samples":
+        from .samples import write_samples
+        return write_samples(root, args.assignment, args.out.resolve())
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

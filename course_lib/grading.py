@@ -1,0 +1,193 @@
+"""Helpers for the test cells of the graded notebooks (``solutions/``).
+
+Every failed check raises ``AssertionError`` with the same four-part message, so a student reads
+what was checked, what was EXPECTED, what came back (GOT) and a HINT naming the likely mistake::
+
+    check_close("info_nce(z, z, 0.5)", got, math.log(3), hint="...",
+                mistakes={"self-similarity left in the denominator": math.log(4)})
+
+``mistakes`` maps a hint to the value that mistake produces: when the answer matches one of them,
+that hint is shown instead of the generic one. ``forbid_reference`` makes the hidden tests fail a
+submission that calls the ``course_lib`` reference instead of its own code.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from types import FunctionType, TracebackType
+from typing import Any, Callable, Mapping
+
+import torch
+
+# Every reference implementation a unit-1 answer could call instead of its own code.
+UNIT1_REFERENCES = (
+    "course_lib.simclr.similarity_matrix", "course_lib.simclr.info_nce",
+    "course_lib.moco.moco_loss", "course_lib.moco.MoCoQueue.enqueue", "course_lib.ema.ema_update",
+    "course_lib.diagnostics.alignment", "course_lib.diagnostics.uniformity",
+)
+_forbidden_calls: list[str] = []   # names of references called inside a forbid_reference block
+
+
+def _show(x: Any) -> str:
+    text = repr(x.detach().cpu()) if isinstance(x, torch.Tensor) else repr(x)
+    return text if len(text) <= 400 else text[:400] + " ..."
+
+
+def fail(name: str, expected: Any, got: Any, hint: str) -> None:
+    """Raise the course's AssertionError: what was checked, EXPECTED, GOT, HINT."""
+    raise AssertionError(f"{name}\n  EXPECTED: {_show(expected)}\n  GOT:      {_show(got)}\n"
+                         f"  HINT:     {hint}")
+
+
+def _as_tensor(x: Any) -> torch.Tensor | None:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double()
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return torch.tensor(float(x), dtype=torch.float64)
+    return None
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
+    return a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=rtol)
+
+
+def check_close(name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol: float = 1e-4,
+                hint: str, mistakes: Mapping[str, Any] | None = None) -> None:
+    """Fail unless ``got`` (tensor or number) equals ``expected`` within tolerance, same shape.
+
+    ``mistakes`` maps a hint to the value a known mistake gives; a match selects that hint.
+    Infinities must match exactly (``-inf`` masks).
+    """
+    got_t, exp_t = _as_tensor(got), _as_tensor(expected)
+    assert exp_t is not None, f"check_close: expected must be a tensor or number, not {type(expected)}"
+    if got_t is None:
+        fail(f"{name}: wrong type", f"a tensor or a number like {_show(expected)}",
+             type(got).__name__, "return a torch tensor (did you forget the return statement?)")
+    if got_t.shape != exp_t.shape:
+        fail(f"{name}: wrong shape", tuple(exp_t.shape), tuple(got_t.shape), hint)
+    if _close(got_t, exp_t, atol, rtol):
+        return
+    for mistake_hint, wrong in (mistakes or {}).items():
+        wrong_t = _as_tensor(wrong)
+        if wrong_t is not None and _close(got_t, wrong_t, atol, rtol):
+            label = mistake_hint.split(":")[0]   # hints read "short label: explanation"
+            fail(f"{name}: wrong values, matching a known mistake: {label}", expected, got,
+                 mistake_hint)
+    gaps = torch.where(got_t == exp_t, 0.0, (got_t - exp_t).abs())   # equal infinities: gap 0
+    diff = gaps.nan_to_num(nan=float("inf")).max().item()
+    fail(f"{name}: wrong values (largest difference {diff:.3g})", expected, got, hint)
+
+
+def check_shape(name: str, got: Any, expected_shape: tuple[int, ...], hint: str) -> None:
+    """Fail unless ``got`` is a tensor of shape ``expected_shape``."""
+    shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+    if shape != tuple(expected_shape):
+        fail(f"{name}: wrong shape", tuple(expected_shape), shape, hint)
+
+
+def check_true(condition: bool, name: str, *, expected: Any = "", got: Any = "",
+               hint: str) -> None:
+    """Fail with the course's message unless ``condition`` holds."""
+    if not condition:
+        fail(name, expected, got, hint)
+
+
+def run_answer(name: str, fn: Callable[..., Any], *args: Any, hint: str, **kwargs: Any) -> Any:
+    """Call an answer; an unexpected error becomes the course's AssertionError with ``hint``."""
+    try:
+        return fn(*args, **kwargs)
+    except (AssertionError, NotImplementedError):
+        raise
+    except Exception as error:  # noqa: BLE001 - any crash of the answer is reported the same way
+        fail(f"{name} raised an error", "no error", f"{type(error).__name__}: {error}", hint)
+
+
+def _resolve(dotted: str) -> tuple[Any, str, Any]:
+    """'pkg.mod.Class.attr' -> (owner object, attribute name, current value)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            owner: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:-1]:
+            owner = getattr(owner, attr)
+        return owner, parts[-1], getattr(owner, parts[-1])
+    raise ValueError(f"forbid_reference: cannot import a module from {dotted!r}")
+
+
+def _stub_code(dotted: str) -> Any:
+    """Code object with no free variables that records the call and raises (for __code__ swaps)."""
+    message = (f"your answer calls the course_lib reference implementation instead of your own "
+               f"code ({dotted})\n  EXPECTED: your own computation\n  GOT:      a call of "
+               f"{dotted}\n  HINT:     write it yourself with torch operations; the reference "
+               "is there to read after the deadline, not to call in a graded answer")
+    source = (f"def stub(*args, **kwargs):\n    import course_lib.grading as g\n"
+              f"    g._forbidden_calls.append({dotted!r})\n    raise AssertionError({message!r})\n")
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    return namespace["stub"].__code__
+
+
+class forbid_reference:  # noqa: N801 - used as a context manager, reads like a function
+    """``with forbid_reference("course_lib.simclr.info_nce", ...):`` calls inside fail.
+
+    Every function object named (and what it wraps, e.g. under ``@torch.no_grad()``) has its
+    ``__code__`` swapped for a stub, so aliases made earlier (``from course_lib.simclr import
+    info_nce as f``) fail too; names in ``course_lib`` modules, ``__main__`` and the caller's
+    globals that are the reference are also replaced. A call the answer swallowed with
+    ``try/except`` still fails the block. Everything is restored on exit, even on error.
+    """
+
+    def __init__(self, *dotted_names: str) -> None:
+        self.dotted_names = dotted_names
+        self.caller_globals: dict[str, Any] = sys._getframe(1).f_globals
+        self._undo: list[tuple[Any, str, Any]] = []   # (object, attribute, original value)
+
+    def __enter__(self) -> "forbid_reference":
+        self._n_calls = len(_forbidden_calls)
+        try:
+            for dotted in self.dotted_names:
+                owner, attr, original = _resolve(dotted)
+                code = _stub_code(dotted)
+                fn: Any = original
+                while isinstance(fn, FunctionType):
+                    if not fn.__code__.co_freevars:
+                        self._undo.append((fn, "__code__", fn.__code__))
+                        fn.__code__ = code
+                    fn = getattr(fn, "__wrapped__", None)
+                stub = FunctionType(code, {}, dotted.rsplit(".", 1)[-1])
+                namespaces = [vars(m) for name, m in list(sys.modules.items())
+                              if name.split(".")[0] == "course_lib" and m is not None]
+                namespaces += [vars(sys.modules["__main__"]), self.caller_globals]
+                if isinstance(owner, type):   # a method: patch the class attribute
+                    self._undo.append((owner, attr, owner.__dict__[attr]))
+                    setattr(owner, attr, stub)
+                for ns in namespaces:
+                    for key, value in list(ns.items()):
+                        if value is original:
+                            self._undo.append((ns, key, value))
+                            ns[key] = stub
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def _restore(self) -> None:
+        for target, key, value in reversed(self._undo):
+            if isinstance(target, dict):
+                target[key] = value
+            else:
+                setattr(target, key, value)
+        self._undo.clear()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._restore()
+        calls = _forbidden_calls[self._n_calls:]
+        del _forbidden_calls[self._n_calls:]
+        if calls and (exc is None or "course_lib reference" not in str(exc)):
+            # The answer swallowed the stub's error (try/except) and then failed, or not at all:
+            # the reference call is still the cause to report.
+            raise AssertionError(f"your answer calls the course_lib reference implementation "
+                                 f"instead of your own code ({calls[0]}), and hid the error") from exc

@@ -1,0 +1,297 @@
+"""The instructor pipeline (autograder/) end to end: release, check, samples, grade.
+
+The fixture submissions are written by ``python -m autograder samples`` from the live notebooks of
+each assignment in solutions/ (the toy assignment in tests/fixtures/ only when there is none) and
+graded in ONE batch with ``--workers 2`` (module-scoped fixture); the tests assert on its
+grades.csv, cells.csv, feedback pages and printed timings. A second small batch checks that
+grading is repeatable, a third that the whole-submission timeout kills and reports.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from autograder import COURSE_REPO
+from autograder.grade import match_notebooks, normalise_name, restore_grade_cells
+from autograder.notebooks import (colab_url, find_assignments, grade_id, read_notebook,
+                                  rewrite_for_release, student_notebook_problems, write_notebook)
+from autograder.release import secret_lines
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "tests" / "fixtures" / "toy_assignment"
+ASSIGNMENTS = find_assignments(REPO) or ["toy_assignment"]
+# Per-cell limit for the test batches: the assignments' cells take seconds; the looping fixture
+# costs this much. Generous for a loaded 2-core CI machine.
+CELL_TIMEOUT = "20"
+# Runs nbgrader: seconds to minutes. Still part of `make test`; `make test-fast` skips it.
+SLOW = pytest.mark.slow
+HOSTILE = ["infinite_loop", "raises", "syntax_error", "calls_reference", "deleted_tests",
+           "edited_tests", "metadata_stripped", "renamed", "noisy"]
+
+
+def autograder(*args: str, root: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep
+               + os.environ.get("PATH", ""))
+    return subprocess.run([sys.executable, "-m", "autograder", "--root", str(root), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def course_root(assignment: str, tmp: Path) -> Path:
+    """The repository, or a scratch root holding the toy assignment as solutions/<name>."""
+    if assignment != "toy_assignment":
+        return REPO
+    shutil.copytree(TOY, tmp / "solutions" / assignment)
+    return tmp
+
+
+@pytest.fixture(scope="module", params=ASSIGNMENTS)
+def batch(request, tmp_path_factory):
+    """Samples of one assignment, graded once; everything the tests look at."""
+    assignment = request.param
+    tmp = tmp_path_factory.mktemp(f"grade-{assignment}")
+    root = course_root(assignment, tmp)
+    made = autograder("samples", assignment, str(tmp / "submissions"), root=root)
+    assert made.returncode == 0, made.stdout + made.stderr
+    graded = autograder("grade", assignment, str(tmp / "submissions"), "--out", str(tmp / "out"),
+                        "--workers", "2", "--cell-timeout", CELL_TIMEOUT, "--timeout", "300",
+                        root=root)
+    print(graded.stdout)
+    expected = json.loads((tmp / "submissions" / "expected.json").read_text())["fixtures"]
+    cells: dict[str, dict[str, dict]] = {}
+    for row in read_csv(tmp / "out" / "cells.csv"):
+        cells.setdefault(row["student_id"], {})[row["grade_id"]] = row
+    return {"assignment": assignment, "root": root, "tmp": tmp, "run": graded,
+            "expected": expected, "cells": cells,
+            "rows": {r["student_id"]: r for r in read_csv(tmp / "out" / "grades.csv")},
+            "notebooks": sorted(p.stem for p in (root / "solutions" / assignment).glob("*.ipynb"))}
+
+
+def auto_cells(batch, student: str) -> dict[str, float]:
+    return {gid: float(row["score"]) for gid, row in batch["cells"][student].items()
+            if row["kind"] == "auto"}
+
+
+# --- the batch ------------------------------------------------------------------------------------
+
+@SLOW
+def test_grade_exits_zero_with_a_row_and_feedback_per_student(batch):
+    assert batch["run"].returncode == 0, batch["run"].stdout + batch["run"].stderr
+    students = sorted(p.name for p in (batch["tmp"] / "submissions").iterdir() if p.is_dir())
+    assert sorted(batch["rows"]) == students
+    for student in students:
+        for notebook in batch["notebooks"]:
+            page = batch["tmp"] / "out" / "feedback" / student / f"{notebook}.html"
+            assert page.is_file() and page.stat().st_size > 200, page
+    assert re.search(r"total \d+\.\d s", batch["run"].stdout)
+
+
+@SLOW
+def test_solution_scores_full_autograded_marks(batch):
+    row = batch["rows"]["solution"]
+    assert row["status"] == "ok", row
+    assert float(row["score"]) == float(row["max_score"]) > 0, row
+    for gid, cell in batch["cells"]["solution"].items():
+        if cell["kind"] == "auto":
+            assert cell["score"] == cell["max_score"], gid
+    assert float(row["manual_max_score"]) > 0   # written answers are reported apart
+
+
+@SLOW
+def test_solution_is_graded_within_a_minute(batch):
+    line = next(l for l in batch["run"].stdout.splitlines() if l.startswith("solution "))
+    seconds = float(re.search(r"([\d.]+) s ", line).group(1))
+    assert seconds < 60, line
+
+
+@SLOW
+def test_unmodified_release_scores_zero_on_code_exercises(batch):
+    row = batch["rows"]["release_unmodified"]
+    assert row["status"] == "ok", row
+    zero = batch["expected"]["release_unmodified"]["zero"]
+    assert zero, "the assignment has no test cell after a code answer"
+    scores = auto_cells(batch, "release_unmodified")
+    assert {gid: scores[gid] for gid in zero} == {gid: 0.0 for gid in zero}
+
+
+@SLOW
+@pytest.mark.parametrize("fixture", HOSTILE)
+def test_hostile_submission_loses_only_what_it_should(batch, fixture):
+    if fixture not in batch["expected"]:
+        pytest.skip(f"{batch['assignment']} has no target for {fixture}")
+    expected, row = batch["expected"][fixture], batch["rows"][fixture]
+    assert row["status"] == expected["status"], row
+    solution, got = auto_cells(batch, "solution"), auto_cells(batch, fixture)
+    want = {gid: 0.0 if gid in expected["zero"] else score for gid, score in solution.items()}
+    assert got == want, row["detail"]
+
+
+@SLOW
+def test_details_explain_what_happened(batch):
+    rows = batch["rows"]
+    assert "cell timeout" in rows["infinite_loop"]["detail"]
+    assert "restored deleted cells" in rows["deleted_tests"]["detail"]
+    assert "restored edited test cells" in rows["edited_tests"]["detail"]
+    assert "Copy of" in rows["renamed"]["detail"] and "Copy of" in rows["renamed"]["submitted"]
+
+
+@SLOW
+def test_broken_and_missing_submissions_still_get_a_row(batch):
+    corrupt, missing = batch["rows"]["corrupt"], batch["rows"]["missing"]
+    assert (corrupt["status"], corrupt["score"]) == ("error", "0"), corrupt
+    assert "JSON" in corrupt["detail"]
+    assert (missing["status"], missing["score"]) == ("missing", "0"), missing
+    page = batch["tmp"] / "out" / "feedback" / "corrupt" / f"{batch['notebooks'][0]}.html"
+    assert "could not run your notebook" in page.read_text()
+
+
+@SLOW
+def test_grading_twice_gives_identical_rows(batch):
+    again = batch["tmp"] / "again"
+    for student in ("solution", "corrupt", "missing"):
+        shutil.copytree(batch["tmp"] / "submissions" / student, again / student)
+    run = autograder("grade", batch["assignment"], str(again), "--out",
+                     str(batch["tmp"] / "out-again"), "--workers", "2", "--cell-timeout",
+                     CELL_TIMEOUT, root=batch["root"])
+    assert run.returncode == 0, run.stdout + run.stderr
+    first = (batch["tmp"] / "out" / "grades.csv").read_text().splitlines()
+    second = (batch["tmp"] / "out-again" / "grades.csv").read_text().splitlines()
+    assert second == [first[0]] + [line for line in first[1:]
+                                    if line.split(",")[0] in {"solution", "corrupt", "missing"}]
+
+
+@SLOW
+def test_whole_submission_timeout_kills_and_reports(batch):
+    slow = batch["tmp"] / "slow"
+    shutil.copytree(batch["tmp"] / "submissions" / "infinite_loop", slow / "infinite_loop")
+    out = batch["tmp"] / "out-slow"
+    run = autograder("grade", batch["assignment"], str(slow), "--out", str(out),
+                     "--timeout", "10", "--cell-timeout", "600", root=batch["root"])
+    assert run.returncode == 0, run.stdout + run.stderr
+    [row] = read_csv(out / "grades.csv")
+    assert (row["status"], row["score"]) == ("timeout", "0"), row
+    page = out / "feedback" / "infinite_loop" / f"{batch['notebooks'][0]}.html"
+    assert "took longer than the time allowed" in page.read_text()
+    kernels = [p for p in psutil.process_iter(["cmdline"])
+               if any("autograde-" in part for part in (p.info["cmdline"] or []))]
+    assert not kernels, "a kernel outlived its submission's timeout"
+
+
+# --- release and check ----------------------------------------------------------------------------
+
+@SLOW
+def test_check_passes_on_the_committed_tree():
+    run = autograder("check", root=REPO, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@SLOW
+@pytest.mark.parametrize("assignment", ASSIGNMENTS[:1])
+def test_release_passes_check_and_tampering_fails_it(assignment, tmp_path):
+    root = tmp_path / "repo"
+    if assignment == "toy_assignment":
+        course_root(assignment, root)
+    else:
+        shutil.copytree(REPO / "solutions", root / "solutions")
+    assert autograder("release", root=root).returncode == 0
+    clean = autograder("check", root=root)
+    assert clean.returncode == 0, clean.stdout   # regenerated bytes equal: release is deterministic
+    source = sorted((root / "solutions" / assignment).glob("*.ipynb"))[0]
+    released = root / "exercises" / assignment / source.name
+    nb = read_notebook(released)
+    leaked = sorted(secret_lines(read_notebook(source)))[0]
+    answer = next(c for c in nb.cells if c.cell_type == "code" and "YOUR CODE HERE" in c.source)
+    answer.source += "\n" + leaked
+    write_notebook(nb, released)
+    tampered = autograder("check", root=root)
+    assert tampered.returncode == 1
+    assert "differs from what release writes" in tampered.stdout
+    assert "contains a line of the solution or hidden tests" in tampered.stdout
+
+
+# --- pieces, without nbgrader ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["infonce.ipynb", "Copy of infonce.ipynb", "infonce (1).ipynb",
+                                  "Copy of InfoNCE (2).ipynb", "infonce-checkpoint.ipynb"])
+def test_renamed_downloads_normalise_to_the_notebook_name(name):
+    assert normalise_name(name) == "infonce"
+
+
+def test_single_notebook_assignment_takes_the_only_notebook(tmp_path):
+    (tmp_path / "anything at all.ipynb").write_text("{}")
+    (tmp_path / "__MACOSX").mkdir()
+    (tmp_path / "__MACOSX" / "._infonce.ipynb").write_text("junk")
+    matched, notes = match_notebooks(tmp_path, ["infonce"])
+    assert matched == {"infonce": tmp_path / "anything at all.ipynb"}
+    assert notes and "anything at all.ipynb" in notes[0]
+
+
+def test_several_notebooks_are_matched_by_name(tmp_path):
+    for name in ("Copy of simclr.ipynb", "moco (1).ipynb", "scratch.ipynb"):
+        (tmp_path / name).write_text("{}")
+    matched, _ = match_notebooks(tmp_path, ["moco", "simclr", "dino"])
+    assert matched == {"moco": tmp_path / "moco (1).ipynb",
+                       "simclr": tmp_path / "Copy of simclr.ipynb"}
+
+
+def _toy_release_and_source():
+    source = read_notebook(TOY / "toy.ipynb")
+    release = read_notebook(TOY / "toy.ipynb")
+    return source, rewrite_for_release(release, "toy_assignment", "toy")
+
+
+def test_deleted_test_cell_is_put_back_after_its_answer():
+    _, release = _toy_release_and_source()
+    submission = read_notebook(TOY / "toy.ipynb")
+    hidden = "test_squared_distance_hidden"
+    submission.cells = [c for c in submission.cells if grade_id(c) != hidden]
+    restored, edited = restore_grade_cells(submission, release)
+    assert restored == [hidden] and edited == []
+    ids = [grade_id(c) for c in submission.cells]
+    assert ids.index(hidden) == ids.index("test_squared_distance_visible") + 1
+
+
+def test_cells_stripped_of_metadata_are_recognised_in_place():
+    _, release = _toy_release_and_source()
+    release.cells[-1].source = "YOUR ANSWER HERE"      # the written answer, as released
+    submission = read_notebook(TOY / "toy.ipynb")      # solved, then metadata lost
+    for cell in submission.cells:
+        cell.metadata.pop("nbgrader", None)
+    restored, _ = restore_grade_cells(submission, release)
+    ids = [grade_id(c) for c in release.cells]
+    # every cell is recognised by its first line, except the written answer, which no longer
+    # starts like its stub: an empty answer cell is put back at the end for the human grader
+    assert [grade_id(c) for c in submission.cells] == ids[:-1] + [None, "why_at_most_four"]
+    assert restored == ["why_at_most_four"]
+
+
+def test_release_rewrites_badge_and_install_to_course_repo():
+    _, release = _toy_release_and_source()
+    assert colab_url("toy_assignment", "toy") in release.cells[0].source
+    assert "/solutions/" not in release.cells[0].source
+    assert f"git+https://github.com/{COURSE_REPO}" in release.cells[1].source
+    assert student_notebook_problems(release, "toy_assignment", "toy") == []
+    release.cells[0].source = "# no badge"
+    assert student_notebook_problems(release, "toy_assignment", "toy")
+
+
+def test_secret_lines_cover_solutions_and_hidden_tests_only():
+    source, _ = _toy_release_and_source()
+    secrets = secret_lines(source)
+    assert "return ((x - y) ** 2).sum(dim=-1)" in secrets                      # a solution
+    assert "assert torch.allclose(squared_distance(a, b), expected, atol=1e-5)" in secrets  # hidden
+    assert "got = squared_distance(x, y)" not in secrets                        # visible test
+    assert "def squared_distance(x, y):" not in secrets                         # given signature
