@@ -74,13 +74,16 @@ class ViTConfig:
 
 
 PRESETS: dict[str, ViTConfig] = {
-    # CPU scale (CI, laptops): 32 px images, 4 px patches -> 8x8 = 64 tokens. Chosen with
-    # benchmarks/backbone_step.py among widths 96-192 and depths 4-6: fwd+bwd+AdamW at batch 256
-    # takes ~0.3 s on 2 cores, so a few hundred steps fit in about a minute.
-    "cpu": ViTConfig(img_size=32, patch_size=4, embed_dim=128, depth=4, num_heads=4),
+    # CPU scale (CI, laptops): 32 px images, 4 px patches -> 8x8 = 64 tokens (an 8x8 attention
+    # map per head). The fastest of the candidates in benchmarks/backbone_step.py (widths 96-192,
+    # depth 4; widths 128 and 192 cost ~1.5x and ~2.7x): one fwd + bwd + AdamW step at batch 256
+    # took 0.9 s on 2 idle-ish cores, 1.3 s on one, up to ~3 s on a loaded shared machine.
+    # Even this ViT needs more than ~100 steps to leave chance level on the shapes data
+    # (78 supervised steps at batch 128 did not), so CPU runs should favour more, smaller batches.
+    "cpu": ViTConfig(img_size=32, patch_size=4, embed_dim=96, depth=4, num_heads=3),
     # GPU scale (Colab): ViT-Ti (DeiT-Ti, Touvron et al. 2021: 192 wide, 12 deep, 3 heads) with
-    # 8 px patches at STL-10's 96 px -> 12x12 = 144 tokens, as fine a grid as DINO's ViT/8 at 224 px
-    # / 2.3. For CIFAR-10 (32 px) use build_vit("tiny", img_size=32, patch_size=4): 64 tokens.
+    # 8 px patches at STL-10's 96 px -> 12x12 = 144 tokens (DINO's ViT/16 at 224 px has 14x14).
+    # For CIFAR-10 (32 px) use build_vit("tiny", img_size=32, patch_size=4): 8x8 = 64 tokens.
     # drop_path 0.1 as in DINO's ViT-S recipe (Caron et al. 2021, main_dino.py).
     "tiny": ViTConfig(img_size=96, patch_size=8, embed_dim=192, depth=12, num_heads=3,
                       drop_path_rate=0.1),

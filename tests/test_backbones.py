@@ -12,6 +12,7 @@ from course_lib.backbones import (PRESETS, ViTConfig, build_vit, cls_attention, 
                                   num_register_tokens, patch_grid, patch_tokens, split_tokens)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+HEADS = PRESETS["cpu"].num_heads
 
 
 def small_vit(**kwargs) -> VisionTransformer:
@@ -77,7 +78,7 @@ def test_overrides_and_config_reach_timm():
 
 @pytest.mark.parametrize("kwargs, name", [
     (dict(preset="nope"), "preset"), (dict(preset=3), "preset"),
-    (dict(img_size=30), "img_size"), (dict(embed_dim=90), "embed_dim"),
+    (dict(img_size=30), "img_size"), (dict(embed_dim=90, num_heads=4), "embed_dim"),
     (dict(num_register_tokens=-1), "num_register_tokens"), (dict(depth=0), "depth"),
     (dict(drop_path_rate=1.0), "drop_path_rate"), (dict(num_classes=-1), "num_classes"),
     (dict(emb_dim=64), "emb_dim"),
@@ -141,7 +142,7 @@ def test_dynamic_img_size_takes_local_crops_and_is_free_at_native_size():
     local = images(2, 16)
     assert model.forward_features(local).shape == (2, 3 + 16, model.embed_dim)
     assert patch_grid(model, local) == (4, 4)
-    assert cls_attention(model, local).shape == (2, 4, 4, 4)
+    assert cls_attention(model, local).shape == (2, HEADS, 4, 4)
     static = build_vit("cpu", depth=2, num_register_tokens=2, dynamic_img_size=False).eval()
     static.load_state_dict(model.state_dict())
     x = images()
@@ -204,15 +205,15 @@ def test_cls_attention_matches_independent_computations(fused, n_reg):
         block.attn.fused_attn = fused
     x = images(3)
     row = cls_attention_row(model, x)                                  # (B, h, P + N)
-    assert row.shape == (3, 4, 1 + n_reg + 64)
+    assert row.shape == (3, HEADS, 1 + n_reg + 64)
     with torch.no_grad():
         torch.testing.assert_close(row, manual_cls_attention_row(model, x), atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(row, timm_unfused_cls_attention_row(model, x), atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(row.sum(-1), torch.ones(3, 4))          # softmax over all tokens
+    torch.testing.assert_close(row.sum(-1), torch.ones(3, HEADS))          # softmax over all tokens
     maps = cls_attention(model, x)                                     # (B, h, gh, gw)
-    assert maps.shape == (3, 4, 8, 8)
+    assert maps.shape == (3, HEADS, 8, 8)
     torch.testing.assert_close(maps.flatten(2), row[:, :, 1 + n_reg:])  # raw, not renormalised
-    torch.testing.assert_close(maps.sum((2, 3)) + row[:, :, :1 + n_reg].sum(-1), torch.ones(3, 4))
+    torch.testing.assert_close(maps.sum((2, 3)) + row[:, :, :1 + n_reg].sum(-1), torch.ones(3, HEADS))
 
 
 def test_cls_attention_leaves_the_model_as_it_was():
@@ -250,6 +251,6 @@ def test_cuda_autocast_bfloat16():
         out = model(x)
         maps = cls_attention(model, x)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
-    assert maps.shape == (4, 4, 8, 8) and maps.device.type == "cuda"
+    assert maps.shape == (4, HEADS, 8, 8) and maps.device.type == "cuda"
     reference = cls_attention(model, x)                                # float32
     torch.testing.assert_close(maps, reference, atol=2e-2, rtol=0)
