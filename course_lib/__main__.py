@@ -62,31 +62,47 @@ def cmd_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shapes_split(n_train: int, n_test: int, size: int, seed: int):
-    from .data import make_shapes
-    images, labels, _ = make_shapes(n_train + n_test, image_size=size, seed=seed)
-    return images[:n_train], labels[:n_train], images[n_train:], labels[n_train:]
+def _build_method(args: argparse.Namespace):
+    """The method a pretraining command trains, built explicitly (no registry): backbone, then
+    the method around it."""
+    from .augment import augment_batch, batched_simclr_views, simclr_view_spec
+    from .backbones import build_vit
+    from .data import N_CLASSES
+    backbone = build_vit(args.preset, img_size=args.size)
+    if args.command == "supervised":
+        from .supervised import Supervised
+        spec = simclr_view_spec(args.size, strength=0.0)   # crop and flip only, no colour change
+        return Supervised(backbone, backbone.embed_dim, N_CLASSES,
+                          augment=lambda x: augment_batch(x, [spec])[0])
+    views = lambda x: batched_simclr_views(x)  # noqa: E731
+    if args.command == "simclr":
+        from .simclr import SimCLR
+        return SimCLR(backbone, backbone.embed_dim, temperature=args.temperature or 0.1, views=views)
+    from .moco import MoCo
+    return MoCo(backbone, backbone.embed_dim, queue_size=args.queue_size,
+                temperature=args.temperature or 0.2, views=views, seed=args.seed)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    """Shared body of the supervised / simclr / moco commands: train, then k-NN and probe."""
-    import torch
-
+    """supervised / simclr / moco: train on the shapes data, then k-NN and linear probe."""
+    from .data import make_shapes
+    from .evaluate import evaluate_backbone
     from .runtime import course_settings
-    from .workflows import evaluate_backbone, make_method
+    from .train import TrainConfig, train
     settings = course_settings(scale=args.scale, seed=args.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    train_x, train_y, test_x, test_y = _shapes_split(args.n_train, args.n_test, args.size, args.seed)
-    method, config = make_method(args.command, settings, steps=args.steps, batch_size=args.batch_size,
-                                 temperature=args.temperature, queue_size=args.queue_size,
-                                 image_size=args.size)
-    from .train import train
+    train_x, train_y, _ = make_shapes(args.n_train, image_size=args.size, seed=args.seed)
+    test_x, test_y, _ = make_shapes(args.n_test, image_size=args.size, seed=args.seed, split="test")
+    method = _build_method(args)
+    config = TrainConfig(steps=args.steps or settings.pick(cpu=300, gpu=5000),
+                         batch_size=args.batch_size or settings.pick(cpu=128, gpu=512),
+                         lr=args.lr, warmup_steps=min(20, (args.steps or 300) // 10), seed=args.seed)
     start = time.perf_counter()
     history = train(method, train_x, config, labels=train_y, device=settings.device)
-    train_seconds = time.perf_counter() - start
-    result = evaluate_backbone(method.backbone, train_x, train_y, test_x, test_y, device=settings.device)
-    result.update(command=args.command, steps=config.steps, batch_size=config.batch_size,
-                  train_seconds=round(train_seconds, 2), final_loss=history.last("loss"))
+    result = {"command": args.command, "preset": args.preset, "steps": config.steps,
+              "batch_size": config.batch_size, "train_seconds": round(time.perf_counter() - start, 2),
+              "final_loss": history.last("loss"), "chance": 1 / len(train_y.unique())}
+    result.update(evaluate_backbone(method.backbone, train_x, train_y, test_x, test_y,
+                                    device=settings.device, probe=not args.no_probe))
     print(json.dumps(result, indent=2, sort_keys=True))
     _write_json(args.json, result)
     return 0
@@ -115,14 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--scale", choices=["cpu", "gpu"], default=None,
                        help="default: gpu on CUDA, cpu otherwise ($COURSE_SCALE overrides)")
+        p.add_argument("--preset", default="cpu", help="ViT preset of course_lib.backbones")
         p.add_argument("--steps", type=int, default=None, help="default: the scale's")
         p.add_argument("--batch-size", type=int, default=None)
+        p.add_argument("--lr", type=float, default=2e-3)
         p.add_argument("--temperature", type=float, default=None)
         p.add_argument("--queue-size", type=int, default=4096)
         p.add_argument("--n-train", type=int, default=5000)
         p.add_argument("--n-test", type=int, default=1000)
         p.add_argument("--size", type=int, default=32, help="image size in pixels")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--no-probe", action="store_true", help="skip the linear probe")
         p.add_argument("--json", help="write the figures to this JSON file")
         p.set_defaults(func=cmd_pretrain)
     return parser

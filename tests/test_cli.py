@@ -1,0 +1,37 @@
+"""`python -m course_lib`: every command runs and writes what it says."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from course_lib.__main__ import main
+
+
+def test_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "course_lib", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for command in ("info", "shapes", "supervised", "simclr", "moco"):
+        assert command in out
+
+
+def test_info_json(tmp_path):
+    assert main(["info", "--json", str(tmp_path / "info.json")]) == 0
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert info["scale"] in ("cpu", "gpu") and info["torch"]
+
+
+def test_shapes_grid(tmp_path):
+    assert main(["shapes", "--n", "16", "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("command", ["supervised", "simclr", "moco"])
+def test_pretrain_commands_run_and_report(command, tmp_path):
+    out = tmp_path / f"{command}.json"
+    args = [command, "--scale", "cpu", "--steps", "2", "--batch-size", "16", "--n-train", "64",
+            "--n-test", "32", "--queue-size", "64", "--no-probe", "--json", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["steps"] == 2 and 0.0 <= result["knn_accuracy"] <= 1.0
+    assert result["chance"] == pytest.approx(0.1)
