@@ -16,8 +16,9 @@ HEADS = PRESETS["cpu"].num_heads
 
 
 def small_vit(**kwargs) -> VisionTransformer:
+    """cpu-fine at depth 2: 32 px, conv stem to 4 px cells -> an 8x8 grid of 64 tokens."""
     torch.manual_seed(0)
-    return build_vit("cpu", depth=2, **kwargs).eval()
+    return build_vit("cpu-fine", depth=2, **kwargs).eval()
 
 
 def images(b=2, size=32, seed=0, dtype=torch.float32):
@@ -137,13 +138,53 @@ def test_mask_token_replaces_patches_before_the_positional_embedding():
         embed_tokens(model, x, mask=mask)
 
 
+def test_cpu_preset_has_a_4x4_token_grid():
+    model = build_vit("cpu").eval()
+    assert model.patch_embed.patch_size == (8, 8)
+    assert patch_tokens(model, images()).shape == (2, 16, PRESETS["cpu"].embed_dim)
+    assert cls_attention(model, images()).shape == (2, HEADS, 4, 4)
+
+
+def test_conv_stem_is_three_stride_2_convolutions_with_batchnorm_and_relu():
+    """Oracle: the stem written out with F.conv2d / F.batch_norm / F.relu (eval-mode BN)."""
+    torch.manual_seed(0)
+    model = build_vit("cpu", depth=1).eval()
+    convs = [m for m in model.patch_embed.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in model.patch_embed.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [c.out_channels for c in convs] == [24, 48, 96] and len(norms) == 2
+    with torch.no_grad():
+        for bn in norms:                                               # non-trivial statistics
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+        x = images(2)
+        h = x
+        for i, conv in enumerate(convs):
+            h = F.conv2d(h, conv.weight, conv.bias, stride=2, padding=1)
+            if i < 2:
+                bn = norms[i]
+                h = F.relu(F.batch_norm(h, bn.running_mean, bn.running_var, bn.weight, bn.bias))
+        expected = h.flatten(2).transpose(1, 2)                        # (B, 16, 96)
+        torch.testing.assert_close(model.patch_embed(x).flatten(1, 2), expected)
+
+
+@pytest.mark.parametrize("patch_size", [3, 6, 1])
+def test_conv_stem_needs_a_power_of_two_patch(patch_size):
+    with pytest.raises(ValueError, match="stem='conv' needs a patch_size that is a power of two"):
+        ViTConfig(img_size=48, patch_size=patch_size, embed_dim=96, num_heads=3, stem="conv")
+
+
+def test_unknown_stem_is_rejected():
+    with pytest.raises(ValueError, match="stem must be 'patch' or 'conv'"):
+        ViTConfig(stem="resnet")
+
+
 def test_dynamic_img_size_takes_local_crops_and_is_free_at_native_size():
     model = small_vit(num_register_tokens=2)
     local = images(2, 16)
     assert model.forward_features(local).shape == (2, 3 + 16, model.embed_dim)
     assert patch_grid(model, local) == (4, 4)
     assert cls_attention(model, local).shape == (2, HEADS, 4, 4)
-    static = build_vit("cpu", depth=2, num_register_tokens=2, dynamic_img_size=False).eval()
+    static = build_vit("cpu-fine", depth=2, num_register_tokens=2, dynamic_img_size=False).eval()
     static.load_state_dict(model.state_dict())
     x = images()
     torch.testing.assert_close(model.forward_features(x), static.forward_features(x))
@@ -162,8 +203,7 @@ def test_bfloat16_forward_on_cpu_is_finite():
 def manual_cls_attention_row(model, x):
     """Oracle: the ViT written out by hand, explicit softmax(q k^T / sqrt(d)) in the last block."""
     B = x.shape[0]
-    patches = F.conv2d(x, model.patch_embed.proj.weight, model.patch_embed.proj.bias, stride=4)
-    patches = patches.flatten(2).transpose(1, 2)                       # (B, N, D)
+    patches = model.patch_embed(x).flatten(1, 2)                       # (B, gh, gw, D) -> (B, N, D)
     prefix = [model.cls_token.expand(B, -1, -1)]
     if model.reg_token is not None:
         prefix.append(model.reg_token.expand(B, -1, -1))
