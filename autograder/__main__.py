@@ -42,12 +42,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="submissions graded in parallel (default: min(4, CPUs))")
     grade.add_argument("--timeout", type=float, default=900,
                        help="wall-clock limit in s for grading one submission, all cells "
-                            "together (default: 900); past it nbgrader is killed")
+                            "together (default: 900); past it everything it started is killed")
     grade.add_argument("--cell-timeout", type=int, default=None,
                        help="limit in s for one cell; a cell past it is interrupted and the "
-                            "rest still runs (default: Execute.timeout in nbgrader_config.py)")
+                            "rest still runs (default: 120)")
+    grade.add_argument("--memory-mb", type=int, default=4096,
+                       help="memory limit of one submission in MB: data segment of each of its "
+                            "processes; the whole jail is killed at 1.5x this resident (default: "
+                            "4096)")
     grade.add_argument("--keep-work", action="store_true",
-                       help="keep each submission's nbgrader course directory under OUT/work")
+                       help="keep each submission's work folder (notebook in, executed notebook "
+                            "and journal out, run log) under OUT/work")
 
     samples = commands.add_parser(
         "samples", parents=[common],
@@ -69,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         return check(root)
     if args.command == "grade":
         from .grade import grade
+        from .sandbox import Limits
         return grade(root, args.assignment, args.submissions.resolve(), args.out.resolve(),
                      workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
-                     keep_work=args.keep_work)
+                     keep_work=args.keep_work, limits=Limits(memory_mb=args.memory_mb))
     if args.command == "samples":
         from .samples import write_samples
         return write_samples(root, args.assignment, args.out.resolve())

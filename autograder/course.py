@@ -27,10 +27,11 @@ class NbgraderRun:
     output: str              # stdout and stderr together
     timed_out: bool
     seconds: float
+    memory_exceeded: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.memory_exceeded
 
 
 def make_course(course_dir: Path, solutions_dir: Path, assignment: str) -> Path:
@@ -76,37 +77,58 @@ def generate_assignment(course_dir: Path, assignment: str, *, timeout: float = 6
 
 def run_module(args: list[str], course_dir: Path, *, timeout: float,
                env: dict[str, str] | None = None, poll: float = 0.2) -> NbgraderRun:
-    """``python -m ARGS`` in ``course_dir``; killed with all its children after ``timeout`` s.
-
-    Kernels start their own session, so killing nbgrader's process group is not enough: every
-    descendant seen while it runs is remembered and killed at the end if still alive (a kernel
-    stuck on a timeout, a process the student's code left behind).
-    """
+    """``python -m ARGS`` in ``course_dir``; killed with all its children after ``timeout`` s."""
     env = env if env is not None else grading_env(course_dir)
     log_path = course_dir / f".nbgrader-{args[1] if len(args) > 1 else args[0]}.log"
+    return run_process([sys.executable, "-m", *args], course_dir, env=env, timeout=timeout,
+                       log_path=log_path, poll=poll)
+
+
+def _tree_rss(parent: psutil.Process, seen: dict[int, psutil.Process]) -> int:
+    total = 0
+    for proc in [parent, *seen.values()]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_process(argv: list[str], cwd: Path, *, timeout: float, env: dict[str, str],
+                log_path: Path, memory_mb: int | None = None, poll: float = 0.2,
+                preexec_fn=None) -> NbgraderRun:
+    """Run ``argv``; kill it with all its descendants past ``timeout`` s or ``memory_mb`` of RSS.
+
+    Kernels start their own session, so killing the process group is not enough: every
+    descendant seen while it runs is remembered and killed at the end if still alive (a kernel
+    stuck on a timeout, a process the student's code left behind). ``memory_exceeded`` is set
+    when the resident memory of the whole tree went past ``memory_mb``.
+    """
     start = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", *args], cwd=course_dir,
-                                env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=preexec_fn)
         parent = psutil.Process(proc.pid)
         seen: dict[int, psutil.Process] = {}
-        timed_out = False
+        timed_out = memory = False
         while proc.poll() is None:
             try:
                 seen.update((child.pid, child) for child in parent.children(recursive=True))
             except psutil.NoSuchProcess:
                 pass
-            if time.monotonic() - start > timeout:
-                timed_out = True
+            if memory_mb is not None and _tree_rss(parent, seen) > memory_mb << 20:
+                memory = True
+            if memory or time.monotonic() - start > timeout:
+                timed_out = not memory
                 _kill([parent, *seen.values()])
                 proc.wait()
                 break
             time.sleep(poll)
         _kill(list(seen.values()))
     output = log_path.read_text(errors="replace")
-    return NbgraderRun(None if timed_out else proc.returncode, output, timed_out,
-                       time.monotonic() - start)
+    return NbgraderRun(None if (timed_out or memory) else proc.returncode, output, timed_out,
+                       time.monotonic() - start, memory)
 
 
 def last_error_line(output: str) -> str:

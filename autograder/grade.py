@@ -1,17 +1,21 @@
-"""``grade``: autograde every submission of one assignment, each in its own nbgrader course.
+"""``grade``: autograde every submission of one assignment, each in a jail, points from outside.
 
-1. A template course is built once: ``source/<assignment>`` from solutions/, ``nbgrader
-   generate_assignment`` -> ``gradebook.db`` and ``release/`` (the notebooks students got).
-2. Each submission gets a copy of the template (its own gradebook: workers never share a SQLite
-   file, one submission cannot touch another's) and ``nbgrader autograde`` runs as a subprocess
-   under a wall-clock limit (killed with its kernel past it) and a per-cell limit (a looping cell
-   is interrupted and the rest runs). Test cells are restored from the gradebook by nbgrader; test
-   cells a student deleted are put back before grading.
-3. ``nbgrader generate_feedback`` writes the HTML; when nbgrader fails or times out, the student
-   still gets a row and a feedback page that says what happened.
-
-Scores come from each submission's gradebook (nbgrader's ``Gradebook`` API), capped by the
-template's maximum so a tampered gradebook cannot raise them.
+1. Once per batch: the release is generated from ``solutions/`` (nbgrader ``generate_assignment``),
+   and the instructor's solution runs through the same path as a student (step 2) with the full
+   test cells: its journal is the *golden* journal (``journal.py``). A solution that fails its own
+   tests stops the batch.
+2. Per submission, in a worker process: the notebook is repaired (deleted or edited test cells
+   and stripped metadata restored from the release), every locked cell is taken from the
+   instructor's source with ``expected`` values removed from the test cells
+   (``journal.graded_notebook``), and the notebook runs in a jail (``sandbox.py``: no gradebook,
+   solutions, other submissions or network; its own user, memory and process limits) under a
+   wall-clock limit (killed with everything it started past it) and a per-cell limit.
+3. Back outside, only two files come out of the jail: the executed notebook and the journal. A
+   test cell scores its points when it ran without error and its journal matches the golden one
+   (``journal.verdict``); warnings and anything written to stderr play no part.
+4. The feedback page is written here (``feedback.py``): the verdicts and teaching messages, the
+   released (visible) test source, and no hidden test or solution line. Only the rows come back
+   to the parent process, which writes ``grades.csv`` and ``cells.csv``.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import html
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -28,11 +33,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .course import generate_assignment, grading_env, last_error_line, make_course, run_module
-from .notebooks import (grade_id, is_code_answer, is_grade, is_solution, is_test, read_notebook,
-                        source_notebooks, write_notebook)
+from . import feedback, journal, sandbox
+from .course import run_process
+from .notebooks import (HIDDEN_TESTS, grade_id, is_code_answer, is_grade, is_solution, is_test,
+                        read_notebook, source_notebooks, without_markers, write_notebook)
+from .release import ReleaseError, build_release
 
-STUDENT = "student"            # the nbgrader student id inside every per-submission course
+CELL_TIMEOUT = 120              # s for one cell; past it the cell is interrupted, the rest runs
+GRADED, EXECUTED = "graded.ipynb", "executed.ipynb"   # the files that go in and come out of a jail
 GRADES_COLUMNS = ["student_id", "score", "max_score", "manual_max_score", "status", "detail",
                   "submitted"]
 CELLS_COLUMNS = ["student_id", "notebook", "grade_id", "kind", "score", "max_score"]
@@ -108,21 +116,132 @@ def find_jobs(submissions: Path, notebooks: list[str]) -> list[Job]:
 
 # --- the template course --------------------------------------------------------------------------
 
-def build_template(root: Path, assignment: str, work: Path) -> tuple[Path, list[GradedCell]]:
-    """Template course (source, release, gradebook) and the graded cells in notebook order."""
-    course = make_course(work / "template", root / "solutions", assignment)
-    run = generate_assignment(course, assignment)
-    if not run.ok:
-        raise RuntimeError(f"nbgrader generate_assignment failed: {last_error_line(run.output)}"
-                           f"\n{run.output[-3000:]}")
-    cells = []
-    for path in source_notebooks(root, assignment):
-        for cell in read_notebook(path).cells:
+def build_template(root: Path, assignment: str, work: Path, *, cell_timeout: int,
+                   limits: sandbox.Limits) -> dict:
+    """Release, source and golden journal of each notebook, and the graded cells (see step 1)."""
+    try:
+        release_dir = build_release(root, assignment, work)
+    except ReleaseError as error:
+        raise RuntimeError(str(error)) from error
+    from .samples import solved
+    cells, notebooks = [], {}
+    for original in source_notebooks(root, assignment):
+        path = work / "source" / original.name        # a snapshot: solutions/ may change mid-batch
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(original, path)
+        source_nb = read_notebook(path)
+        release_path = release_dir / path.name
+        for cell in source_nb.cells:
             if is_grade(cell):
                 cells.append(GradedCell(path.stem, grade_id(cell),
                                         float(cell.metadata.nbgrader.get("points", 0)),
                                         manual=is_solution(cell)))
-    return course, cells
+        golden_nb = journal.graded_notebook(solved(read_notebook(release_path), source_nb),
+                                            source_nb, with_expected=True)
+        run = run_in_jail(golden_nb, work / f"golden-{path.stem}", timeout=600,
+                          cell_timeout=cell_timeout, threads=os.cpu_count() or 1, limits=limits)
+        if run.executed is None:
+            raise RuntimeError(f"the solution of {path.name} did not run: {run.reason}\n"
+                               f"{run.log[-2000:]}")
+        for cell in run.executed.cells:
+            error = journal.cell_error(cell) if is_test(cell) else None
+            if error:
+                raise RuntimeError(f"the solution fails its own test cell {grade_id(cell)} in "
+                                   f"{path.name}: {error[0]}: {error[1][:300]}")
+        notebooks[path.stem] = {"source": str(path), "release": str(release_path),
+                                "golden": journal.read_journal(run.journal)}
+    return {"cells": cells, "notebooks": notebooks}
+
+
+# --- running a notebook in a jail -----------------------------------------------------------------
+
+@dataclass
+class JailRun:
+    executed: object | None        # the executed notebook (untrusted), None if none came back
+    journal: str                   # the journal text (untrusted)
+    status: str                    # ok | timeout | memory | error
+    reason: str
+    log: str
+    seconds: float
+
+
+def _jail_env(threads: int, journal_path: str, home: str) -> dict[str, str]:
+    """The whole environment of the student's kernel: nothing of the grader's own is passed."""
+    threads_s = str(max(1, threads))
+    return {
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin",
+                                 "/bin"]),
+        "HOME": f"{home}/home", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+        "JUPYTER_RUNTIME_DIR": f"{home}/jupyter", "JUPYTER_PLATFORM_DIRS": "1",
+        "IPYTHONDIR": f"{home}/ipython", "MPLCONFIGDIR": f"{home}/matplotlib",
+        "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        # Parallel submissions share the cores: one kernel must not grab all of them.
+        "OMP_NUM_THREADS": threads_s, "MKL_NUM_THREADS": threads_s,
+        "COURSE_SCALE": "cpu",              # grade at the scale the tests were written for
+        "COURSE_GRADING_JOURNAL": journal_path,
+    }
+
+
+def _unjailed_limits(limits: sandbox.Limits):
+    def apply() -> None:
+        import resource
+        mb = 1 << 20
+        for which, value in ((resource.RLIMIT_DATA, limits.memory_mb * mb),
+                             (resource.RLIMIT_FSIZE, limits.file_mb * mb),
+                             (resource.RLIMIT_CORE, 0)):
+            resource.setrlimit(which, (value, value))
+    return apply
+
+
+def run_in_jail(nb, host_dir: Path, *, timeout: float, cell_timeout: int, threads: int,
+                limits: sandbox.Limits) -> JailRun:
+    """Execute ``nb`` with ``autograder.execute`` in a jail around ``host_dir`` (or without a
+    jail, with rlimits only, where ``sandbox.probe`` found none)."""
+    host_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(host_dir, 0o700)
+    (host_dir / "in").mkdir(exist_ok=True)
+    write_notebook(nb, host_dir / "in" / GRADED)
+    command = [sys.executable, "-m", "autograder.execute", GRADED, EXECUTED,
+               "--cell-timeout", str(cell_timeout)]
+    support = sandbox.probe()
+    if support.jail:
+        uid = 60000 + os.getpid() % 30000 if support.as_root else None
+        argv = sandbox.jail_command(host_dir, command, uid=uid, limits=limits,
+                                    collect=[EXECUTED, journal.JOURNAL])
+        env = _jail_env(threads, f"{sandbox.WORK}/{journal.JOURNAL}", "/tmp")
+        cwd, out, preexec = host_dir, host_dir / "out", None
+    else:
+        env = _jail_env(threads, str(host_dir / "in" / journal.JOURNAL), str(host_dir / "in"))
+        for name in ("home", "jupyter", "ipython", "matplotlib"):
+            (host_dir / "in" / name).mkdir(exist_ok=True)
+        argv, cwd, out = command, host_dir / "in", host_dir / "in"
+        preexec = _unjailed_limits(limits)
+    run = run_process(argv, cwd, timeout=timeout, env=env, log_path=host_dir / "run.log",
+                      memory_mb=int(limits.memory_mb * 1.5), preexec_fn=preexec)
+    log = run.output.replace(str(host_dir), "<work>")
+    text = ""
+    journal_file = out / journal.JOURNAL
+    if journal_file.is_file() and not journal_file.is_symlink():
+        text = journal_file.read_bytes()[: limits.collect_mb << 20].decode("utf-8", "replace")
+    executed = None
+    executed_file = out / EXECUTED
+    if executed_file.is_file() and not executed_file.is_symlink() and not run.timed_out \
+            and not run.memory_exceeded:
+        try:
+            executed = read_notebook(executed_file)
+        except Exception:   # noqa: BLE001 - whatever came back is untrusted
+            executed = None
+    if run.timed_out:
+        status, reason = "timeout", f"grading stopped after {timeout:g} s"
+    elif run.memory_exceeded:
+        status, reason = "memory", f"stopped: more than {int(limits.memory_mb * 1.5)} MB in use"
+    elif executed is None:
+        lines = [line for line in log.splitlines() if line.strip()]
+        status, reason = "error", (lines[-1] if lines else "the notebook did not run")[:200]
+    else:
+        status, reason = "ok", ""
+    return JailRun(executed, text, status, reason, log, run.seconds)
 
 
 # --- one submission (runs in a worker process) ----------------------------------------------------
@@ -192,53 +311,11 @@ def restore_grade_cells(nb, release_nb) -> tuple[list[str], list[str]]:
     return restored, edited
 
 
-def _prepare(src: Path, release_path: Path, dest: Path) -> tuple[list[str], list[str]]:
-    """Copy a submission into the course, repaired where possible (see restore_grade_cells)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        nb = read_notebook(src)
-        restored, edited = restore_grade_cells(nb, read_notebook(release_path))
-        write_notebook(nb, dest)
-        return restored, edited
-    except Exception:   # noqa: BLE001 - not a notebook: let nbgrader fail on it and report
-        shutil.copyfile(src, dest)
-        return [], []
-
-
-def _read_scores(db: Path, assignment: str) -> dict[tuple[str, str], float | None]:
-    """(notebook, grade_id) -> auto_score, from the submission's gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
-    scores: dict[tuple[str, str], float | None] = {}
-    try:
-        with Gradebook(f"sqlite:///{db}", course_id="ssl-vision") as gb:
-            try:
-                submission = gb.find_submission(assignment, STUDENT)
-            except MissingEntry:
-                return scores
-            for notebook in submission.notebooks:
-                for grade in notebook.grades:
-                    scores[(notebook.name, grade.name)] = grade.auto_score
-    except Exception:   # noqa: BLE001 - a broken gradebook means no scores, not a crash
-        pass
-    return scores
-
-
-def _cell_failures(notebook: Path) -> tuple[list[str], list[str]]:
-    """(test cells with an error: 'id (Ename)', other cells that hit the per-cell timeout)."""
-    try:
-        nb = read_notebook(notebook)
-    except Exception:   # noqa: BLE001
-        return [], []
-    failed, timeouts = [], []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        names = [o.get("ename", "") for o in cell.outputs if o.get("output_type") == "error"]
-        if is_test(cell) and names:
-            failed.append(f"{grade_id(cell)} ({names[0]})")
-        elif "CellTimeoutError" in names:
-            timeouts.append(grade_id(cell) or f"cell {index}")
-    return failed, timeouts
+def _prepare(src: Path, release_nb) -> tuple[object, list[str], list[str]]:
+    """The submission as a repaired notebook (see restore_grade_cells); raises if unreadable."""
+    nb = read_notebook(src)
+    restored, edited = restore_grade_cells(nb, release_nb)
+    return nb, restored, edited
 
 
 def _feedback_page(student_id: str, assignment: str, notebook: str, status: str, reason: str,
@@ -251,6 +328,8 @@ def _feedback_page(student_id: str, assignment: str, notebook: str, status: str,
                  "file itself (Colab: File > Download > Download .ipynb), that it opens in "
                  "Jupyter, and that it runs top to bottom.",
         "missing": "No notebook was found in your submission.",
+        "memory": "Your notebook used more memory than grading allows, so it was stopped. Look "
+                  "for a tensor far larger than the exercise needs.",
     }.get(status, "The grader could not produce the usual feedback page.")
     log = f"<h2>What the grader reported</h2>\n<pre>{html.escape(log_tail)}</pre>\n" if log_tail \
         else ""
@@ -263,7 +342,7 @@ def _feedback_page(student_id: str, assignment: str, notebook: str, status: str,
 
 
 def _cell_rows(student_id: str, cells: list[GradedCell],
-               scores: dict[tuple[str, str], float | None]) -> list[dict]:
+               scores: dict[tuple[str, str], float]) -> list[dict]:
     """cells.csv rows; an autograded cell with no score counts 0, a manual one stays empty."""
     rows = []
     for cell in cells:
@@ -288,87 +367,102 @@ def _row(student_id: str, cell_rows: list[dict], status: str, details: list[str]
             "status": status, "detail": "; ".join(details), "submitted": submitted}
 
 
-def _ok_details(autograded: Path, notebooks: list[str], cell_rows: list[dict]) -> list[str]:
-    auto = [r for r in cell_rows if r["kind"] == "auto"]
-    passed = sum(1 for r in auto if r["score"] == r["max_score"])
-    failed, timeouts = [], []
-    for name in notebooks:
-        f, t = _cell_failures(autograded / f"{name}.ipynb")
-        failed, timeouts = failed + f, timeouts + t
-    details = [f"{passed}/{len(auto)} test cells passed"]
-    if failed:
-        details.append("failed: " + ", ".join(failed))
-    if timeouts:
-        details.append("cell timeout: " + ", ".join(timeouts))
-    return details
-
-
 def grade_submission(task: dict) -> dict:
-    """Grade one student's files in a fresh copy of the template course; return row and cells."""
+    """Grade one student's files, each notebook in its own jail; return row and cells."""
     start = time.monotonic()
-    template, out = Path(task["template"]), Path(task["out"])
+    out = Path(task["out"])
     if task["keep_work"]:
-        course = out / "work" / task["student_id"]
-        shutil.rmtree(course, ignore_errors=True)
+        work = out / "work" / task["student_id"]
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
     else:
-        course = Path(tempfile.mkdtemp(prefix="autograde-")) / "course"
-    shutil.copytree(template, course, ignore=shutil.ignore_patterns("release", ".nbgrader*"))
+        work = Path(tempfile.mkdtemp(prefix="autograde-"))
     try:
-        result = _grade_in(course, template, task)
+        result = _grade_in(work, task, start)
     finally:
         if not task["keep_work"]:
-            shutil.rmtree(course.parent, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
     return {**result, "seconds": time.monotonic() - start}
 
 
-def _grade_in(course: Path, template: Path, task: dict) -> dict:
+def _grade_in(work: Path, task: dict, start: float) -> dict:
     student_id, assignment, out = task["student_id"], task["assignment"], Path(task["out"])
-    restored, edited = [], []
+    cells = [GradedCell(**c) for c in task["cells"]]
+    limits = sandbox.Limits(**task["limits"])
+    scores: dict[tuple[str, str], float] = {}
+    details: list[str] = []
+    statuses: list[str] = []
+    pages: dict[str, str] = {}
     for name, src in task["files"].items():
-        dest = course / "submitted" / STUDENT / assignment / f"{name}.ipynb"
-        fixed = _prepare(Path(src), template / "release" / assignment / f"{name}.ipynb", dest)
-        restored, edited = restored + fixed[0], edited + fixed[1]
-    args = ["autograder.nbgrader_job", "autograde", assignment, STUDENT]
-    if task["cell_timeout"]:
-        args += ["--cell-timeout", str(task["cell_timeout"])]
-    run = run_module(args, course, timeout=task["timeout"],
-                     env=grading_env(course, threads=task["threads"]))
-    autograded = course / "autograded" / STUDENT / assignment
-    status = ("timeout" if run.timed_out else
-              "ok" if run.returncode in (0, 2) and autograded.is_dir() else "error")
-    cell_rows = _cell_rows(student_id, [GradedCell(**c) for c in task["cells"]],
-                           _read_scores(course / "gradebook.db", assignment))
-
-    if status == "ok":
-        details = _ok_details(autograded, task["notebooks"], cell_rows)
+        info = task["notebooks"][name]
+        source_nb, release_nb = read_notebook(Path(info["source"])), read_notebook(
+            Path(info["release"]))
+        try:
+            nb, restored, edited = _prepare(Path(src), release_nb)
+        except Exception as error:   # noqa: BLE001 - not a notebook: a row and an explanation
+            statuses.append("error")
+            details.append(f"{name}.ipynb is not a readable notebook: {type(error).__name__}")
+            continue
+        if restored:
+            details.append("restored deleted cells: " + ", ".join(restored))
+        if edited:
+            details.append("restored edited test cells: " + ", ".join(edited))
+        graded = journal.graded_notebook(nb, source_nb)
+        remaining = max(1.0, task["timeout"] - (time.monotonic() - start))
+        run = run_in_jail(graded, work / name, timeout=remaining,
+                          cell_timeout=task["cell_timeout"], threads=task["threads"],
+                          limits=limits)
+        executed = run.executed
+        if executed is not None:
+            try:
+                journal.check_executed(graded, executed)
+            except journal.NotebookMismatch as error:
+                executed, run.status, run.reason = None, "error", \
+                    f"the executed notebook came back altered ({error})"
+        statuses.append(run.status)
+        if executed is None:
+            details.append(run.reason)
+            continue
+        student = journal.read_journal(run.journal)
+        verdicts = {}
+        for index, cell in enumerate(executed.cells):
+            gid = grade_id(cell)
+            if not is_test(cell) or gid in verdicts:
+                continue
+            points = next(c.max_score for c in cells if c.notebook == name and c.grade_id == gid)
+            verdicts[gid] = journal.verdict(gid, points, journal.cell_error(cell),
+                                            info["golden"].get(gid, []), student.get(gid, []))
+            scores[(name, gid)] = verdicts[gid].score
+        failed = [f"{v.grade_id} ({v.messages[0][:80]})" for v in verdicts.values()
+                  if not v.passed]
+        details.append(f"{sum(v.passed for v in verdicts.values())}/{len(verdicts)} test cells "
+                       f"passed" + (f" in {name}" if len(task["files"]) > 1 else ""))
+        if failed:
+            details.append("failed: " + ", ".join(failed))
+        timeouts = [grade_id(c) or f"cell {i}" for i, c in enumerate(executed.cells)
+                    if (journal.cell_error(c) or ("",))[0] == "CellTimeoutError"]
+        if timeouts:
+            details.append("cell timeout: " + ", ".join(timeouts))
+        released = {grade_id(c): c.source for c in release_nb.cells if is_test(c)}
+        secrets = journal.hidden_lines(source_nb, graded, release_nb)
+        pages[name] = feedback.render(student_id, assignment, name, executed, released,
+                                      verdicts, secrets, task["notes"])
         (out / "autograded" / student_id).mkdir(parents=True, exist_ok=True)
-        for path in sorted(autograded.glob("*.ipynb")):
-            shutil.copyfile(path, out / "autograded" / student_id / path.name)
-    elif status == "timeout":
-        details = [f"grading stopped after {task['timeout']:g} s"]
-    else:
-        details = [last_error_line(run.output).replace(str(course), "<course>")[:200]]
-    if restored:
-        details.append("restored deleted cells: " + ", ".join(restored))
-    if edited:
-        details.append("restored edited test cells: " + ", ".join(edited))
-    if run.returncode == 2:
-        details.append("feedback page written by the pipeline: nbgrader generate_feedback failed")
+        write_notebook(executed, out / "autograded" / student_id / f"{name}.ipynb")
+
+    status = next((s for s in ("timeout", "memory", "error") if s in statuses), "ok")
     details += task["notes"]
+    cell_rows = _cell_rows(student_id, cells, scores)
     row = _row(student_id, cell_rows, status, details,
                " | ".join(Path(p).name for p in task["files"].values()))
-
     feedback_dir = out / "feedback" / student_id
     feedback_dir.mkdir(parents=True, exist_ok=True)
-    log_tail = "\n".join(run.output.replace(str(course), "<course>").splitlines()[-20:])
-    for name in task["notebooks"]:
-        page = course / "feedback" / STUDENT / assignment / f"{name}.html"
-        if status == "ok" and page.exists():
-            shutil.copyfile(page, feedback_dir / f"{name}.html")
-        else:
-            (feedback_dir / f"{name}.html").write_text(_feedback_page(
-                student_id, assignment, name, status, details[0], float(row["score"]),
-                float(row["max_score"]), log_tail if status != "ok" else ""))
+    for name in task["notebook_names"]:
+        page = pages.get(name) or _feedback_page(
+            student_id, assignment, name, status if status != "ok" else "missing",
+            details[0] if details else "not graded", float(row["score"]),
+            float(row["max_score"]), "")
+        (feedback_dir / f"{name}.html").write_text(page)
     return {"row": row, "cells": cell_rows}
 
 
@@ -421,9 +515,12 @@ def _run_batch(tasks: list[dict], workers: int, cells: list[GradedCell], assignm
 
 
 def grade(root: Path, assignment: str, submissions: Path, out: Path, *, workers: int = 2,
-          timeout: float = 900, cell_timeout: int | None = None, keep_work: bool = False) -> int:
+          timeout: float = 900, cell_timeout: int | None = None, keep_work: bool = False,
+          limits: sandbox.Limits | None = None) -> int:
     """Grade every ``submissions/<student_id>/`` folder; 0 when each student got a row."""
     start = time.monotonic()
+    limits = limits or sandbox.Limits()
+    cell_timeout = cell_timeout or CELL_TIMEOUT
     notebooks = [p.stem for p in source_notebooks(root, assignment)]
     if not notebooks or not submissions.is_dir():
         print(f"grade: no notebook in {root / 'solutions' / assignment}" if not notebooks
@@ -433,16 +530,20 @@ def grade(root: Path, assignment: str, submissions: Path, out: Path, *, workers:
     for loose in sorted(submissions.glob("*.ipynb")):
         print(f"grade: ignored {loose.name}: each submission goes in a <student_id>/ folder")
     out.mkdir(parents=True, exist_ok=True)
-    import nbgrader.api  # noqa: F401 - imported once here, inherited by the forked workers
+    print(f"grade: {sandbox.probe().summary()}", flush=True)
+    import nbclient  # noqa: F401 - imported once here, inherited by the forked workers
     with tempfile.TemporaryDirectory(prefix="autograde-template-") as tmp:
+        os.chmod(tmp, 0o700)
         try:
-            template, cells = build_template(root, assignment, Path(tmp))
+            template = build_template(root, assignment, Path(tmp), cell_timeout=cell_timeout,
+                                      limits=limits)
         except RuntimeError as error:
-            print(f"grade: cannot build the template course: {error}")
+            print(f"grade: cannot build the template: {error}")
             return 1
+        cells = template["cells"]
         print(f"grade: {assignment} ({', '.join(notebooks)}), {len(jobs)} submission(s), "
               f"{sum(c.max_score for c in cells if not c.manual):g} autograded points, "
-              f"template ready in {time.monotonic() - start:.1f} s", flush=True)
+              f"template and solution run ready in {time.monotonic() - start:.1f} s", flush=True)
         results = [_unrun(job.student_id, "missing", "no .ipynb file in the submission folder",
                           "", cells, assignment, notebooks, out) for job in jobs if not job.files]
         for result in results:
@@ -450,9 +551,9 @@ def grade(root: Path, assignment: str, submissions: Path, out: Path, *, workers:
         runnable = [job for job in jobs if job.files]
         workers = max(1, min(workers, len(runnable)))
         tasks = [{"student_id": job.student_id, "files": job.files, "notes": job.notes,
-                  "assignment": assignment, "template": str(template), "out": str(out),
-                  "cells": [asdict(c) for c in cells], "notebooks": notebooks,
-                  "timeout": timeout, "cell_timeout": cell_timeout,
+                  "assignment": assignment, "out": str(out), "notebooks": template["notebooks"],
+                  "notebook_names": notebooks, "cells": [asdict(c) for c in cells],
+                  "timeout": timeout, "cell_timeout": cell_timeout, "limits": asdict(limits),
                   "threads": max(1, (os.cpu_count() or 1) // workers),
                   "keep_work": keep_work} for job in runnable]
         results += _run_batch(tasks, workers, cells, assignment, notebooks, out)

@@ -1,16 +1,10 @@
-"""nbgrader steps run as a subprocess inside a temporary course directory (the current directory).
+"""nbgrader's release step run as a subprocess inside a temporary course directory (the cwd).
 
     python -m autograder.nbgrader_job generate_assignment ASSIGNMENT
-    python -m autograder.nbgrader_job autograde ASSIGNMENT STUDENT [--cell-timeout S]
 
-The first is ``nbgrader generate_assignment ASSIGNMENT --force``; the second is ``nbgrader
-autograde ASSIGNMENT --student STUDENT --force`` followed by ``nbgrader generate_feedback``, in one
-interpreter instead of two. Both go through nbgrader's own Python API (``NbGraderAPI``) with the
-course's ``nbgrader_config.py``. The parent process enforces the wall-clock limit and kills this
-process together with its kernel.
-
-Exit status: 0 success; 1 the nbgrader step (generate_assignment or autograde) failed; 2 autograde
-succeeded but generate_feedback failed.
+is ``nbgrader generate_assignment ASSIGNMENT --force`` through nbgrader's own Python API
+(``NbGraderAPI``) with the course's ``nbgrader_config.py``. Grading does not use nbgrader's
+autograde (see ``grade.py`` for why). Exit status: 0 success, 1 failure.
 """
 from __future__ import annotations
 
@@ -27,7 +21,7 @@ def _report(step: str, result: dict) -> bool:
     return bool(result["success"])
 
 
-def _api(cell_timeout: int | None):
+def _api():
     # When `rfc3987_syntax` is importable, jsonschema builds its IRI grammar at import: about 2 s
     # of CPU in every process that imports nbformat, a third of this job's start-up. Notebook
     # validation uses no IRI format, so this process goes without (jsonschema expects the
@@ -38,8 +32,6 @@ def _api(cell_timeout: int | None):
     from traitlets.config.loader import PyFileConfigLoader
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(Path.cwd())).load_config()
-    if cell_timeout:
-        config.Execute.timeout = cell_timeout
     return NbGraderAPI(coursedir=CourseDirectory(config=config, root=str(Path.cwd())),
                        config=config)
 
@@ -48,24 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder.nbgrader_job")
     steps = parser.add_subparsers(dest="step", required=True)
     steps.add_parser("generate_assignment").add_argument("assignment")
-    autograde = steps.add_parser("autograde")
-    autograde.add_argument("assignment")
-    autograde.add_argument("student")
-    autograde.add_argument("--cell-timeout", type=int, default=None)
     args = parser.parse_args(argv)
-
-    if args.step == "generate_assignment":
-        api = _api(None)
-        return 0 if _report("generate_assignment", api.generate_assignment(
-            args.assignment, force=True, create=True)) else 1
-    api = _api(args.cell_timeout)
-    if not _report("autograde", api.autograde(args.assignment, args.student, force=True,
-                                              create=True)):
-        return 1
-    if not _report("generate_feedback", api.generate_feedback(args.assignment, args.student,
-                                                              force=True)):
-        return 2
-    return 0
+    return 0 if _report("generate_assignment", _api().generate_assignment(
+        args.assignment, force=True, create=True)) else 1
 
 
 if __name__ == "__main__":

@@ -9,10 +9,27 @@ what was checked, what was EXPECTED, what came back (GOT) and a HINT naming the 
 ``mistakes`` maps a hint to the value that mistake produces: when the answer matches one of them,
 that hint is shown instead of the generic one. ``forbid_reference`` makes the hidden tests fail a
 submission that calls the ``course_lib`` reference instead of its own code.
+
+**Under the autograder** (``python -m autograder grade``) the environment variable
+``COURSE_GRADING_JOURNAL`` names a file, and every check also appends what it saw to that journal
+(one JSON line: the test cell, the check's name and the student's value). The grader compares the
+journal, outside the student's process, with the journal of the instructor's solution, so a
+submission that patches ``torch.allclose`` or ``isinstance`` or returns an object that compares
+equal to anything gains nothing: the points depend on the numbers it recorded. In the graded copy
+of a test cell the grader replaces ``expected`` by ``None`` and drops ``mistakes``, so the right
+answer is never computed inside the student's kernel; ``check_close`` then only records.
+
+The in-kernel comparison (what a student sees while working) uses the functions and types captured
+when this module is imported, and accepts a value only if its type is exactly ``torch.Tensor``
+(or ``nn.Parameter``), ``int`` or ``float``: a subclass with its own ``__eq__`` is a wrong type.
 """
 from __future__ import annotations
 
+import builtins
 import importlib
+import json
+import math
+import os
 import sys
 from types import FunctionType, TracebackType
 from typing import Any, Callable, Mapping
@@ -27,6 +44,36 @@ UNIT1_REFERENCES = (
 )
 _forbidden_calls: list[str] = []   # names of references called inside a forbid_reference block
 
+# Captured at import, before any student code runs in the kernel (see the module docstring).
+_type, _open, _float, _len = builtins.type, builtins.open, builtins.float, builtins.len
+_allclose, _detach, _tolist = torch.allclose, torch.Tensor.detach, torch.Tensor.tolist
+_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+_dumps = json.dumps
+
+JOURNAL_ENV = "COURSE_GRADING_JOURNAL"
+_journal_path: str | None = os.environ.get(JOURNAL_ENV) or None
+_cell: str | None = None          # grade_id of the test cell running now (set by the grader)
+
+
+def _begin_cell(grade_id: str) -> None:
+    """Called by the grader at the top of each graded test cell: tag the journal lines."""
+    global _cell
+    _cell = grade_id
+
+
+def _plain(x: Any) -> Any:
+    """A JSON-able copy of a tensor or number (exact types only), or None."""
+    t = _as_tensor(x)
+    return None if t is None else {"shape": list(t.shape), "values": _tolist(t.flatten())}
+
+
+def _record(kind: str, name: str, **fields: Any) -> None:
+    if _journal_path is None:
+        return
+    line = _dumps({"cell": _cell, "kind": kind, "name": str(name), **fields})
+    with _open(_journal_path, "a") as handle:
+        handle.write(line + "\n")
+
 
 def _show(x: Any) -> str:
     text = repr(x.detach().cpu()) if isinstance(x, torch.Tensor) else repr(x)
@@ -40,15 +87,16 @@ def fail(name: str, expected: Any, got: Any, hint: str) -> None:
 
 
 def _as_tensor(x: Any) -> torch.Tensor | None:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().double()
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return torch.tensor(float(x), dtype=torch.float64)
+    """float64 CPU copy of a tensor or a number whose type is exactly one of the accepted ones."""
+    if _type(x) in _TENSOR_TYPES:
+        return _detach(x).cpu().double()
+    if _type(x) in (int, float):
+        return torch.tensor(_float(x), dtype=torch.float64)
     return None
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
-    return a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=rtol)
+    return a.shape == b.shape and _allclose(a, b, atol=atol, rtol=rtol)
 
 
 def check_close(name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol: float = 1e-4,
@@ -56,8 +104,15 @@ def check_close(name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol:
     """Fail unless ``got`` (tensor or number) equals ``expected`` within tolerance, same shape.
 
     ``mistakes`` maps a hint to the value a known mistake gives; a match selects that hint.
-    Infinities must match exactly (``-inf`` masks).
+    Infinities must match exactly (``-inf`` masks). Under the autograder the check is recorded
+    (see the module docstring); with ``expected=None`` it is only recorded.
     """
+    if _journal_path is not None:
+        _record("close", name, got=_plain(got), got_type=_type(got).__name__,
+                expected=None if expected is None else _plain(expected), atol=atol, rtol=rtol,
+                hint=hint, mistakes={k: _plain(v) for k, v in (mistakes or {}).items()})
+        if expected is None:
+            return
     got_t, exp_t = _as_tensor(got), _as_tensor(expected)
     assert exp_t is not None, f"check_close: expected must be a tensor or number, not {type(expected)}"
     if got_t is None:
@@ -80,15 +135,18 @@ def check_close(name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol:
 
 def check_shape(name: str, got: Any, expected_shape: tuple[int, ...], hint: str) -> None:
     """Fail unless ``got`` is a tensor of shape ``expected_shape``."""
-    shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+    shape = tuple(got.shape) if _type(got) in _TENSOR_TYPES else _type(got).__name__
+    _record("shape", name, got=list(shape) if _type(shape) is tuple else shape,
+            expected=list(expected_shape), hint=hint)
     if shape != tuple(expected_shape):
         fail(f"{name}: wrong shape", tuple(expected_shape), shape, hint)
 
 
 def check_true(condition: bool, name: str, *, expected: Any = "", got: Any = "",
                hint: str) -> None:
-    """Fail with the course's message unless ``condition`` holds."""
-    if not condition:
+    """Fail with the course's message unless ``condition`` holds (exactly ``True``)."""
+    _record("true", name, got=condition is True, hint=hint)
+    if condition is not True:
         fail(name, expected, got, hint)
 
 

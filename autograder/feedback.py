@@ -1,0 +1,111 @@
+"""The feedback page a student gets back: their notebook, the verdict of each test, no leaks.
+
+Written here rather than by ``nbgrader generate_feedback``, which shows the hidden tests' source
+and the traceback of the failing hidden line. The page shows:
+
+- a table of the autograded test cells: points, and for a failed one the teaching message (the
+  check's name, its hint or the known mistake it matched; never the hidden test's source);
+- the notebook as submitted: answer cells with their outputs; each test cell with its *released*
+  source (the visible tests only) and the verdict in place of its outputs.
+
+Everything the student's code printed is escaped (no HTML or script from a submission reaches the
+page), only text and PNG images are shown, and an output that contains a line of the hidden tests
+or of the solutions (code that printed ``In``, ``_ih`` or a frame's source) is replaced by a
+notice.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import re
+
+import mistune
+from nbformat import NotebookNode
+
+from .journal import Verdict
+from .notebooks import grade_id, is_test
+
+MAX_OUTPUT_CHARS = 20000
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_markdown = mistune.create_markdown(escape=True, plugins=["table"])
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
+line-height:1.45}pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
+.out{background:#fff;border-left:3px solid #ccc}.pass{color:#116329}.fail{color:#a40e26}
+.test{border:1px solid #d0d7de;border-radius:6px;padding:.2rem .8rem;margin:1rem 0}
+table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:.2rem .5rem;text-align:left}
+"""
+
+
+def _redact(text: str, secrets: set[str]) -> str:
+    text = ANSI.sub("", text)
+    if any(secret in text for secret in secrets):
+        return "[output removed: it contained lines of the grader's hidden tests or solutions]"
+    if len(text) > MAX_OUTPUT_CHARS:
+        text = text[:MAX_OUTPUT_CHARS] + f"\n[... {len(text) - MAX_OUTPUT_CHARS} more characters]"
+    return text
+
+
+def _outputs(cell: NotebookNode, secrets: set[str]) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        kind = output.get("output_type")
+        if kind == "stream":
+            text = str(output.get("text", ""))
+        elif kind == "error":
+            text = "\n".join(str(line) for line in output.get("traceback", [])) or \
+                f"{output.get('ename')}: {output.get('evalue')}"
+        elif kind in ("execute_result", "display_data"):
+            data = output.get("data", {})
+            png = data.get("image/png")
+            if isinstance(png, str) and len(png) < 4_000_000:
+                try:
+                    base64.b64decode(png, validate=False)
+                    parts.append(f'<img alt="figure" src="data:image/png;base64,{html.escape(png)}">')
+                    continue
+                except ValueError:
+                    pass
+            text = str(data.get("text/plain", ""))
+        else:
+            continue
+        parts.append(f'<pre class="out">{html.escape(_redact(text, secrets))}</pre>')
+    return "\n".join(parts)
+
+
+def _verdict_html(v: Verdict) -> str:
+    mark = "pass" if v.passed else "fail"
+    head = (f'<p class="{mark}"><b>{"passed" if v.passed else "failed"}: '
+            f"{v.score:g} / {v.max_score:g} points</b></p>")
+    body = "".join(f"<pre>{html.escape(m)}</pre>" for m in v.messages)
+    return head + body
+
+
+def render(student_id: str, assignment: str, notebook: str, executed: NotebookNode,
+           released: dict[str, str], verdicts: dict[str, Verdict], secrets: set[str],
+           notes: list[str]) -> str:
+    """The HTML page. ``released``: test grade_id -> the released (visible) source."""
+    total = sum(v.score for v in verdicts.values())
+    top = sum(v.max_score for v in verdicts.values())
+    rows = "".join(
+        f'<tr><td>{html.escape(v.grade_id)}</td><td class="{"pass" if v.passed else "fail"}">'
+        f"{v.score:g} / {v.max_score:g}</td><td>{html.escape(v.messages[0] if v.messages else '')}"
+        "</td></tr>" for v in verdicts.values())
+    note_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Feedback: "
+             f"{html.escape(assignment)}/{html.escape(notebook)}</title><style>{STYLE}</style>"
+             f"</head><body>\n<h1>{html.escape(assignment)} / {html.escape(notebook)}: "
+             f"{html.escape(student_id)}</h1>\n<p><b>Autograded score: {total:g} / {top:g}</b>. "
+             "Written answers are graded by hand and are not included.</p>\n"
+             f"<table><tr><th>test</th><th>points</th><th>first problem</th></tr>{rows}</table>\n"
+             + (f"<ul>{note_html}</ul>\n" if notes else "")]
+    for cell in executed.cells:
+        gid = grade_id(cell)
+        if cell.cell_type == "markdown":
+            parts.append(_markdown(str(cell.source)))
+        elif cell.cell_type == "code" and is_test(cell) and gid in verdicts:
+            parts.append(f'<div class="test"><pre>{html.escape(released.get(gid, ""))}</pre>'
+                         f"{_verdict_html(verdicts[gid])}</div>")
+        elif cell.cell_type == "code":
+            parts.append(f"<pre>{html.escape(str(cell.source))}</pre>\n{_outputs(cell, secrets)}")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
