@@ -117,6 +117,27 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dino_ablation(args: argparse.Namespace) -> int:
+    """The collapse ablation of Lecture 02: every variant at one scale, figures to JSON."""
+    from .dino_lab import VARIANTS, collapse_ablation
+    from .runtime import course_settings
+    settings = course_settings(scale=args.scale, seed=args.seed)
+    start = time.perf_counter()
+    result = collapse_ablation(settings.scale, seed=args.seed, variants=args.variants,
+                               device=settings.device)
+    result["total_seconds"] = round(time.perf_counter() - start, 1)
+    print(f"{'variant':<11} {'teacher entropy':>15} {'KL':>7} {'k-NN':>6}   (log K = "
+          f"{result['log_k']:.3f}, chance {result['chance']:.2f}, random init "
+          f"{result['random_init_knn']:.3f})")
+    for name in (n for n in VARIANTS if n in result["variants"]):
+        run = result["variants"][name]
+        print(f"{name:<11} {run['final_teacher_entropy']:>15.3f} {run['final_kl']:>7.3f} "
+              f"{run['knn_accuracy']:>6.3f}")
+    print(f"total {result['total_seconds']} s")
+    _write_json(args.json, result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-probe", action="store_true", help="skip the linear probe")
         p.add_argument("--json", help="write the figures to this JSON file")
         p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("dino-ablation", help="DINO collapse ablation: centering / sharpening / "
+                                             "EMA on and off; teacher entropy, KL and k-NN")
+    p.add_argument("--scale", choices=["cpu", "gpu"], default=None,
+                   help="default: gpu on CUDA, cpu otherwise ($COURSE_SCALE overrides)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", nargs="+", default=None,
+                   choices=["none", "centering", "sharpening", "both", "no_ema"],
+                   help="default: all five")
+    p.add_argument("--json", help="write the figures and curves to this JSON file")
+    p.set_defaults(func=cmd_dino_ablation)
     return parser
 
 

@@ -42,6 +42,13 @@ UNIT1_REFERENCES = (
     "course_lib.moco.moco_loss", "course_lib.moco.MoCoQueue.enqueue", "course_lib.ema.ema_update",
     "course_lib.diagnostics.alignment", "course_lib.diagnostics.uniformity",
 )
+# Every reference implementation a unit-2 (DINO) answer could call instead of its own code.
+UNIT2_REFERENCES = (
+    "course_lib.dino.DINOLoss.forward", "course_lib.dino.DINOLoss.teacher_probs",
+    "course_lib.dino.DINOLoss.update_center", "course_lib.dino.teacher_temperature_schedule",
+    "course_lib.dino_lab.teacher_distribution", "course_lib.ema.ema_update",
+    "course_lib.schedules.cosine_schedule", "course_lib.schedules.linear_warmup_then_constant",
+)
 _forbidden_calls: list[str] = []   # names of references called inside a forbid_reference block
 
 # Captured at import, before any student code runs in the kernel (see the module docstring).

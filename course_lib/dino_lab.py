@@ -1,0 +1,294 @@
+"""Experiment runners and figures of Lecture 02 (DINO): the collapse ablation and attention maps.
+
+:func:`collapse_ablation` trains DINO (Caron et al. 2021) several times from one seeded
+initialisation, switching centering, sharpening and the EMA teacher on and off, and records what
+the paper's Figure 7 plots: the entropy of the teacher's output distribution and the KL divergence
+between teacher and student, over training. The two collapse modes read off those curves:
+
+- **uniform collapse** (centering without sharpening): the teacher's entropy climbs to log K, the
+  KL goes to 0 and the loss sits at log K: every image gets the same flat distribution;
+- **one-hot collapse** (sharpening without centering): one output dimension wins for every image,
+  the teacher's entropy falls to 0 and the KL goes to 0 too.
+
+With both, the entropy settles in between and the KL stays positive: the student still has
+something to learn. ``no_ema`` keeps both tricks but makes the teacher a copy of the student
+after every step. :func:`teacher_distribution` is the numeric walk-through behind the lecture's
+widget. :func:`attention_jaccard` thresholds CLS attention the way the DINO paper does (keep the
+patches holding ``mass`` of the attention) and scores the overlap with the object masks.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .backbones import build_vit, cls_attention
+from .data import N_CLASSES, make_shapes, normalize
+from .dino import DINO, DINOConfig
+from .evaluate import extract_features, knn_accuracy
+from .train import TrainConfig, train
+
+Tensor = torch.Tensor
+
+# The ablation's variants: DINOConfig fields each one changes (Figure 7 of the paper, plus no_ema).
+VARIANTS: dict[str, dict] = {
+    "none": dict(use_centering=False, use_sharpening=False),
+    "centering": dict(use_centering=True, use_sharpening=False),
+    "sharpening": dict(use_centering=False, use_sharpening=True),
+    "both": dict(use_centering=True, use_sharpening=True),
+    "no_ema": dict(use_centering=True, use_sharpening=True, use_ema=False),
+}
+
+
+@dataclass(frozen=True)
+class AblationScale:
+    """Everything one scale of the ablation needs: data, model, DINO and optimiser settings."""
+
+    n_train: int
+    n_test: int
+    clutter: float
+    vit: dict                          # build_vit keyword arguments
+    dino: DINOConfig
+    train: TrainConfig
+
+
+def ablation_scale(scale: str, seed: int = 0) -> AblationScale:
+    """The CPU scale (a few minutes on 2 cores for all five variants) or the GPU scale."""
+    if scale == "cpu":
+        return AblationScale(
+            n_train=4000, n_test=1000, clutter=0.3,
+            vit=dict(preset="cpu", embed_dim=64, depth=2, num_heads=2),
+            # BatchNorm in the head (DINO's --use_bn_in_head): without it this 2-block ViT maps
+            # every image to nearly the same logits, centering removes that common part, and
+            # even "both" ends uniform within 30 steps (measured: entropy 5.54 of log K = 5.55).
+            dino=DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, n_local_crops=4,
+                            use_bn_in_head=True, teacher_temp=0.04, warmup_teacher_temp=0.04),
+            train=TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup_steps=10, seed=seed,
+                              log_every=5, progress=False))
+    if scale == "gpu":
+        return AblationScale(
+            n_train=20000, n_test=2000, clutter=1.0,
+            vit=dict(preset="tiny", img_size=32, patch_size=4, stem="conv"),
+            dino=DINOConfig(out_dim=4096, n_local_crops=6, warmup_teacher_temp=0.04,
+                            teacher_temp=0.07, warmup_teacher_temp_steps=300),
+            train=TrainConfig(steps=3000, batch_size=256, lr=1e-3, warmup_steps=200, seed=seed,
+                              log_every=20))
+    raise ValueError(f"scale must be 'cpu' or 'gpu', got {scale!r}")
+
+
+def run_variant(name: str, images: Tensor, bank: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
+                setup: AblationScale, device: torch.device | str = "cpu",
+                keep_model: bool = False) -> dict:
+    """Train one variant from the seeded initialisation; curves, final statistics and k-NN.
+
+    With ``keep_model`` the trained :class:`DINO` method is returned too, under ``"model"``."""
+    if name not in VARIANTS:
+        raise ValueError(f"name must be one of {sorted(VARIANTS)}, got {name!r}")
+    torch.manual_seed(setup.train.seed)          # every variant starts from the same weights
+    backbone = build_vit(**setup.vit)
+    method = DINO(backbone, backbone.embed_dim, steps=setup.train.steps,
+                  config=replace(setup.dino, **VARIANTS[name]))
+    start = time.perf_counter()
+    history = train(method, images, setup.train, device=device)
+    seconds = time.perf_counter() - start
+    teacher = method.teacher.backbone                    # DINO evaluates the teacher
+    bank_x = extract_features(teacher, bank[0], transform=normalize, device=device)
+    test_x = extract_features(teacher, test[0], transform=normalize, device=device)
+    last = lambda key: sum(history[key][-5:]) / len(history[key][-5:])  # noqa: E731 - mean of the last 5 logs
+    return {"final_teacher_entropy": last("teacher_entropy"), "final_kl": last("kl"),
+            "final_loss": last("loss"),
+            "knn_accuracy": knn_accuracy(bank_x, bank[1], test_x, test[1], k=20),
+            "train_seconds": round(seconds, 2),
+            "curves": {"step": history.steps, "teacher_entropy": history["teacher_entropy"],
+                       "kl": history["kl"], "loss": history["loss"]},
+            **({"model": method} if keep_model else {})}
+
+
+def collapse_ablation(scale: str = "cpu", *, seed: int = 0, variants: list[str] | None = None,
+                      steps: int | None = None, device: torch.device | str = "cpu",
+                      progress: bool = True, keep_models: bool = False) -> dict:
+    """Train every variant (default: all of :data:`VARIANTS`) on the embedded shapes; JSON-able.
+
+    ``steps`` shortens (or lengthens) the scale's run. Top level: ``out_dim`` (K), ``log_k``,
+    ``chance``, ``random_init_knn``, ``settings`` and ``variants``: name -> :func:`run_variant`
+    (JSON-able unless ``keep_models``, which adds each trained method under ``"model"``).
+    """
+    setup = ablation_scale(scale, seed)
+    if steps is not None:
+        setup = replace(setup, train=replace(setup.train, steps=steps,
+                                             warmup_steps=min(setup.train.warmup_steps, steps)))
+    unknown = set(variants or []) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"variants must be among {sorted(VARIANTS)}, got {sorted(unknown)}")
+    names = list(VARIANTS) if variants is None else variants
+    images, labels, _ = make_shapes(setup.n_train, image_size=32, seed=seed, clutter=setup.clutter)
+    test_x, test_y, _ = make_shapes(setup.n_test, image_size=32, seed=seed, split="test",
+                                    clutter=setup.clutter)
+    bank, test = (images, labels), (test_x, test_y)
+    torch.manual_seed(seed)
+    init = build_vit(**setup.vit)
+    init_knn = knn_accuracy(extract_features(init, images, transform=normalize, device=device),
+                            labels, extract_features(init, test_x, transform=normalize,
+                                                     device=device), test_y, k=20)
+    results = {name: run_variant(name, images, bank, test, setup, device, keep_models)
+               for name in tqdm(names, desc="DINO ablation", disable=not progress)}
+    return {"scale": scale, "seed": seed, "out_dim": setup.dino.out_dim,
+            "log_k": math.log(setup.dino.out_dim), "chance": 1 / N_CLASSES,
+            "random_init_knn": init_knn,
+            "settings": {"n_train": setup.n_train, "clutter": setup.clutter, "vit": setup.vit,
+                         "dino": asdict(setup.dino),
+                         "train": {k: v for k, v in asdict(setup.train).items()}},
+            "variants": results}
+
+
+# --- the widget's numbers ----------------------------------------------------------------------------
+def teacher_distribution(logits: Tensor, center: Tensor | float = 0.0,
+                         temperature: float = 0.04) -> Tensor:
+    """softmax((logits - center) / temperature) over the last axis: the teacher's target."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    return F.softmax((logits - center) / temperature, dim=-1)
+
+
+def entropy(probs: Tensor) -> Tensor:
+    """Shannon entropy in nats over the last axis (0 log 0 = 0)."""
+    return -torch.special.xlogy(probs, probs).sum(-1)
+
+
+# --- attention that finds the object -----------------------------------------------------------------
+def attention_masks(attention: Tensor, mass: float = 0.6) -> Tensor:
+    """Keep, per map, the fewest patches holding ``mass`` of its attention: bool, same shape.
+
+    ``attention`` (..., gh, gw) is normalised to sum to 1 per map; patches are taken from the
+    largest down until their total reaches ``mass`` (the one that crosses it included). This is
+    the thresholding of DINO's ``visualize_attention.py`` (``--threshold 0.6``).
+    """
+    if not 0.0 < mass <= 1.0:
+        raise ValueError(f"mass must be in (0, 1], got {mass!r}")
+    if attention.dim() < 2:
+        raise ValueError(f"attention must be (..., gh, gw), got {tuple(attention.shape)}")
+    flat = attention.flatten(-2).float()                                # (..., N)
+    flat = flat / flat.sum(-1, keepdim=True).clamp_min(1e-12)
+    values, order = flat.sort(-1, descending=True)
+    keep_sorted = (values.cumsum(-1) - values) < mass                   # mass of larger ones < mass
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return keep.reshape(attention.shape)
+
+
+def jaccard(pred: Tensor, target: Tensor) -> Tensor:
+    """Intersection over union of boolean masks over the last two axes (1 when both are empty)."""
+    inter = (pred & target).flatten(-2).sum(-1).float()
+    union = (pred | target).flatten(-2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+@torch.no_grad()
+def attention_jaccard(model: nn.Module, images: Tensor, masks: Tensor, *, mass: float = 0.6,
+                      batch_size: int = 256) -> dict:
+    """Jaccard of each head's thresholded CLS attention with the object masks, on ``images``.
+
+    ``images`` uint8 (B, 3, H, W), ``masks`` bool (B, H, W). The patch masks of
+    :func:`attention_masks` are upsampled (nearest) to pixels. Returns ``per_head`` (mean over
+    images, one float per head), ``mean_over_heads``, ``best_head`` (the head with the highest
+    mean; chosen on these images, so slightly optimistic) and ``head_average`` (the map averaged
+    over heads, then thresholded).
+    """
+    if masks.shape != (images.shape[0], *images.shape[-2:]) or masks.dtype != torch.bool:
+        raise ValueError(f"masks must be bool (B, H, W) = {(images.shape[0], *images.shape[-2:])}, "
+                         f"got {masks.dtype} {tuple(masks.shape)}")
+    device = next(model.parameters()).device
+    per_head, averaged = [], []
+    for start in range(0, images.shape[0], batch_size):
+        x = normalize(images[start:start + batch_size]).to(device)
+        target = masks[start:start + batch_size].to(device)
+        att = cls_attention(model, x)                                    # (b, h, gh, gw)
+        size = tuple(target.shape[-2:])
+        keep = F.interpolate(attention_masks(att, mass).float(), size=size, mode="nearest") > 0.5
+        per_head.append(jaccard(keep, target[:, None]).cpu())            # (b, h)
+        mean_keep = attention_masks(att.mean(1, keepdim=True), mass).float()
+        mean_keep = F.interpolate(mean_keep, size=size, mode="nearest")[:, 0] > 0.5
+        averaged.append(jaccard(mean_keep, target).cpu())                # (b,)
+    heads = torch.cat(per_head).mean(0)                                  # (h,)
+    return {"per_head": heads.tolist(), "mean_over_heads": heads.mean().item(),
+            "best_head": heads.max().item(), "head_average": torch.cat(averaged).mean().item()}
+
+
+def plot_teacher(logits: Tensor, *, center: float | Tensor = 0.0, teacher_temp: float = 0.04,
+                 student_temp: float = 0.1, ax=None):
+    """Bars of one image's teacher distribution at ``teacher_temp`` after subtracting ``center``,
+    next to the student's softmax at ``student_temp``; entropies in the title (log K marked)."""
+    import matplotlib.pyplot as plt   # figures only: the grader imports this module without them
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.8))
+    k = logits.shape[-1]
+    teacher = teacher_distribution(logits, center, teacher_temp)
+    student = teacher_distribution(logits, 0.0, student_temp)
+    xs = torch.arange(k)
+    ax.bar(xs - 0.2, student.numpy(), width=0.4, color="tab:gray", label=f"student, tau_s = {student_temp:g}")
+    ax.bar(xs + 0.2, teacher.numpy(), width=0.4, color="tab:orange",
+           label=f"teacher, tau_t = {teacher_temp:g}")
+    ax.set(ylim=(0, 1), xlabel="output dimension k", ylabel="probability", xticks=xs.tolist(),
+           title=f"H(teacher) = {entropy(teacher):.2f} nats, H(student) = {entropy(student):.2f}, "
+                 f"log K = {math.log(k):.2f}")
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
+def plot_pairs(n_global: int = 2, n_crops: int = 6, ax=None):
+    """The (teacher crop i, student crop j) grid of the multi-crop loss: which pairs count."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * n_crops + 1.5, 0.6 * n_global + 1.2))
+    grid = torch.ones(n_global, n_crops)
+    for i in range(n_global):
+        grid[i, i] = 0
+    ax.imshow(grid.numpy(), cmap="Greens", vmin=-0.5, vmax=1.2)
+    for i in range(n_global):
+        for j in range(n_crops):
+            ax.text(j, i, "same view" if i == j else "pair", ha="center", va="center", fontsize=7)
+    ax.set(xticks=range(n_crops), yticks=range(n_global),
+           xticklabels=[f"g{j + 1}" if j < n_global else f"l{j - n_global + 1}" for j in range(n_crops)],
+           yticklabels=[f"g{i + 1}" for i in range(n_global)], xlabel="student crop j",
+           ylabel="teacher crop i",
+           title=f"{n_global * (n_crops - 1)} pairs of {n_global * n_crops} count")
+    return ax
+
+
+# --- figures ---------------------------------------------------------------------------------------
+COLOURS = {"none": "tab:gray", "centering": "tab:blue", "sharpening": "tab:red",
+           "both": "tab:green", "no_ema": "tab:purple"}
+
+
+def plot_collapse(result: dict, axes=None):
+    """Teacher entropy and teacher-student KL over training per variant (log K marked), k-NN bars."""
+    import matplotlib.pyplot as plt
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    log_k = result["log_k"]
+    for name, run in result["variants"].items():
+        curves, colour = run["curves"], COLOURS.get(name)
+        axes[0].plot(curves["step"], curves["teacher_entropy"], label=name, color=colour)
+        axes[1].plot(curves["step"], curves["kl"], label=name, color=colour)
+    axes[0].axhline(log_k, color="k", ls="--", lw=1)
+    axes[0].text(0, log_k, f"log K = {log_k:.2f}: uniform", va="bottom", fontsize=8)
+    axes[0].set(xlabel="step", ylabel="teacher entropy (nats)", ylim=(-0.1, log_k * 1.12),
+                title="entropy of the teacher's output")
+    axes[1].set(xlabel="step", ylabel="KL(teacher || student) (nats)",
+                title="what the student still has to learn")
+    names = list(result["variants"])
+    accs = [100 * result["variants"][n]["knn_accuracy"] for n in names]
+    axes[2].bar(names, accs, color=[COLOURS.get(n) for n in names])
+    axes[2].axhline(100 * result["random_init_knn"], color="gray", ls="--", lw=1,
+                    label="random init")
+    axes[2].axhline(100 * result["chance"], color="gray", ls=":", lw=1, label="chance")
+    axes[2].set(ylabel="k-NN accuracy of the teacher (%)", title="held-out k-NN")
+    axes[2].legend(fontsize=8)
+    for ax in axes[:2]:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return axes

@@ -1,0 +1,481 @@
+"""Mutation tests for solutions/02_dino/dino.ipynb: the graded test cells catch the common DINO
+mistakes, each with a message that names the mistake.
+
+The notebook is executed in-process, cell by cell, in a fresh namespace (IPython magics, which
+only run on Colab, become ``pass``). One solution cell is replaced by a MUTANT, a plausible wrong
+answer written out below; the graded test cell that goes with it must raise AssertionError whose
+message contains the mistake's keyword, and so must the hidden part of that cell on its own (the
+random-input tests do not lean on the worked example). The unmodified solution must pass every test
+cell without writing to stderr, the release stubs (``raise NotImplementedError()``) must fail every
+one, and the values the grader's journal records must not depend on the global random state.
+Run with ``-s`` to see the table: mistake -> test cell -> first line of the message.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import textwrap
+import warnings
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "02_dino" / "dino.ipynb"
+SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*\n?",
+                      re.M | re.S)
+HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?",
+                    re.M | re.S)
+MAGIC = re.compile(r"^([ \t]*)[%!].*$", re.M)
+N_TEST_CELLS, AUTO_POINTS, MANUAL_POINTS = 7, 17, 3
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def load_cells() -> list:
+    return nbformat.read(NOTEBOOK, as_version=4).cells
+
+
+def release_source(source: str) -> str:
+    """What the student release shows: solutions stubbed (as nbgrader does), hidden tests gone."""
+    source = SOLUTION.sub(lambda m: f"{m.group(1)}raise NotImplementedError()\n", source)
+    return HIDDEN.sub("", source)
+
+
+def run_notebook(replace: dict[str, str] | None = None, *, release: bool = False,
+                 stop_after: str | None = None):
+    """Execute the code cells in order in a fresh namespace, up to the cell ``stop_after``.
+
+    Returns ({test grade_id: exception or None}, stderr text including warnings). The set-up and
+    settings cells must run without error; an answer cell may raise (the release stub of the
+    constants cell does, as in Jupyter), and the next cells still run.
+    """
+    replace = replace or {}
+    namespace: dict = {"__name__": "__main__"}
+    results: dict[str, BaseException | None] = {}
+    stderr = io.StringIO()
+    for cell in load_cells():
+        if cell.cell_type != "code":
+            continue
+        meta = nbgrader_meta(cell)
+        grade_id = meta["grade_id"]
+        source = replace.get(grade_id, cell.source)
+        if release:
+            source = release_source(source)
+        code = compile(MAGIC.sub(r"\1pass", source), f"<cell {grade_id}>", "exec")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")     # nbgrader sees a warning as stderr output
+            if meta.get("grade") or meta.get("solution"):
+                try:
+                    exec(code, namespace)
+                    error = None
+                except Exception as caught_error:  # noqa: BLE001 - recorded and judged by the test
+                    error = caught_error
+                if meta.get("grade"):
+                    results[grade_id] = error
+                elif error is not None and not (release and isinstance(error, NotImplementedError)):
+                    raise error
+            else:
+                exec(code, namespace)
+        stderr.writelines(f"{w.category.__name__}: {w.message}\n" for w in caught)
+        if grade_id == stop_after:
+            break
+    return results, stderr.getvalue()
+
+
+def fn(source: str) -> str:
+    return textwrap.dedent(source).strip() + "\n"
+
+
+# (mistake, solution cell replaced, test cell that must fail, keyword in the message, mutant)
+MUTANTS = [
+    # --- 1. teacher_targets ---------------------------------------------------------------------
+    ("targets: centering after the softmax", "solution_teacher_targets", "test_teacher_targets",
+     "after the softmax", fn('''
+        def teacher_targets(teacher_logits, center, teacher_temp):
+            return F.softmax(teacher_logits.detach() / teacher_temp, dim=-1) - center
+     ''')),
+    ("targets: no stop-gradient (output requires grad)", "solution_teacher_targets",
+     "test_teacher_targets", "stop-gradient", fn('''
+        def teacher_targets(teacher_logits, center, teacher_temp):
+            return F.softmax((teacher_logits - center) / teacher_temp, dim=-1)
+     ''')),
+    ("targets: temperature multiplied", "solution_teacher_targets", "test_teacher_targets",
+     "temperature multiplied", fn('''
+        def teacher_targets(teacher_logits, center, teacher_temp):
+            return F.softmax((teacher_logits.detach() - center) * teacher_temp, dim=-1)
+     ''')),
+    ("targets: no centering", "solution_teacher_targets", "test_teacher_targets", "no centering",
+     fn('''
+        def teacher_targets(teacher_logits, center, teacher_temp):
+            return F.softmax(teacher_logits.detach() / teacher_temp, dim=-1)
+     ''')),
+    ("targets: softmax over the batch axis", "solution_teacher_targets", "test_teacher_targets",
+     "wrong axis", fn('''
+        def teacher_targets(teacher_logits, center, teacher_temp):
+            return F.softmax((teacher_logits.detach() - center) / teacher_temp, dim=0)
+     ''')),
+    ("targets: centres the caller's logits in place", "solution_teacher_targets",
+     "test_teacher_targets", "in place", fn('''
+        def teacher_targets(teacher_logits, center, teacher_temp):
+            with torch.no_grad():
+                teacher_logits -= center
+            return F.softmax(teacher_logits.detach() / teacher_temp, dim=-1)
+     ''')),
+    ("targets: calls DINOLoss.teacher_probs", "solution_teacher_targets", "test_teacher_targets",
+     "reference", fn('''
+        from course_lib.dino import DINOLoss
+        def teacher_targets(teacher_logits, center, teacher_temp):
+            loss = DINOLoss(teacher_logits.shape[1])
+            loss.center.copy_(center)
+            return loss.teacher_probs(teacher_logits, teacher_temp)
+     ''')),
+    ("targets: calls dino_lab.teacher_distribution", "solution_teacher_targets",
+     "test_teacher_targets", "reference", fn('''
+        from course_lib.dino_lab import teacher_distribution
+        def teacher_targets(teacher_logits, center, teacher_temp):
+            return teacher_distribution(teacher_logits, center, teacher_temp).detach()
+     ''')),
+    # --- 2. multi_crop_loss ---------------------------------------------------------------------
+    ("multi-crop: same-view pairs included", "solution_multi_crop_loss", "test_multi_crop_loss",
+     "same-view", fn('''
+        def multi_crop_loss(student_logits, teacher_probs, student_temp):
+            terms = [(-(p * F.log_softmax(s / student_temp, dim=-1)).sum(-1)).mean()
+                     for p in teacher_probs for s in student_logits]
+            return sum(terms) / len(terms)
+     ''')),
+    ("multi-crop: local crops skipped", "solution_multi_crop_loss", "test_multi_crop_loss",
+     "local crops skipped", fn('''
+        def multi_crop_loss(student_logits, teacher_probs, student_temp):
+            terms = [(-(p * F.log_softmax(s / student_temp, dim=-1)).sum(-1)).mean()
+                     for i, p in enumerate(teacher_probs)
+                     for j, s in enumerate(student_logits[:len(teacher_probs)]) if i != j]
+            return sum(terms) / len(terms)
+     ''')),
+    ("multi-crop: summed over pairs", "solution_multi_crop_loss", "test_multi_crop_loss",
+     "summed over pairs", fn('''
+        def multi_crop_loss(student_logits, teacher_probs, student_temp):
+            return sum((-(p * F.log_softmax(s / student_temp, dim=-1)).sum(-1)).mean()
+                       for i, p in enumerate(teacher_probs)
+                       for j, s in enumerate(student_logits) if i != j)
+     ''')),
+    ("multi-crop: student temperature missing", "solution_multi_crop_loss",
+     "test_multi_crop_loss", "temperature missing", fn('''
+        def multi_crop_loss(student_logits, teacher_probs, student_temp):
+            terms = [(-(p * F.log_softmax(s, dim=-1)).sum(-1)).mean()
+                     for i, p in enumerate(teacher_probs)
+                     for j, s in enumerate(student_logits) if i != j]
+            return sum(terms) / len(terms)
+     ''')),
+    ("multi-crop: summed over the batch", "solution_multi_crop_loss", "test_multi_crop_loss",
+     "summed over the batch", fn('''
+        def multi_crop_loss(student_logits, teacher_probs, student_temp):
+            terms = [(-(p * F.log_softmax(s / student_temp, dim=-1)).sum(-1)).sum()
+                     for i, p in enumerate(teacher_probs)
+                     for j, s in enumerate(student_logits) if i != j]
+            return sum(terms) / len(terms)
+     ''')),
+    ("multi-crop: calls DINOLoss.forward", "solution_multi_crop_loss", "test_multi_crop_loss",
+     "reference", fn('''
+        from course_lib.dino import DINOLoss
+        def multi_crop_loss(student_logits, teacher_probs, student_temp):
+            # teacher_temp = 1 and center 0: log of the targets gives them back through the softmax
+            loss = DINOLoss(student_logits[0].shape[1], len(teacher_probs), student_temp,
+                            use_centering=False)
+            loss.use_sharpening = True
+            return loss(torch.cat(student_logits), torch.cat(teacher_probs).log(), 1.0)
+     ''')),
+    # --- 3. dino_step ---------------------------------------------------------------------------
+    ("step: center from the student's logits", "solution_dino_step", "test_dino_step",
+     "student's logits", fn('''
+        def dino_step(student_logits, teacher_logits, center, teacher_temp, student_temp,
+                      center_momentum):
+            targets = [teacher_targets(t, center, teacher_temp) for t in teacher_logits]
+            loss = multi_crop_loss(student_logits, targets, student_temp)
+            mean = torch.cat(student_logits).detach().mean(0, keepdim=True)
+            return loss, center_momentum * center + (1 - center_momentum) * mean
+     ''')),
+    ("step: center from the teacher's probabilities", "solution_dino_step", "test_dino_step",
+     "probabilities", fn('''
+        def dino_step(student_logits, teacher_logits, center, teacher_temp, student_temp,
+                      center_momentum):
+            targets = [teacher_targets(t, center, teacher_temp) for t in teacher_logits]
+            loss = multi_crop_loss(student_logits, targets, student_temp)
+            mean = torch.cat(targets).mean(0, keepdim=True)
+            return loss, center_momentum * center + (1 - center_momentum) * mean
+     ''')),
+    ("step: center updated before the loss", "solution_dino_step", "test_dino_step",
+     "before the loss", fn('''
+        def dino_step(student_logits, teacher_logits, center, teacher_temp, student_temp,
+                      center_momentum):
+            mean = torch.cat(teacher_logits).detach().mean(0, keepdim=True)
+            center = center_momentum * center + (1 - center_momentum) * mean
+            targets = [teacher_targets(t, center, teacher_temp) for t in teacher_logits]
+            return multi_crop_loss(student_logits, targets, student_temp), center
+     ''')),
+    ("step: center momentum reversed", "solution_dino_step", "test_dino_step",
+     "momentum reversed", fn('''
+        def dino_step(student_logits, teacher_logits, center, teacher_temp, student_temp,
+                      center_momentum):
+            targets = [teacher_targets(t, center, teacher_temp) for t in teacher_logits]
+            loss = multi_crop_loss(student_logits, targets, student_temp)
+            mean = torch.cat(teacher_logits).detach().mean(0, keepdim=True)
+            return loss, (1 - center_momentum) * center + center_momentum * mean
+     ''')),
+    ("step: temperatures swapped (teacher softer)", "solution_dino_step", "test_dino_step",
+     "temperatures swapped", fn('''
+        def dino_step(student_logits, teacher_logits, center, teacher_temp, student_temp,
+                      center_momentum):
+            targets = [teacher_targets(t, center, student_temp) for t in teacher_logits]
+            loss = multi_crop_loss(student_logits, targets, teacher_temp)
+            mean = torch.cat(teacher_logits).detach().mean(0, keepdim=True)
+            return loss, center_momentum * center + (1 - center_momentum) * mean
+     ''')),
+    ("step: center modified in place", "solution_dino_step", "test_dino_step", "in place", fn('''
+        def dino_step(student_logits, teacher_logits, center, teacher_temp, student_temp,
+                      center_momentum):
+            targets = [teacher_targets(t, center, teacher_temp) for t in teacher_logits]
+            loss = multi_crop_loss(student_logits, targets, student_temp)
+            mean = torch.cat(teacher_logits).detach().mean(0, keepdim=True)
+            center.mul_(center_momentum).add_(mean, alpha=1 - center_momentum)
+            return loss, center
+     ''')),
+    ("step: center never updated", "solution_dino_step", "test_dino_step", "not updated", fn('''
+        def dino_step(student_logits, teacher_logits, center, teacher_temp, student_temp,
+                      center_momentum):
+            targets = [teacher_targets(t, center, teacher_temp) for t in teacher_logits]
+            return multi_crop_loss(student_logits, targets, student_temp), center.clone()
+     ''')),
+    ("step: center keeps the teacher's graph", "solution_dino_step", "test_dino_step",
+     "running statistic", fn('''
+        def dino_step(student_logits, teacher_logits, center, teacher_temp, student_temp,
+                      center_momentum):
+            targets = [teacher_targets(t, center, teacher_temp) for t in teacher_logits]
+            loss = multi_crop_loss(student_logits, targets, student_temp)
+            mean = torch.cat(teacher_logits).mean(0, keepdim=True)
+            return loss, center_momentum * center + (1 - center_momentum) * mean
+     ''')),
+    ("step: calls DINOLoss (forward and update_center)", "solution_dino_step", "test_dino_step",
+     "reference", fn('''
+        from course_lib.dino import DINOLoss
+        def dino_step(student_logits, teacher_logits, center, teacher_temp, student_temp,
+                      center_momentum):
+            loss_fn = DINOLoss(center.shape[1], len(teacher_logits), student_temp, center_momentum)
+            loss_fn.center.copy_(center)
+            loss = loss_fn(torch.cat(student_logits), torch.cat(teacher_logits), teacher_temp)
+            return loss, loss_fn.center.clone()
+     ''')),
+    # --- 4. ema_update --------------------------------------------------------------------------
+    ("ema: wrong direction (t <- m s + (1-m) t)", "solution_ema_update", "test_ema_update",
+     "wrong direction", fn('''
+        def ema_update(teacher, student, momentum):
+            with torch.no_grad():
+                for t, s in zip(teacher.parameters(), student.parameters()):
+                    t.copy_(momentum * s + (1 - momentum) * t)
+     ''')),
+    ("ema: new Parameter objects (not in place)", "solution_ema_update", "test_ema_update",
+     "in place", fn('''
+        def ema_update(teacher, student, momentum):
+            for module_t, module_s in zip(teacher.modules(), student.modules()):
+                for name, t in list(module_t.named_parameters(recurse=False)):
+                    s = getattr(module_s, name)
+                    new = nn.Parameter((momentum * t + (1 - momentum) * s).detach(),
+                                       requires_grad=False)
+                    setattr(module_t, name, new)
+     ''')),
+    ("ema: update recorded by autograd (no torch.no_grad)", "solution_ema_update",
+     "test_ema_update", "no_grad", fn('''
+        def ema_update(teacher, student, momentum):
+            for t, s in zip(teacher.parameters(), student.parameters()):
+                t.mul_(momentum).add_((1 - momentum) * s)
+     ''')),
+    ("ema: calls course_lib.ema.ema_update", "solution_ema_update", "test_ema_update",
+     "reference", fn('''
+        from course_lib import ema
+        def ema_update(teacher, student, momentum):
+            ema.ema_update(teacher, student, momentum)
+     ''')),
+    # --- 5. cosine_schedule ---------------------------------------------------------------------
+    ("schedule: ends exactly at final (divides by n - 1)", "solution_cosine_schedule",
+     "test_cosine_schedule", "off by one", fn('''
+        def cosine_schedule(base, final, steps, warmup_steps=0, warmup_start=0.0):
+            warmup = torch.linspace(warmup_start, base, warmup_steps, dtype=torch.float64)
+            n = steps - warmup_steps
+            j = torch.arange(n, dtype=torch.float64)
+            cosine = final + 0.5 * (base - final) * (1 + torch.cos(math.pi * j / (n - 1)))
+            return torch.cat([warmup, cosine])
+     ''')),
+    ("schedule: cosine starts one step late (j = 1..n)", "solution_cosine_schedule",
+     "test_cosine_schedule", "off by one", fn('''
+        def cosine_schedule(base, final, steps, warmup_steps=0, warmup_start=0.0):
+            warmup = torch.linspace(warmup_start, base, warmup_steps, dtype=torch.float64)
+            n = steps - warmup_steps
+            j = torch.arange(1, n + 1, dtype=torch.float64)
+            cosine = final + 0.5 * (base - final) * (1 + torch.cos(math.pi * j / n))
+            return torch.cat([warmup, cosine])
+     ''')),
+    ("schedule: warm-up missing", "solution_cosine_schedule", "test_cosine_schedule",
+     "warm-up missing", fn('''
+        def cosine_schedule(base, final, steps, warmup_steps=0, warmup_start=0.0):
+            i = torch.arange(steps, dtype=torch.float64)
+            return final + 0.5 * (base - final) * (1 + torch.cos(math.pi * i / steps))
+     ''')),
+    ("schedule: warm-up i / warmup_steps (never reaches base)", "solution_cosine_schedule",
+     "test_cosine_schedule", "warm-up off by one", fn('''
+        def cosine_schedule(base, final, steps, warmup_steps=0, warmup_start=0.0):
+            i = torch.arange(warmup_steps, dtype=torch.float64)
+            warmup = warmup_start + (base - warmup_start) * i / warmup_steps
+            n = steps - warmup_steps
+            j = torch.arange(n, dtype=torch.float64)
+            cosine = final + 0.5 * (base - final) * (1 + torch.cos(math.pi * j / n))
+            return torch.cat([warmup, cosine])
+     ''')),
+    ("schedule: calls course_lib.schedules.cosine_schedule", "solution_cosine_schedule",
+     "test_cosine_schedule", "reference", fn('''
+        import course_lib.schedules
+        def cosine_schedule(base, final, steps, warmup_steps=0, warmup_start=0.0):
+            return course_lib.schedules.cosine_schedule(base, final, steps, warmup_steps,
+                                                        warmup_start)
+     ''')),
+    # --- 6. collapse_signature ------------------------------------------------------------------
+    ("collapse: entropy in bits", "solution_collapse_signature", "test_collapse_signature",
+     "bits", fn('''
+        def collapse_signature(kind, k):
+            return (math.log2(k), 0.0) if kind == "uniform" else (0.0, 0.0)
+     ''')),
+    ("collapse: KL confused with the cross-entropy", "solution_collapse_signature",
+     "test_collapse_signature", "cross-entropy", fn('''
+        def collapse_signature(kind, k):
+            return (math.log(k), math.log(k)) if kind == "uniform" else (0.0, 0.0)
+     ''')),
+    ("collapse: uniform and one-hot swapped", "solution_collapse_signature",
+     "test_collapse_signature", "swapped", fn('''
+        def collapse_signature(kind, k):
+            return (math.log(k), 0.0) if kind == "one-hot" else (0.0, 0.0)
+     ''')),
+    ("collapse: returns a list", "solution_collapse_signature", "test_collapse_signature",
+     "tuple", fn('''
+        def collapse_signature(kind, k):
+            return [math.log(k), 0.0] if kind == "uniform" else [0.0, 0.0]
+     ''')),
+    # --- 7. collapse modes ----------------------------------------------------------------------
+    ("modes: centering-only and sharpening-only swapped", "solution_collapse_modes",
+     "test_collapse_modes", "swapped", fn('''
+        CENTERING_ONLY = "one-hot"
+        SHARPENING_ONLY = "uniform"
+     ''')),
+    ("modes: misspelt constant", "solution_collapse_modes", "test_collapse_modes", "spelled",
+     fn('''
+        CENTERING_ONLY = "Uniform"
+        SHARPENING_ONLY = "one-hot"
+     ''')),
+]
+
+TABLE: list[tuple[str, str, str]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_table():
+    yield
+    if TABLE:
+        width = max(len(row[0]) for row in TABLE)
+        print("\n\nmistake".ljust(width + 2) + " | test cell               | first line of the message")
+        for mistake, cell, first_line in TABLE:
+            print(f"{mistake.ljust(width)} | {cell.ljust(23)} | {first_line}")
+
+
+def test_solution_passes_every_test_cell_silently():
+    results, stderr = run_notebook()
+    failed = {cell: repr(err) for cell, err in results.items() if err is not None}
+    assert not failed, f"the solution fails test cells: {failed}"
+    assert len(results) == N_TEST_CELLS
+    assert stderr == "", f"the solution writes to stderr (scores zero in nbgrader): {stderr!r}"
+
+
+def test_release_stub_fails_every_test_cell():
+    results, _ = run_notebook(release=True)
+    assert len(results) == N_TEST_CELLS
+    for cell, error in results.items():
+        if cell == "test_collapse_modes":   # the constants' stub raised; the test says so
+            assert isinstance(error, AssertionError) and "not defined" in str(error), error
+        else:
+            assert isinstance(error, NotImplementedError), (cell, error)
+
+
+def test_release_stubs_are_valid_python_that_keep_signature_and_docstring():
+    for cell in load_cells():
+        if cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
+            stub = release_source(cell.source)
+            compile(stub, nbgrader_meta(cell)["grade_id"], "exec")
+            assert "NotImplementedError" in stub
+            if nbgrader_meta(cell)["grade_id"] != "solution_collapse_modes":
+                assert stub.lstrip().startswith("def ") and '"""' in stub
+
+
+def test_every_answer_has_a_test_cell_and_points_add_up():
+    metas = [(c.cell_type, nbgrader_meta(c)) for c in load_cells()]
+    assert all(m.get("schema_version") == 3 for _, m in metas)
+    ids = [m["grade_id"] for _, m in metas]
+    assert len(ids) == len(set(ids))
+    for kind, m in metas:
+        if kind == "code" and m.get("solution"):
+            assert "test_" + m["grade_id"].removeprefix("solution_") in ids
+    auto = sum(m.get("points", 0) for kind, m in metas if m.get("grade") and kind == "code")
+    manual = sum(m.get("points", 0) for kind, m in metas if m.get("grade") and kind == "markdown")
+    assert (auto, manual) == (AUTO_POINTS, MANUAL_POINTS)
+
+
+def test_graded_values_do_not_depend_on_the_global_random_state(tmp_path, monkeypatch):
+    """Student code may consume the global RNG: the journal the grader compares (every check's
+    name and value) must come out the same whatever state the test cells start from."""
+    import course_lib.grading as grading
+
+    def journal(seed: int) -> list[str]:
+        path = tmp_path / f"journal-{seed}.jsonl"
+        monkeypatch.setattr(grading, "_journal_path", str(path))
+        replace = {}
+        for cell in load_cells():
+            meta = nbgrader_meta(cell)
+            if meta.get("grade") and cell.cell_type == "code":
+                prefix = f"torch.manual_seed({seed}); torch.rand({seed % 5 + 1})\n"
+                replace[meta["grade_id"]] = prefix + cell.source
+        results, _ = run_notebook(replace)
+        assert all(error is None for error in results.values()), results
+        return path.read_text().splitlines()
+
+    first, second = journal(1), journal(2024)
+    assert len(first) > 100 and first == second
+
+
+@pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
+                         ids=[m[0] for m in MUTANTS])
+def test_mutant_is_caught_with_a_message_naming_the_mistake(mistake, solution_cell, test_cell,
+                                                            keyword, mutant):
+    results, _ = run_notebook({solution_cell: mutant}, stop_after=test_cell)
+    error = results[test_cell]
+    assert isinstance(error, AssertionError), f"{mistake}: {test_cell} gave {error!r}, not a failed check"
+    message = str(error)
+    TABLE.append((mistake, test_cell, message.splitlines()[0] if message else ""))
+    assert keyword.lower() in message.lower(), f"{mistake}: message lacks {keyword!r}:\n{message}"
+
+
+def hidden_part(test_cell: str) -> str:
+    source = next(c.source for c in load_cells() if nbgrader_meta(c).get("grade_id") == test_cell)
+    return source[source.index("### BEGIN HIDDEN TESTS"):]
+
+
+@pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
+                         ids=[m[0] for m in MUTANTS])
+def test_hidden_tests_alone_catch_and_name_the_mistake(mistake, solution_cell, test_cell, keyword,
+                                                       mutant):
+    """The random-input tests do not lean on the worked example: with the visible part of the
+    test cell removed, the same mistake still fails, with the same keyword."""
+    results, _ = run_notebook({solution_cell: mutant, test_cell: hidden_part(test_cell)},
+                              stop_after=test_cell)
+    error = results[test_cell]
+    assert isinstance(error, AssertionError), f"{mistake}: hidden tests gave {error!r}"
+    assert keyword.lower() in str(error).lower(), f"{mistake}: message lacks {keyword!r}:\n{error}"
