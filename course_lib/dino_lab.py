@@ -287,6 +287,7 @@ def plot_collapse(result: dict, axes=None):
                     label="random init")
     axes[2].axhline(100 * result["chance"], color="gray", ls=":", lw=1, label="chance")
     axes[2].set(ylabel="k-NN accuracy of the teacher (%)", title="held-out k-NN")
+    axes[2].tick_params(axis="x", labelrotation=30)
     axes[2].legend(fontsize=8)
     for ax in axes[:2]:
         ax.legend(fontsize=8)
