@@ -39,7 +39,7 @@ NOTEBOOKS := $(shell find lectures solutions -name '*.ipynb' -not -path '*/.ipyn
 # The notebooks then run one at a time with all cores, as a student's kernel would.
 test: bootstrap
 	$(PY) -m autograder check
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) tests $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --durations=12 tests $(ARGS)
 	$(PY) -m pytest -p no:xdist -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS) $(ARGS)
 
 test-fast: bootstrap

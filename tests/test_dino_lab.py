@@ -83,7 +83,7 @@ def test_dino_ablation_cli_shows_both_collapse_modes(tmp_path):
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert list(result["variants"]) == ["centering", "sharpening", "both"]
+    assert set(result["variants"]) == {"centering", "sharpening", "both"}
     log_k, v = result["log_k"], result["variants"]
     assert result["out_dim"] == 256 and log_k == pytest.approx(math.log(256))
     assert v["centering"]["final_teacher_entropy"] > 0.95 * log_k      # uniform
