@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -80,7 +81,7 @@ def test_dino_ablation_cli_shows_both_collapse_modes(tmp_path):
     run = subprocess.run([sys.executable, "-m", "course_lib", "dino-ablation", "--scale", "cpu",
                           "--variants", "centering", "sharpening", "both", "--json", str(out)],
                          capture_output=True, text=True, timeout=900,
-                         env={**__import__("os").environ, "OMP_NUM_THREADS": "2"})
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})  # the other worker has a core
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())
     assert set(result["variants"]) == {"centering", "sharpening", "both"}
