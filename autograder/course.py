@@ -44,7 +44,9 @@ def make_course(course_dir: Path, solutions_dir: Path, assignment: str) -> Path:
 
 
 def grading_env(course_dir: Path, threads: int = 1) -> dict[str, str]:
-    """The environment nbgrader and the student's kernel run in: quiet, headless, CPU-bounded."""
+    """The environment of the nbgrader release step (generate_assignment): quiet, headless.
+
+    Student notebooks get their own, minimal environment: ``grade._jail_env``."""
     env = dict(os.environ)
     # nbgrader runs the `alembic` executable when it creates a gradebook: the venv's bin first.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")

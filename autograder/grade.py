@@ -35,8 +35,8 @@ from pathlib import Path
 
 from . import feedback, journal, sandbox
 from .course import run_process
-from .notebooks import (HIDDEN_TESTS, grade_id, is_code_answer, is_grade, is_solution, is_test,
-                        read_notebook, source_notebooks, without_markers, write_notebook)
+from .notebooks import (grade_id, is_code_answer, is_grade, is_solution, is_test, read_notebook,
+                        source_notebooks, write_notebook)
 from .release import ReleaseError, build_release
 
 CELL_TIMEOUT = 120              # s for one cell; past it the cell is interrupted, the rest runs

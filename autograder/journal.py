@@ -260,8 +260,3 @@ def verdict(cell_id: str, max_score: float, error: tuple[str, str] | None,
         result.score = max_score
     return result
 
-
-def test_cells(source_nb: NotebookNode) -> list[tuple[str, float]]:
-    """(grade_id, points) of the autograded test cells, in notebook order."""
-    return [(grade_id(c), float(nbgrader_meta(c).get("points", 0)))
-            for c in source_nb.cells if is_test(c)]

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autograder import journal, sandbox
+from autograder import sandbox
 from autograder.notebooks import (HIDDEN_TESTS, SOLUTION, grade_id, notebook_bytes,
                                   read_notebook, region_flags, without_markers)
 from autograder.release import build_release
