@@ -11,7 +11,7 @@ WORKERS ?= 2
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: bootstrap lab test test-fast notebooks release check clean-venv
+.PHONY: bootstrap lab test test-fast notebooks release check bench-deps clean-venv
 
 bootstrap: $(STAMP)
 
@@ -50,6 +50,12 @@ release: bootstrap
 
 check: bootstrap
 	$(PY) -m autograder check
+
+# benchmarks/dino_step.py compares against lightly's DINO loss and head. lightly's own
+# requirements (pytorch-lightning, ...) would pull another torch; the three pieces we time need
+# torch alone, so it goes in without its dependencies, at the version the figures were taken with.
+bench-deps: bootstrap
+	$(PY) -m pip install -qq --no-deps "lightly==1.6.0"
 
 clean-venv:
 	rm -rf $(VENV)

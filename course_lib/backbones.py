@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from timm.layers import PatchEmbed
-from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import Block, VisionTransformer
 from timm.models.vision_transformer_hybrid import ConvStem
 from torch import nn
 
@@ -267,6 +267,33 @@ def encode_tokens(model: VisionTransformer, tokens: Tensor) -> Tensor:
         raise ValueError(f"tokens must be (B, n, D={model.embed_dim}), got "
                          f"{tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__}")
     return model.norm(model.blocks(tokens))
+
+
+def freeze_pos_embed(model: VisionTransformer, table: Tensor) -> None:
+    """Replace ``model``'s learned position embeddings by a fixed ``table`` (1 + N, D), row 0 for
+    the CLS token, e.g. MAE's 2-D sin-cos table (``course_lib.mae.sincos_2d``); it stops training.
+    Models with register tokens are refused (their positions are not defined by MAE)."""
+    if num_register_tokens(model):
+        raise ValueError("freeze_pos_embed needs a model without register tokens")
+    expected = tuple(model.pos_embed.shape[1:])
+    if not isinstance(table, Tensor) or tuple(table.shape) != expected:
+        raise ValueError(f"table must be (1 + N, D) = {expected}, got "
+                         f"{tuple(table.shape) if isinstance(table, Tensor) else type(table).__name__}")
+    with torch.no_grad():
+        model.pos_embed.copy_(table[None])
+    model.pos_embed.requires_grad_(False)
+
+
+def transformer_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0) -> nn.Sequential:
+    """``depth`` pre-norm transformer blocks of width ``dim`` (timm's ``Block``, the one the ViTs
+    use): MAE's decoder, I-JEPA's predictor."""
+    for name, value in (("dim", dim), ("depth", depth), ("num_heads", num_heads)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if dim % num_heads:
+        raise ValueError(f"dim must be divisible by num_heads={num_heads}, got {dim}")
+    return nn.Sequential(*[Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True)
+                           for _ in range(depth)])
 
 
 # --- attention maps ------------------------------------------------------------------------------

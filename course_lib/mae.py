@@ -1,0 +1,418 @@
+"""MAE: masked autoencoders (He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners",
+section 3 and the official ``models_mae.py``). Lecture 03.
+
+An image is cut into N patches. A large random subset (75 %) is dropped; the encoder, a ViT,
+sees only the visible N (1 - r) patches. A narrow, shallow decoder gets the encoded visible
+tokens back in their places, a shared learned mask token everywhere else, and its own fixed 2-D
+sin-cos position embeddings, and predicts the pixels of every patch. The loss is the mean squared
+error on the masked patches only, against per-patch normalised pixels:
+
+    target_n = (x_n - mean(x_n)) / sqrt(var(x_n) + 1e-6)      x_n: the p*p*C pixels of patch n
+    L        = sum_n m_n * mean_j (pred_nj - target_nj)^2 / sum_n m_n     m_n = 1 if n is masked
+
+Because the encoder never sees a mask token, its cost falls with the visible fraction: at
+r = 0.75 it processes 1 + N/4 tokens instead of 1 + N. After pre-training the decoder is thrown
+away and the encoder is used on whole images.
+
+The file reads in the paper's order: patches, position embeddings, masking (random, block-wise,
+grid), the encoder, the decoder, the loss, the model on the shared training loop, and the
+reconstruction helpers the lecture plots with.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .backbones import (embed_tokens, encode_tokens, freeze_pos_embed, num_prefix_tokens,
+                        transformer_blocks)
+from .data import normalize
+from .train import Method
+
+Tensor = torch.Tensor
+
+
+def _describe(x: object) -> str:
+    return f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+
+
+def _check_ratio(mask_ratio: object) -> None:
+    if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) \
+            or not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be a float in [0, 1), got {mask_ratio!r}")
+
+
+def _check_int(name: str, value: object, low: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+# --- 1. patches ----------------------------------------------------------------------------------
+def patchify(imgs: Tensor, patch_size: int) -> Tensor:
+    """(B, C, H, W) -> (B, N, p*p*C): row-major patches, each flattened as (row, col, channel),
+    the layout of the MAE code (``einsum('nchpwq->nhwpqc')``). Lecture 03, section 2."""
+    _check_int("patch_size", patch_size)
+    if not isinstance(imgs, Tensor) or imgs.dim() != 4:
+        raise ValueError(f"imgs must be a 4-D tensor (B, C, H, W), got {_describe(imgs)}")
+    B, C, H, W = imgs.shape
+    if H % patch_size or W % patch_size:
+        raise ValueError(f"image height and width must be multiples of patch_size={patch_size}, "
+                         f"got {(H, W)}")
+    h, w = H // patch_size, W // patch_size
+    x = imgs.reshape(B, C, h, patch_size, w, patch_size)        # (B, C, h, p, w, p)
+    x = x.permute(0, 2, 4, 3, 5, 1)                             # (B, h, w, p, p, C)
+    return x.reshape(B, h * w, patch_size * patch_size * C)     # (B, N, p*p*C)
+
+
+def unpatchify(patches: Tensor, patch_size: int, channels: int = 3) -> Tensor:
+    """(B, N, p*p*C) -> (B, C, H, W), the inverse of :func:`patchify` for a square grid."""
+    _check_int("patch_size", patch_size)
+    _check_int("channels", channels)
+    if not isinstance(patches, Tensor) or patches.dim() != 3:
+        raise ValueError(f"patches must be a 3-D tensor (B, N, p*p*C), got {_describe(patches)}")
+    B, N, L = patches.shape
+    side = math.isqrt(N)
+    if side * side != N:
+        raise ValueError(f"patches must form a square grid, got N={N} patches")
+    if L != patch_size * patch_size * channels:
+        raise ValueError(f"patches' last dimension must be p*p*C = {patch_size}*{patch_size}*"
+                         f"{channels} = {patch_size * patch_size * channels}, got {L}")
+    x = patches.reshape(B, side, side, patch_size, patch_size, channels)  # (B, h, w, p, p, C)
+    x = x.permute(0, 5, 1, 3, 2, 4)                                       # (B, C, h, p, w, p)
+    return x.reshape(B, channels, side * patch_size, side * patch_size)
+
+
+# --- 2. fixed 2-D sin-cos position embeddings ------------------------------------------------------
+def sincos_1d(dim: int, positions: Tensor) -> Tensor:
+    """(M,) positions -> (M, dim): [sin(pos * w_k), cos(pos * w_k)] with w_k = 10000^(-2k/dim),
+    k < dim/2 (Vaswani et al. 2017, as in MAE's ``get_1d_sincos_pos_embed_from_grid``)."""
+    if dim % 2:
+        raise ValueError(f"dim must be even, got {dim}")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))  # (dim/2,)
+    angles = positions.double()[:, None] * omega[None, :]                              # (M, dim/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=1).float()                      # (M, dim)
+
+
+def sincos_2d(dim: int, grid_size: int, *, cls_token: bool = False) -> Tensor:
+    """Fixed 2-D position embeddings (N, dim) for a grid_size x grid_size row-major patch grid,
+    with a leading zero row for the CLS token if ``cls_token``.
+
+    The first dim/2 channels encode the patch's *column* and the last dim/2 its *row*: the MAE
+    code builds ``np.meshgrid(grid_w, grid_h)`` (w first) and embeds ``grid[0]`` first. A
+    checkpoint's decoder only works with this exact order (Lecture 03, pitfalls).
+    """
+    _check_int("grid_size", grid_size)
+    if dim % 4:
+        raise ValueError(f"dim must be a multiple of 4 (sin and cos for each axis), got {dim}")
+    rows = torch.arange(grid_size).repeat_interleave(grid_size)   # (N,) 0,0,..,1,1,..
+    cols = torch.arange(grid_size).repeat(grid_size)              # (N,) 0,1,..,0,1,..
+    table = torch.cat([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], dim=1)  # (N, dim)
+    if cls_token:
+        table = torch.cat([torch.zeros(1, dim), table])           # (1 + N, dim)
+    return table
+
+
+# --- 3. masking ------------------------------------------------------------------------------------
+def random_masking(x: Tensor, mask_ratio: float,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Keep a uniformly random subset of ``int(N * (1 - mask_ratio))`` tokens per image.
+
+    x: (B, N, D) -> (x_visible (B, N_keep, D), mask (B, N), ids_restore (B, N)).
+    ``mask`` is 1.0 on masked tokens and 0.0 on visible ones, in x's dtype, in the original order.
+    ``ids_restore`` undoes the shuffle: ``gather(cat([x_visible, fill]), 1, ids_restore)`` puts
+    every token back in its place. Noise argsort as in the MAE code; Lecture 03, section 3.
+    """
+    _check_ratio(mask_ratio)
+    if not isinstance(x, Tensor) or x.dim() != 3:
+        raise ValueError(f"x must be a 3-D tensor (B, N, D), got {_describe(x)}")
+    B, N, D = x.shape
+    n_keep = int(N * (1 - mask_ratio))
+    if n_keep < 1:
+        raise ValueError(f"mask_ratio={mask_ratio} keeps no token of N={N}")
+    noise = torch.rand(B, N, generator=generator, device=x.device if generator is None
+                       else generator.device).to(x.device)          # (B, N) in [0, 1)
+    ids_shuffle = torch.argsort(noise, dim=1)                       # ascending: small are kept
+    ids_restore = torch.argsort(ids_shuffle, dim=1)                 # (B, N)
+    ids_keep = ids_shuffle[:, :n_keep]                              # (B, N_keep)
+    x_visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, D))  # (B, N_keep, D)
+    mask = torch.ones(B, N, dtype=x.dtype, device=x.device)
+    mask[:, :n_keep] = 0                                            # in shuffled order ...
+    mask = torch.gather(mask, 1, ids_restore)                       # ... back to patch order
+    return x_visible, mask, ids_restore
+
+
+def mask_from_boolean(x: Tensor, masked: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The same triple as :func:`random_masking` for a given boolean mask (B, N), True = masked,
+    with the same number of masked tokens in every row (block-wise and grid masking use this).
+    Visible tokens keep their patch order."""
+    if not isinstance(x, Tensor) or x.dim() != 3:
+        raise ValueError(f"x must be a 3-D tensor (B, N, D), got {_describe(x)}")
+    if not isinstance(masked, Tensor) or masked.dtype != torch.bool or masked.shape != x.shape[:2]:
+        raise ValueError(f"masked must be a bool tensor (B, N) = {tuple(x.shape[:2])}, "
+                         f"got {_describe(masked)}")
+    counts = masked.sum(1)
+    if (counts != counts[0]).any() or counts[0] >= x.shape[1]:
+        raise ValueError(f"masked must mask the same number (< N) of tokens in every row, got "
+                         f"{counts.tolist()}")
+    B, N, D = x.shape
+    # Stable sort on the mask: visible (0) first in patch order, then masked.
+    ids_shuffle = torch.sort(masked.to(torch.uint8), dim=1, stable=True).indices  # (B, N)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    n_keep = N - int(counts[0])
+    ids_keep = ids_shuffle[:, :n_keep]
+    x_visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, D))
+    return x_visible, masked.to(x.dtype), ids_restore
+
+
+def block_mask(batch: int, grid_size: int, mask_ratio: float, *,
+               generator: torch.Generator | None = None, min_block: int = 4) -> Tensor:
+    """Block-wise masking (BEiT, Bao et al. 2022, Algorithm 1; MAE Figure 6 middle): mask random
+    rectangles (area >= ``min_block`` patches, aspect ratio log-uniform in [0.3, 1/0.3]) until
+    exactly ``int(N * mask_ratio)`` patches are masked; the last rectangle is trimmed to the count.
+    Returns a bool (batch, N), True = masked. CPU, from ``generator``."""
+    _check_ratio(mask_ratio)
+    _check_int("batch", batch)
+    _check_int("grid_size", grid_size)
+    n = grid_size * grid_size
+    target = n - int(n * (1 - mask_ratio))    # the same count random_masking masks
+    gen = generator if generator is not None else torch.Generator().manual_seed(
+        int(torch.randint(0, 2**31 - 1, ())))
+    out = torch.zeros(batch, n, dtype=torch.bool)
+
+    def uniform(low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand((), generator=gen))
+
+    for b in range(batch):
+        grid = out[b].view(grid_size, grid_size)
+        while int(grid.sum()) < target:
+            area = uniform(min(min_block, target), max(min_block, target))
+            aspect = math.exp(uniform(math.log(0.3), math.log(1 / 0.3)))
+            h = min(grid_size, max(1, round(math.sqrt(area * aspect))))
+            w = min(grid_size, max(1, round(math.sqrt(area / aspect))))
+            top = int(torch.randint(0, grid_size - h + 1, (), generator=gen))
+            left = int(torch.randint(0, grid_size - w + 1, (), generator=gen))
+            new = torch.zeros_like(grid)
+            new[top:top + h, left:left + w] = True
+            new &= ~grid                                    # only patches not masked yet
+            room = target - int(grid.sum())
+            idx = new.flatten().nonzero().squeeze(1)[:room]  # trim the last block, row-major
+            grid.view(-1)[idx] = True
+    return out
+
+
+def grid_mask(batch: int, grid_size: int, *, stride: int = 2,
+              generator: torch.Generator | None = None) -> Tensor:
+    """Grid masking (MAE Figure 6 right): keep one patch in every ``stride`` x ``stride`` cell
+    (stride 2: mask 75 %), at a random offset per image. Needs grid_size divisible by stride.
+    Returns a bool (batch, N), True = masked."""
+    _check_int("batch", batch)
+    _check_int("stride", stride, 2)
+    _check_int("grid_size", grid_size)
+    if grid_size % stride:
+        raise ValueError(f"grid_size={grid_size} must be divisible by stride={stride}")
+    offsets = torch.randint(0, stride, (batch, 2), generator=generator)         # (batch, 2)
+    rows = torch.arange(grid_size)
+    keep_rows = (rows[None, :] % stride) == offsets[:, :1]                     # (batch, g)
+    keep_cols = (rows[None, :] % stride) == offsets[:, 1:]                     # (batch, g)
+    keep = keep_rows[:, :, None] & keep_cols[:, None, :]                       # (batch, g, g)
+    return ~keep.reshape(batch, grid_size * grid_size)
+
+
+def grid_stride_for(mask_ratio: float) -> int:
+    """The grid stride s with 1 - 1/s^2 == mask_ratio (0.75 -> 2, 8/9 -> 3)."""
+    _check_ratio(mask_ratio)
+    stride = round(1 / math.sqrt(1 - mask_ratio))
+    if stride < 2 or abs(1 - 1 / stride**2 - mask_ratio) > 1e-6:
+        raise ValueError(f"grid masking needs mask_ratio = 1 - 1/s^2 for an integer s >= 2 "
+                         f"(0.75, 0.888...), got {mask_ratio}")
+    return stride
+
+
+MASKINGS = ("random", "block", "grid")
+
+
+# --- 4-6. the model: encoder, decoder, loss -------------------------------------------------------
+def mae_loss(pred: Tensor, target: Tensor, mask: Tensor, norm_pix: bool = True) -> Tensor:
+    """Mean squared error per patch, averaged over the masked patches only.
+
+    pred, target: (B, N, p*p*C) (target from :func:`patchify`); mask: (B, N), 1 = masked.
+    ``norm_pix``: normalise each target patch by its own mean and unbiased variance (+1e-6), as
+    MAE's ``norm_pix_loss`` (section 3, "Reconstruction target"); the mean and variance are over
+    the patch's pixels (the last axis), never over the batch. Lecture 03, section 4.
+    """
+    for name, value in (("pred", pred), ("target", target)):
+        if not isinstance(value, Tensor) or value.dim() != 3:
+            raise ValueError(f"{name} must be a 3-D tensor (B, N, p*p*C), got {_describe(value)}")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
+                         f"and {tuple(target.shape)}")
+    if not isinstance(mask, Tensor) or mask.shape != pred.shape[:2]:
+        raise ValueError(f"mask must be (B, N) = {tuple(pred.shape[:2])}, got {_describe(mask)}")
+    if mask.dtype == torch.bool:
+        raise ValueError("mask must be 0/1 floats as random_masking returns (1 = masked), got bool;"
+                         " use mask.float()")
+    if norm_pix:
+        mean = target.mean(dim=-1, keepdim=True)                    # (B, N, 1)
+        var = target.var(dim=-1, keepdim=True)                      # unbiased, as the MAE code
+        target = (target - mean) / (var + 1e-6) ** 0.5
+    per_patch = (pred.float() - target.float()).square().mean(dim=-1)  # (B, N)
+    mask = mask.float()
+    if mask.sum() == 0:
+        raise ValueError("mask has no masked patch; the MAE loss is over masked patches only")
+    return (per_patch * mask).sum() / mask.sum()
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    """MAE's hyperparameters. Paper defaults (He et al. 2022, Table 1 and appendix A.1): mask
+    75 % at random, decoder 512 wide and 8 blocks deep with 16 heads, normalised pixel targets."""
+
+    mask_ratio: float = 0.75
+    masking: str = "random"                  # "random", "block" or "grid"
+    decoder_dim: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 16
+    norm_pix_loss: bool = True
+
+    def __post_init__(self) -> None:
+        _check_ratio(self.mask_ratio)
+        if self.masking not in MASKINGS:
+            raise ValueError(f"masking must be one of {MASKINGS}, got {self.masking!r}")
+        if self.masking == "grid":
+            grid_stride_for(self.mask_ratio)
+        for name in ("decoder_dim", "decoder_depth", "decoder_heads"):
+            _check_int(name, getattr(self, name))
+        if self.decoder_dim % self.decoder_heads or self.decoder_dim % 4:
+            raise ValueError(f"decoder_dim must be divisible by decoder_heads and by 4, got "
+                             f"{self.decoder_dim} with {self.decoder_heads} heads")
+
+
+class MAE(Method):
+    """Encoder (a course ViT with ``stem="patch"``) on the visible patches, a light decoder on all.
+
+    The encoder's position embeddings are replaced by fixed 2-D sin-cos ones, as in MAE. They are
+    added to every patch *before* masking, and the CLS token (with its own position) is prepended
+    *after* it, so it is never masked. ``model(images)`` of the encoder alone, on whole images, is
+    the feature extractor after pre-training.
+
+        mae = MAE(build_vit("cpu", stem="patch", patch_size=4), MAEConfig(decoder_dim=64, ...))
+        loss, pred, mask = mae(images)            # images normalised (B, 3, H, W)
+        history = train(mae, uint8_images, TrainConfig(steps=300))
+    """
+
+    def __init__(self, encoder: nn.Module, config: MAEConfig = MAEConfig()) -> None:
+        super().__init__()
+        if not isinstance(config, MAEConfig):
+            raise ValueError(f"config must be an MAEConfig, got {type(config).__name__}")
+        if type(encoder.patch_embed).__name__ != "PatchEmbed":
+            raise ValueError("encoder must use stem='patch': a conv stem mixes neighbouring "
+                             "patches, so masked pixels would leak into visible tokens")
+        self.config, self.encoder = config, encoder
+        self.patch_size = encoder.patch_embed.patch_size[0]
+        self.grid_size = encoder.patch_embed.grid_size[0]
+        self.channels = encoder.patch_embed.proj.in_channels
+        D, Dd = encoder.embed_dim, config.decoder_dim
+        freeze_pos_embed(encoder, sincos_2d(D, self.grid_size, cls_token=True))
+        self.decoder_embed = nn.Linear(D, Dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.register_buffer("decoder_pos_embed",
+                             sincos_2d(Dd, self.grid_size, cls_token=True)[None])  # (1, 1 + N, Dd)
+        self.decoder_blocks = transformer_blocks(Dd, config.decoder_depth, config.decoder_heads)
+        self.decoder_norm = nn.LayerNorm(Dd)
+        self.decoder_pred = nn.Linear(Dd, self.patch_size**2 * self.channels)
+
+    def mask(self, patches: Tensor, mask_ratio: float | None = None, masking: str | None = None,
+             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, N, D) patch tokens -> (visible, mask, ids_restore) with the config's strategy."""
+        ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        masking = self.config.masking if masking is None else masking
+        if masking == "random":
+            return random_masking(patches, ratio, generator)
+        if masking == "block":
+            masked = block_mask(patches.shape[0], self.grid_size, ratio, generator=generator)
+        elif masking == "grid":
+            masked = grid_mask(patches.shape[0], self.grid_size, stride=grid_stride_for(ratio),
+                               generator=generator)
+        else:
+            raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
+        return mask_from_boolean(patches, masked.to(patches.device))
+
+    def forward_encoder(self, images: Tensor, mask_ratio: float | None = None, *,
+                        masking: str | None = None, generator: torch.Generator | None = None
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+        """images (B, C, H, W) -> (latent (B, P + N_keep, D), mask (B, N), ids_restore (B, N))."""
+        tokens = embed_tokens(self.encoder, images)                   # (B, P + N, D), pos added
+        prefix = num_prefix_tokens(self.encoder)
+        visible, mask, ids_restore = self.mask(tokens[:, prefix:], mask_ratio, masking, generator)
+        latent = encode_tokens(self.encoder, torch.cat([tokens[:, :prefix], visible], dim=1))
+        return latent, mask, ids_restore                              # (B, P + N_keep, D)
+
+    def forward_decoder(self, latent: Tensor, ids_restore: Tensor) -> Tensor:
+        """latent (B, P + N_keep, D) -> predicted pixels (B, N, p*p*C) for every patch."""
+        prefix = num_prefix_tokens(self.encoder)
+        x = self.decoder_embed(latent)                                # (B, P + N_keep, Dd)
+        B, N = ids_restore.shape
+        n_masked = N - (x.shape[1] - prefix)
+        fill = self.mask_token.to(x.dtype).expand(B, n_masked, -1)    # (B, N - N_keep, Dd)
+        patches = torch.cat([x[:, prefix:], fill], dim=1)             # (B, N, Dd), shuffled
+        patches = torch.gather(patches, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+        x = torch.cat([x[:, :1], patches], dim=1)                     # CLS + N in patch order
+        x = x + self.decoder_pos_embed.to(x.dtype)                    # (B, 1 + N, Dd)
+        x = self.decoder_norm(self.decoder_blocks(x))
+        return self.decoder_pred(x)[:, 1:]                            # (B, N, p*p*C)
+
+    def forward(self, images: Tensor, mask_ratio: float | None = None, *,
+                masking: str | None = None, generator: torch.Generator | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        """images normalised (B, C, H, W) -> (loss, pred (B, N, p*p*C), mask (B, N))."""
+        latent, mask, ids_restore = self.forward_encoder(images, mask_ratio, masking=masking,
+                                                         generator=generator)
+        pred = self.forward_decoder(latent, ids_restore)
+        target = patchify(images, self.patch_size)
+        return mae_loss(pred, target, mask, norm_pix=self.config.norm_pix_loss), pred, mask
+
+    def training_step(self, images, labels, step):
+        """uint8 images (B, C, H, W) -> (loss, metrics). No augmentation beyond masking: MAE
+        works with random crops alone, and at 32 px the shapes need none (Lecture 03)."""
+        loss, _, mask = self(normalize(images))
+        return loss, {"mask_fraction": float(mask.float().mean())}
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The encoder: evaluate it on whole images (k-NN, probe, fine-tune)."""
+        return self.encoder
+
+
+# --- 7. reconstructions --------------------------------------------------------------------------
+@torch.no_grad()
+def reconstruct(model: MAE, images: Tensor, mask_ratio: float | None = None, *,
+                masking: str | None = None, generator: torch.Generator | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """What the lecture shows: (masked input, reconstruction, pasted) images (B, C, H, W) in the
+    input's normalised space. ``pasted`` keeps the visible patches and fills the masked ones with
+    the prediction.
+
+    With ``norm_pix_loss`` the model predicts each patch's *normalised* pixels; to draw them we
+    give each predicted patch the mean and standard deviation of the true patch (the MAE demo
+    does the same). Drawn raw, normalised predictions look blocky at the patch borders.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        _, pred, mask = model(images, mask_ratio, masking=masking, generator=generator)
+    finally:
+        model.train(was_training)
+    p = model.patch_size
+    target = patchify(images, p)                                    # (B, N, p*p*C)
+    if model.config.norm_pix_loss:
+        mean = target.mean(dim=-1, keepdim=True)
+        std = (target.var(dim=-1, keepdim=True) + 1e-6) ** 0.5
+        pred = pred * std + mean
+    m = mask.unsqueeze(-1).to(pred.dtype)                           # (B, N, 1)
+    masked = unpatchify(target * (1 - m), p, model.channels)
+    recon = unpatchify(pred, p, model.channels)
+    pasted = unpatchify(target * (1 - m) + pred * m, p, model.channels)
+    return masked, recon, pasted
