@@ -64,9 +64,15 @@ def lightly_step(backbone: nn.Module, feature_dim: int, out_dim: int, device: to
     from lightly.models.modules.heads import DINOProjectionHead
     from lightly.models.utils import update_momentum
     torch.manual_seed(0)
-    student = nn.ModuleDict({"backbone": copy.deepcopy(backbone),
-                             "head": DINOProjectionHead(feature_dim, 2048, 256, out_dim)}).to(device)
-    teacher = copy.deepcopy(student).requires_grad_(False)
+    def build() -> nn.ModuleDict:
+        return nn.ModuleDict({"backbone": copy.deepcopy(backbone),
+                              "head": DINOProjectionHead(feature_dim, 2048, 256, out_dim)}).to(device)
+    # lightly's head uses the deprecated torch.nn.utils.weight_norm, whose modules cannot be
+    # deep-copied (pytorch#103001), so the teacher is built again and loaded, as in lightly's
+    # DINO example; course_lib's parametrizations-based head deep-copies.
+    student, teacher = build(), build()
+    teacher.load_state_dict(student.state_dict())
+    teacher.requires_grad_(False)
     loss_fn = LightlyDINOLoss(out_dim, warmup_teacher_temp=TEACHER_TEMP, teacher_temp=TEACHER_TEMP,
                               student_temp=STUDENT_TEMP, center_momentum=CENTER_MOMENTUM).to(device)
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
