@@ -49,6 +49,12 @@ UNIT2_REFERENCES = (
     "course_lib.dino_lab.teacher_distribution", "course_lib.ema.ema_update",
     "course_lib.schedules.cosine_schedule", "course_lib.schedules.linear_warmup_then_constant",
 )
+# Every reference implementation a unit-3 (MAE) answer could call instead of its own code.
+UNIT3_REFERENCES = (
+    "course_lib.mae.patchify", "course_lib.mae.unpatchify", "course_lib.mae.random_masking",
+    "course_lib.mae.mask_from_boolean", "course_lib.mae.mae_loss",
+    "course_lib.mae.MAE.forward_decoder", "course_lib.mae_lab.optimal_ratio",
+)
 _forbidden_calls: list[str] = []   # names of references called inside a forbid_reference block
 
 # Captured at import, before any student code runs in the kernel (see the module docstring).

@@ -1,0 +1,496 @@
+"""Mutation tests for solutions/03_mae/mae.ipynb: the graded test cells catch the common MAE
+mistakes, each with a message that names the mistake.
+
+The notebook is executed in-process, cell by cell, in a fresh namespace (IPython magics, which
+only run on Colab, become ``pass``). One solution cell is replaced by a MUTANT, a plausible wrong
+answer written out below; the graded test cell that goes with it must raise AssertionError whose
+message contains the mistake's keyword, and so must the hidden part of that cell on its own (the
+random-input tests do not lean on the worked example). The unmodified solution must pass every test
+cell without writing to stderr, the release stubs (``raise NotImplementedError()``) must fail every
+one, and the values the grader's journal records must not depend on the global random state.
+Run with ``-s`` to see the table: mistake -> test cell -> first line of the message.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import textwrap
+import warnings
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "03_mae" / "mae.ipynb"
+SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*\n?",
+                      re.M | re.S)
+HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?",
+                    re.M | re.S)
+MAGIC = re.compile(r"^([ \t]*)[%!].*$", re.M)
+N_TEST_CELLS, AUTO_POINTS, MANUAL_POINTS = 5, 17, 3
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def load_cells() -> list:
+    return nbformat.read(NOTEBOOK, as_version=4).cells
+
+
+def release_source(source: str) -> str:
+    """What the student release shows: solutions stubbed (as nbgrader does), hidden tests gone."""
+    source = SOLUTION.sub(lambda m: f"{m.group(1)}raise NotImplementedError()\n", source)
+    return HIDDEN.sub("", source)
+
+
+def run_notebook(replace: dict[str, str] | None = None, *, release: bool = False,
+                 stop_after: str | None = None):
+    """Execute the code cells in order in a fresh namespace, up to the cell ``stop_after``.
+
+    Returns ({test grade_id: exception or None}, stderr text including warnings). The set-up and
+    settings cells must run without error; an answer cell may raise (a release stub does, as in
+    Jupyter), and the next cells still run.
+    """
+    replace = replace or {}
+    namespace: dict = {"__name__": "__main__"}
+    results: dict[str, BaseException | None] = {}
+    stderr = io.StringIO()
+    for cell in load_cells():
+        if cell.cell_type != "code":
+            continue
+        meta = nbgrader_meta(cell)
+        grade_id = meta["grade_id"]
+        source = replace.get(grade_id, cell.source)
+        if release:
+            source = release_source(source)
+        code = compile(MAGIC.sub(r"\1pass", source), f"<cell {grade_id}>", "exec")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")     # nbgrader sees a warning as stderr output
+            if meta.get("grade") or meta.get("solution"):
+                try:
+                    exec(code, namespace)
+                    error = None
+                except Exception as caught_error:  # noqa: BLE001 - recorded and judged by the test
+                    error = caught_error
+                if meta.get("grade"):
+                    results[grade_id] = error
+                elif error is not None and not (release and isinstance(error, NotImplementedError)):
+                    raise error
+            else:
+                exec(code, namespace)
+        stderr.writelines(f"{w.category.__name__}: {w.message}\n" for w in caught)
+        if grade_id == stop_after:
+            break
+    return results, stderr.getvalue()
+
+
+def fn(source: str) -> str:
+    return textwrap.dedent(source).strip() + "\n"
+
+
+class Template:
+    """A solution with {placeholders}; ``format(**changes)`` fills the others with the solution's
+    own code, so that each mutant below reads as the one line it changes."""
+
+    def __init__(self, source: str, **defaults: str) -> None:
+        self.source, self.defaults = source, defaults
+
+    def format(self, **changes: str) -> str:
+        unknown = set(changes) - set(self.defaults)
+        assert not unknown, f"no placeholder {unknown}"
+        return self.source.format(**{**self.defaults, **changes})
+
+
+MASKING = Template(fn('''
+    def random_masking(x, mask_ratio, generator=None):
+        B, N, D = x.shape
+        n_keep = {n_keep}
+        noise = {noise}
+        ids_shuffle = {argsort}
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = {ids_keep}
+        x_visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, D))
+        mask = torch.ones(B, N, dtype=x.dtype)
+        mask[:, :n_keep] = 0
+        mask = {restore_mask}
+        return x_visible, {mask}, {ids_restore}
+'''), n_keep="int(N * (1 - mask_ratio))", noise="torch.rand(B, N, generator=generator)",
+    argsort="torch.argsort(noise, dim=1)", ids_keep="ids_shuffle[:, :n_keep]",
+    restore_mask="torch.gather(mask, 1, ids_restore)", mask="mask", ids_restore="ids_restore")
+
+DECODER = Template(fn('''
+    def decoder_input(latent, mask_token, ids_restore, decoder_pos_embed):
+        B, N = ids_restore.shape
+        D = latent.shape[2]
+        n_masked = N - (latent.shape[1] - 1)
+        holes = {holes}
+        shuffled = {shuffled}
+        index = {index}
+        patches = torch.gather(shuffled, 1, index.unsqueeze(-1).expand(-1, -1, D))
+        return {cls} + {pos}
+'''), holes="mask_token.expand(B, n_masked, D)",
+    shuffled="torch.cat([latent[:, 1:], holes], dim=1)", index="ids_restore",
+    cls="torch.cat([latent[:, :1], patches], dim=1)", pos="decoder_pos_embed")
+
+LOSS = Template(fn('''
+    def masked_mse(pred, imgs_patches, mask, norm_pix=True):
+        target = imgs_patches
+        if {norm}:
+            mean = {mean}
+            var = {var}
+            target = (target - mean) / (var + {eps}) ** 0.5
+        per_patch = (pred - target).square().{pixels}(dim=-1)
+        return {reduce}
+'''), norm="norm_pix", mean="target.mean(dim=-1, keepdim=True)",
+    var="target.var(dim=-1, keepdim=True)", eps="1e-6", pixels="mean",
+    reduce="(per_patch * mask).sum() / mask.sum()")
+
+
+# (mistake, solution cell replaced, test cell that must fail, keyword in the message, mutant)
+MUTANTS = [
+    # --- 1. patchify ----------------------------------------------------------------------------
+    ("patchify: (channel, row, col) order inside a patch", "solution_patchify", "test_patchify",
+     "channel first", fn('''
+        def patchify(imgs, patch_size):
+            B, C, H, W = imgs.shape
+            p = patch_size
+            x = imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5)
+            return x.reshape(B, (H // p) * (W // p), C * p * p)
+     ''')),
+    ("patchify: F.unfold (channel-first columns)", "solution_patchify", "test_patchify",
+     "channel first", fn('''
+        def patchify(imgs, patch_size):
+            return F.unfold(imgs, patch_size, stride=patch_size).transpose(1, 2)
+     ''')),
+    ("patchify: reshape without permute", "solution_patchify", "test_patchify", "without permute",
+     fn('''
+        def patchify(imgs, patch_size):
+            B, C, H, W = imgs.shape
+            return imgs.reshape(B, (H // patch_size) * (W // patch_size), -1)
+     ''')),
+    ("patchify: patches in column-major order", "solution_patchify", "test_patchify",
+     "column-major", fn('''
+        def patchify(imgs, patch_size):
+            B, C, H, W = imgs.shape
+            p = patch_size
+            x = imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 4, 2, 3, 5, 1)
+            return x.reshape(B, (H // p) * (W // p), p * p * C)
+     ''')),
+    ("patchify: pixel column before pixel row", "solution_patchify", "test_patchify",
+     "swapped inside the patch", fn('''
+        def patchify(imgs, patch_size):
+            B, C, H, W = imgs.shape
+            p = patch_size
+            x = imgs.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 5, 3, 1)
+            return x.reshape(B, (H // p) * (W // p), p * p * C)
+     ''')),
+    ("patchify: calls course_lib.mae.patchify", "solution_patchify", "test_patchify", "reference",
+     fn('''
+        import course_lib.mae
+        def patchify(imgs, patch_size):
+            return course_lib.mae.patchify(imgs, patch_size)
+     ''')),
+    # --- 2. random_masking ----------------------------------------------------------------------
+    ("masking: keep count rounded to nearest", "solution_random_masking", "test_random_masking",
+     "keep count", MASKING.format(n_keep="round(N * (1 - mask_ratio))")),
+    ("masking: keep count N - int(N * ratio)", "solution_random_masking", "test_random_masking",
+     "keep count", MASKING.format(n_keep="N - int(N * mask_ratio)")),
+    ("masking: keeps int(N * ratio) tokens", "solution_random_masking", "test_random_masking",
+     "keep count", MASKING.format(n_keep="int(N * mask_ratio)")),
+    ("masking: mask 1/0 convention inverted", "solution_random_masking", "test_random_masking",
+     "inverted", MASKING.format(mask="1 - mask")),
+    ("masking: mask left in shuffled order", "solution_random_masking", "test_random_masking",
+     "shuffled order", MASKING.format(restore_mask="mask")),
+    ("masking: keeps the largest noise", "solution_random_masking", "test_random_masking",
+     "largest noise", MASKING.format(argsort="torch.argsort(noise, dim=1, descending=True)")),
+    ("masking: returns ids_shuffle as ids_restore", "solution_random_masking",
+     "test_random_masking", "ids_shuffle returned", MASKING.format(ids_restore="ids_shuffle")),
+    ("masking: one noise row for the whole batch", "solution_random_masking",
+     "test_random_masking", "one noise row",
+     MASKING.format(noise="torch.rand(N, generator=generator).expand(B, N)")),
+    ("masking: visible tokens sorted into patch order", "solution_random_masking",
+     "test_random_masking", "patch order",
+     MASKING.format(ids_keep="ids_shuffle[:, :n_keep].sort(dim=1).values")),
+    ("masking: boolean mask", "solution_random_masking", "test_random_masking", "mask dtype",
+     MASKING.format(mask="mask.bool()")),
+    ("masking: calls course_lib.mae.random_masking", "solution_random_masking",
+     "test_random_masking", "reference", fn('''
+        from course_lib.mae import random_masking as reference_masking
+        def random_masking(x, mask_ratio, generator=None):
+            return reference_masking(x, mask_ratio, generator)
+     ''')),
+    # --- 3. decoder_input -----------------------------------------------------------------------
+    ("decoder: no unshuffle before the decoder", "solution_decoder_input", "test_decoder_input",
+     "no unshuffle", DECODER.format(index="torch.arange(N).expand(B, N)")),
+    ("decoder: positional embeddings missing", "solution_decoder_input", "test_decoder_input",
+     "positional embeddings missing", DECODER.format(pos="0")),
+    ("decoder: shuffled again (gather with argsort(ids_restore))", "solution_decoder_input",
+     "test_decoder_input", "shuffled again",
+     DECODER.format(index="torch.argsort(ids_restore, dim=1)")),
+    ("decoder: mask tokens in front of the visible tokens", "solution_decoder_input",
+     "test_decoder_input", "mask tokens in front",
+     DECODER.format(shuffled="torch.cat([holes, latent[:, 1:]], dim=1)")),
+    ("decoder: CLS token gathered with the patches", "solution_decoder_input",
+     "test_decoder_input", "CLS token in the unshuffle",
+     DECODER.format(shuffled="torch.cat([latent, holes], dim=1)")),
+    ("decoder: CLS token dropped", "solution_decoder_input", "test_decoder_input", "CLS",
+     DECODER.format(cls="patches", pos="decoder_pos_embed[:, 1:]")),
+    ("decoder: positions added before the unshuffle", "solution_decoder_input",
+     "test_decoder_input", "before the unshuffle", fn('''
+        def decoder_input(latent, mask_token, ids_restore, decoder_pos_embed):
+            B, N = ids_restore.shape
+            D = latent.shape[2]
+            latent = latent + decoder_pos_embed[:, :latent.shape[1]]
+            holes = mask_token.expand(B, N + 1 - latent.shape[1], D)
+            shuffled = torch.cat([latent[:, 1:], holes], dim=1)
+            patches = torch.gather(shuffled, 1, ids_restore.unsqueeze(-1).expand(-1, -1, D))
+            return torch.cat([latent[:, :1], patches], dim=1)
+     ''')),
+    ("decoder: mask token detached", "solution_decoder_input", "test_decoder_input",
+     "cut from the graph", DECODER.format(holes="mask_token.detach().expand(B, n_masked, D)")),
+    ("decoder: calls MAE.forward_decoder on a stand-in model", "solution_decoder_input",
+     "test_decoder_input", "reference", fn('''
+        from types import SimpleNamespace
+        from course_lib.mae import MAE
+        def decoder_input(latent, mask_token, ids_restore, decoder_pos_embed):
+            same = lambda x: x
+            model = SimpleNamespace(
+                encoder=SimpleNamespace(num_prefix_tokens=1), decoder_embed=same,
+                mask_token=mask_token, decoder_pos_embed=decoder_pos_embed, decoder_blocks=same,
+                decoder_norm=same, decoder_pred=lambda x: torch.cat([x[:, :1], x], dim=1))
+            return MAE.forward_decoder(model, latent, ids_restore)
+     ''')),
+    # --- 4. masked_mse --------------------------------------------------------------------------
+    ("loss: over all patches, not the masked ones only", "solution_masked_mse",
+     "test_masked_mse", "over all patches",
+     LOSS.format(reduce="per_patch.mean()")),
+    ("loss: over the visible patches (mask inverted)", "solution_masked_mse", "test_masked_mse",
+     "visible patches", LOSS.format(reduce="(per_patch * (1 - mask)).sum() / (1 - mask).sum()")),
+    ("loss: biased variance", "solution_masked_mse", "test_masked_mse", "biased variance",
+     LOSS.format(var="target.var(dim=-1, keepdim=True, unbiased=False)")),
+    ("loss: normalised over the batch", "solution_masked_mse", "test_masked_mse",
+     "over the batch", LOSS.format(mean="target.mean(dim=0, keepdim=True)",
+                                   var="target.var(dim=0, keepdim=True)")),
+    ("loss: normalised over the patches", "solution_masked_mse", "test_masked_mse",
+     "over the patches", LOSS.format(mean="target.mean(dim=1, keepdim=True)",
+                                     var="target.var(dim=1, keepdim=True)")),
+    ("loss: target not normalised", "solution_masked_mse", "test_masked_mse", "not normalised",
+     LOSS.format(norm="False")),
+    ("loss: 1e-6 missing", "solution_masked_mse", "test_masked_mse", "1e-6",
+     LOSS.format(eps="0.0")),
+    ("loss: summed over the pixels", "solution_masked_mse", "test_masked_mse",
+     "summed over the pixels", LOSS.format(pixels="sum")),
+    ("loss: averaged per image first", "solution_masked_mse", "test_masked_mse", "per image",
+     LOSS.format(reduce="((per_patch * mask).sum(1) / mask.sum(1)).mean()")),
+    ("loss: divided by the number of all patches", "solution_masked_mse", "test_masked_mse",
+     "number of all patches", LOSS.format(reduce="(per_patch * mask).sum() / mask.numel()")),
+    ("loss: normalised although norm_pix=False", "solution_masked_mse", "test_masked_mse",
+     "although norm_pix=False", LOSS.format(norm="True")),
+    ("loss: target normalised in place", "solution_masked_mse", "test_masked_mse", "in place",
+     fn('''
+        def masked_mse(pred, imgs_patches, mask, norm_pix=True):
+            target = imgs_patches
+            if norm_pix:
+                var = target.var(dim=-1, keepdim=True)
+                target -= target.mean(dim=-1, keepdim=True)
+                target /= (var + 1e-6) ** 0.5
+            per_patch = (pred - target).square().mean(dim=-1)
+            return (per_patch * mask).sum() / mask.sum()
+     ''')),
+    ("loss: calls course_lib.mae.mae_loss", "solution_masked_mse", "test_masked_mse",
+     "reference", fn('''
+        import course_lib.mae
+        def masked_mse(pred, imgs_patches, mask, norm_pix=True):
+            return course_lib.mae.mae_loss(pred, imgs_patches, mask, norm_pix)
+     ''')),
+    # --- 5. optimal_masking_ratio ---------------------------------------------------------------
+    ("ratio: r* = lambda", "solution_optimal_masking_ratio", "test_optimal_masking_ratio",
+     "r* = lambda", fn('''
+        def optimal_masking_ratio(decay):
+            return float(decay)
+     ''')),
+    ("ratio: r* = min(1, lambda)", "solution_optimal_masking_ratio", "test_optimal_masking_ratio",
+     "r* = lambda", fn('''
+        def optimal_masking_ratio(decay):
+            return min(1.0, decay)
+     ''')),
+    ("ratio: argmax of I(r) alone", "solution_optimal_masking_ratio",
+     "test_optimal_masking_ratio", "argmax of I(r) alone", fn('''
+        def optimal_masking_ratio(decay):
+            r = torch.linspace(0, 1, 1001, dtype=torch.float64)
+            return r[torch.argmax(torch.exp(-decay * r))].item()
+     ''')),
+    ("ratio: 1 / lambda not clipped to 1", "solution_optimal_masking_ratio",
+     "test_optimal_masking_ratio", "not clipped", fn('''
+        def optimal_masking_ratio(decay):
+            return 1.0 / decay
+     ''')),
+    ("ratio: calls course_lib.mae_lab.optimal_ratio", "solution_optimal_masking_ratio",
+     "test_optimal_masking_ratio", "reference", fn('''
+        from course_lib.mae_lab import optimal_ratio
+        def optimal_masking_ratio(decay):
+            return optimal_ratio(decay)
+     ''')),
+]
+
+# Right answers written another way: every test cell must pass them (the tests check the
+# method, not one way of coding it).
+ALTERNATIVES = [
+    ("patchify with einsum, as the MAE code", "solution_patchify", fn('''
+        def patchify(imgs, patch_size):
+            B, C, H, W = imgs.shape
+            p = patch_size
+            x = imgs.reshape(B, C, H // p, p, W // p, p)
+            return torch.einsum("nchpwq->nhwpqc", x).reshape(B, -1, p * p * C)
+     ''')),
+    ("random_masking with scatter and index_select", "solution_random_masking", fn('''
+        def random_masking(x, mask_ratio, generator=None):
+            B, N, D = x.shape
+            n_keep = int(N * (1 - mask_ratio))
+            ids_shuffle = torch.rand(B, N, generator=generator).argsort(dim=1)
+            ids_keep = ids_shuffle[:, :n_keep]
+            x_visible = torch.stack([x[b].index_select(0, ids_keep[b]) for b in range(B)])
+            mask = torch.ones(B, N, dtype=x.dtype).scatter(1, ids_keep, 0.0)
+            return x_visible, mask, ids_shuffle.argsort(dim=1)
+     ''')),
+    ("decoder_input by writing into a full sequence of mask tokens", "solution_decoder_input",
+     fn('''
+        def decoder_input(latent, mask_token, ids_restore, decoder_pos_embed):
+            B, N = ids_restore.shape
+            D = latent.shape[2]
+            ids_keep = ids_restore.argsort(dim=1)[:, :latent.shape[1] - 1]
+            patches = mask_token.expand(B, N, D).scatter(
+                1, ids_keep.unsqueeze(-1).expand(-1, -1, D), latent[:, 1:])
+            return torch.cat([latent[:, :1], patches], dim=1) + decoder_pos_embed
+     ''')),
+    ("masked_mse with boolean indexing and F.mse_loss", "solution_masked_mse", fn('''
+        def masked_mse(pred, imgs_patches, mask, norm_pix=True):
+            target = imgs_patches
+            if norm_pix:
+                var, mean = torch.var_mean(target, dim=-1, keepdim=True)
+                target = (target - mean) / torch.sqrt(var + 1e-6)
+            keep = mask.bool()
+            return F.mse_loss(pred[keep], target[keep])
+     ''')),
+    ("optimal_masking_ratio with a branch", "solution_optimal_masking_ratio", fn('''
+        def optimal_masking_ratio(decay):
+            if decay <= 1:
+                return 1.0
+            return 1 / decay
+     ''')),
+]
+
+TABLE: list[tuple[str, str, str]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_table():
+    yield
+    if TABLE:
+        width, cells = (max(len(row[i]) for row in TABLE) for i in (0, 1))
+        print("\n\n" + "mistake".ljust(width) + " | " + "test cell".ljust(cells)
+              + " | first line of the message")
+        for mistake, cell, first_line in TABLE:
+            print(f"{mistake.ljust(width)} | {cell.ljust(cells)} | {first_line}")
+
+
+def test_solution_passes_every_test_cell_silently():
+    results, stderr = run_notebook()
+    failed = {cell: repr(err) for cell, err in results.items() if err is not None}
+    assert not failed, f"the solution fails test cells: {failed}"
+    assert len(results) == N_TEST_CELLS
+    assert stderr == "", f"the solution writes to stderr (scores zero in nbgrader): {stderr!r}"
+
+
+def test_release_stub_fails_every_test_cell():
+    results, _ = run_notebook(release=True)
+    assert len(results) == N_TEST_CELLS
+    for cell, error in results.items():
+        assert isinstance(error, NotImplementedError), (cell, error)
+
+
+def test_release_stubs_are_valid_python_that_keep_signature_and_docstring():
+    for cell in load_cells():
+        if cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
+            stub = release_source(cell.source)
+            compile(stub, nbgrader_meta(cell)["grade_id"], "exec")
+            assert "NotImplementedError" in stub
+            assert stub.lstrip().startswith("def ") and '"""' in stub
+
+
+def test_every_answer_has_a_test_cell_and_points_add_up():
+    metas = [(c.cell_type, nbgrader_meta(c)) for c in load_cells()]
+    assert all(m.get("schema_version") == 3 for _, m in metas)
+    ids = [m["grade_id"] for _, m in metas]
+    assert len(ids) == len(set(ids))
+    for kind, m in metas:
+        if kind == "code" and m.get("solution"):
+            assert "test_" + m["grade_id"].removeprefix("solution_") in ids
+    auto = sum(m.get("points", 0) for kind, m in metas if m.get("grade") and kind == "code")
+    manual = sum(m.get("points", 0) for kind, m in metas if m.get("grade") and kind == "markdown")
+    assert (auto, manual) == (AUTO_POINTS, MANUAL_POINTS)
+
+
+def test_graded_values_do_not_depend_on_the_global_random_state(tmp_path, monkeypatch):
+    """Student code may consume the global RNG: the journal the grader compares (every check's
+    name and value) must come out the same whatever state the test cells start from."""
+    import course_lib.grading as grading
+
+    def journal(seed: int) -> list[str]:
+        path = tmp_path / f"journal-{seed}.jsonl"
+        monkeypatch.setattr(grading, "_journal_path", str(path))
+        replace = {}
+        for cell in load_cells():
+            meta = nbgrader_meta(cell)
+            if meta.get("grade") and cell.cell_type == "code":
+                prefix = f"torch.manual_seed({seed}); torch.rand({seed % 5 + 1})\n"
+                replace[meta["grade_id"]] = prefix + cell.source
+        results, _ = run_notebook(replace)
+        assert all(error is None for error in results.values()), results
+        return path.read_text().splitlines()
+
+    first, second = journal(1), journal(2024)
+    assert len(first) > 100 and first == second
+
+
+@pytest.mark.parametrize("answer, solution_cell, source", ALTERNATIVES,
+                         ids=[a[0] for a in ALTERNATIVES])
+def test_other_right_answers_pass_every_test_cell(answer, solution_cell, source):
+    results, stderr = run_notebook({solution_cell: source})
+    failed = {cell: str(err) for cell, err in results.items() if err is not None}
+    assert not failed, f"{answer} fails: {failed}"
+    assert stderr == "", f"{answer} writes to stderr: {stderr!r}"
+
+
+@pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
+                         ids=[m[0] for m in MUTANTS])
+def test_mutant_is_caught_with_a_message_naming_the_mistake(mistake, solution_cell, test_cell,
+                                                            keyword, mutant):
+    results, _ = run_notebook({solution_cell: mutant}, stop_after=test_cell)
+    error = results[test_cell]
+    assert isinstance(error, AssertionError), \
+        f"{mistake}: {test_cell} gave {error!r}, not a failed check"
+    message = str(error)
+    TABLE.append((mistake, test_cell, message.splitlines()[0] if message else ""))
+    assert keyword.lower() in message.lower(), f"{mistake}: message lacks {keyword!r}:\n{message}"
+
+
+def hidden_part(test_cell: str) -> str:
+    source = next(c.source for c in load_cells() if nbgrader_meta(c).get("grade_id") == test_cell)
+    return source[source.index("### BEGIN HIDDEN TESTS"):]
+
+
+@pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
+                         ids=[m[0] for m in MUTANTS])
+def test_hidden_tests_alone_catch_and_name_the_mistake(mistake, solution_cell, test_cell, keyword,
+                                                       mutant):
+    """The random-input tests do not lean on the worked example: with the visible part of the
+    test cell removed, the same mistake still fails, with the same keyword."""
+    results, _ = run_notebook({solution_cell: mutant, test_cell: hidden_part(test_cell)},
+                              stop_after=test_cell)
+    error = results[test_cell]
+    assert isinstance(error, AssertionError), f"{mistake}: hidden tests gave {error!r}"
+    assert keyword.lower() in str(error).lower(), f"{mistake}: message lacks {keyword!r}:\n{error}"
