@@ -6,6 +6,9 @@
     python -m course_lib supervised --json out.json # the learnability smoke run
     python -m course_lib simclr --temperature 0.1 --json out.json
     python -m course_lib moco --batch-size 32 --queue-size 4096 --json out.json
+    python -m course_lib dino-ablation --scale cpu --json out.json
+    python -m course_lib mae-speedup --scale cpu --json out.json
+    python -m course_lib mae-sweep --scale cpu --json out.json
 
 Each command prints a short human summary and, with ``--json``, writes its figures to a file.
 """
@@ -138,6 +141,51 @@ def cmd_dino_ablation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mae_speedup(args: argparse.Namespace) -> int:
+    """Lecture 03: the asymmetric encoder's measured saving, in one process."""
+    from .mae_lab import measure_speedup
+    from .runtime import course_settings
+    settings = course_settings(scale=args.scale, seed=0)
+    result = measure_speedup(settings.scale, mask_ratio=args.mask_ratio, device=settings.device,
+                             repeats=args.repeats)
+    ms = {name: round(value * 1e3, 1) for name, value in result["median_seconds"].items()}
+    print(f"tokens {result['n_tokens']} -> {result['n_visible_tokens']} visible at mask ratio "
+          f"{result['mask_ratio']} (token ratio {result['token_ratio']:.2f}), batch "
+          f"{result['batch_size']}, {result['device']}, median of {result['repeats']}")
+    print(f"encoder fwd+bwd: all tokens {ms['encoder_all']} ms, visible {ms['encoder_visible']} ms"
+          f" -> encoder_speedup {result['encoder_speedup']:.2f}x")
+    print(f"whole step: full-sequence autoencoder {ms['full_sequence_step']} ms, MAE "
+          f"{ms['mae_step']} ms -> step_speedup {result['step_speedup']:.2f}x")
+    _write_json(args.json, result)
+    return 0
+
+
+def cmd_mae_sweep(args: argparse.Namespace) -> int:
+    """Lecture 03: the masking-ratio sweep and the masking strategies at 0.75."""
+    from .mae_lab import masking_sweep
+    from .runtime import course_settings
+    settings = course_settings(scale=args.scale, seed=args.seed)
+    start = time.perf_counter()
+    result = masking_sweep(settings.scale, seed=args.seed, ratios=tuple(args.ratios),
+                           strategies=tuple(args.strategies), steps=args.steps,
+                           finetune_steps=args.finetune_steps, device=settings.device)
+    result["total_seconds"] = round(time.perf_counter() - start, 1)
+    init = result["random_init"]
+    print(f"{'run':<16} {'recon loss':>10} {'k-NN':>6} {'probe':>6} {'fine-tune':>9}   (chance "
+          f"{result['chance']:.2f}; random init: k-NN {init['knn_accuracy']:.3f}, probe "
+          f"{init['linear_probe']:.3f}, fine-tune {init['finetune_accuracy']:.3f})")
+    for group, label in (("ratios", "ratio {}"), ("strategies", "{} @ 0.75")):
+        for key, run in result[group].items():
+            print(f"{label.format(key):<16} {run['reconstruction_loss']:>10.3f} "
+                  f"{run['knn_accuracy']:>6.3f} {run['linear_probe']:>6.3f} "
+                  f"{run['finetune_accuracy']:>9.3f}")
+    if "best_ratio" in result:
+        print(f"best ratio by fine-tune accuracy: {result['best_ratio']}")
+    print(f"total {result['total_seconds']} s")
+    _write_json(args.json, result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,6 +233,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: all five")
     p.add_argument("--json", help="write the figures and curves to this JSON file")
     p.set_defaults(func=cmd_dino_ablation)
+
+    p = sub.add_parser("mae-speedup", help="MAE: time the encoder on the visible tokens against "
+                                           "all tokens, and the MAE step against a full-sequence "
+                                           "autoencoder")
+    p.add_argument("--scale", choices=["cpu", "gpu"], default=None,
+                   help="default: gpu on CUDA, cpu otherwise ($COURSE_SCALE overrides)")
+    p.add_argument("--mask-ratio", type=float, default=0.75)
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: the scale's)")
+    p.add_argument("--json", help="write the timings and ratios to this JSON file")
+    p.set_defaults(func=cmd_mae_speedup)
+
+    p = sub.add_parser("mae-sweep", help="MAE: pretrain at several masking ratios and "
+                                         "strategies; k-NN, linear probe and fine-tune each")
+    p.add_argument("--scale", choices=["cpu", "gpu"], default=None,
+                   help="default: gpu on CUDA, cpu otherwise ($COURSE_SCALE overrides)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the scale's)")
+    p.add_argument("--finetune-steps", type=int, default=None,
+                   help="fine-tuning steps per encoder (default: the scale's)")
+    p.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75, 0.9])
+    p.add_argument("--strategies", nargs="*", default=["random", "block", "grid"],
+                   choices=["random", "block", "grid"], help="compared at ratio 0.75")
+    p.add_argument("--json", help="write the figures and loss curves to this JSON file")
+    p.set_defaults(func=cmd_mae_sweep)
     return parser
 
 

@@ -1,0 +1,448 @@
+"""Experiment runners and figures of Lecture 03 (MAE): the measured speed-up of the asymmetric
+encoder, the masking-ratio sweep, and the numeric model of the BERT-vs-MAE ratio argument.
+
+- :func:`measure_speedup` times, in one process and round-robin, the encoder's forward and
+  backward on the visible quarter of the tokens against the same encoder on all of them, and a
+  whole MAE step against a *full-sequence* autoencoder: the same encoder and decoder, but the
+  masked patches replaced by a mask token inside the encoder (BEiT / SimMIM style), so the encoder
+  runs on all N tokens. He et al. 2022, section 3 and Table 1c.
+- :func:`masking_sweep` pretrains from one seeded initialisation at several masking ratios (and
+  with block-wise and grid masking at 0.75) and judges each encoder the three ways the paper does:
+  k-NN and a linear probe on frozen features, and a short fine-tune (Figure 5, Table 1).
+- :func:`optimal_ratio` is seed 004's task 2 worked as a function: with a visible-to-masked
+  mutual information I(r) = I0 exp(-lambda r), the useful signal r I(r) peaks at r* = 1 / lambda.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from statistics import median
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .augment import augment_batch, simclr_view_spec
+from .backbones import build_vit, embed_tokens, encode_tokens, num_prefix_tokens
+from .data import N_CLASSES, SHAPES_MEAN, SHAPES_STD, make_shapes, normalize
+from .evaluate import extract_features, knn_accuracy, linear_probe
+from .mae import MAE, MAEConfig, mae_loss, patchify, random_masking
+from .supervised import Supervised
+from .train import TrainConfig, train
+
+Tensor = torch.Tensor
+
+RATIOS = (0.1, 0.25, 0.5, 0.75, 0.9)
+STRATEGIES = ("random", "block", "grid")
+
+
+class MeanPooled(nn.Module):
+    """An encoder's final-norm patch tokens averaged over the patches: (B, C, H, W) -> (B, D).
+    MAE's fine-tuning pools this way (He et al. 2022, appendix A.2); MAE's CLS token gets no
+    training signal of its own, so we probe and fine-tune the mean of the patch tokens."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images: Tensor) -> Tensor:
+        tokens = self.encoder.forward_features(images)               # (B, P + N, D)
+        return tokens[:, num_prefix_tokens(self.encoder):].mean(1)   # (B, D)
+
+
+# --- the information model (seed 004, task 2) --------------------------------------------------------
+def information(ratio: Tensor | float, i0: float, decay: float) -> Tensor:
+    """I(r) = I0 exp(-lambda r): how much the visible part still tells about the masked part."""
+    return i0 * torch.exp(-decay * torch.as_tensor(ratio, dtype=torch.float64))
+
+
+def optimal_ratio(decay: float) -> float:
+    """r* = argmax_r r I0 exp(-lambda r) = 1 / lambda (set the derivative I0 e^{-lambda r}
+    (1 - lambda r) to zero), clipped to the masking ratios that exist, (0, 1]."""
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not decay > 0:
+        raise ValueError(f"decay must be a positive number, got {decay!r}")
+    return min(1.0, 1.0 / decay)
+
+
+# --- how redundant are images? ----------------------------------------------------------------------
+@torch.no_grad()
+def neighbour_fill_error(images: Tensor, mask_ratio: float, *, patch_size: int = 8,
+                         seed: int = 0) -> dict[str, float]:
+    """How well a model with no understanding at all fills masked patches: each masked patch
+    becomes the average colour of its visible 8-neighbour patches (the image's visible mean if it
+    has none). Returns the MSE on masked pixels (normalised images) of that fill and of the
+    image's visible mean alone, and ``explained``: 1 - fill / mean, the share of the error that
+    copying the neighbours removes. Lecture 03, section 1."""
+    x = normalize(images)                                            # (B, C, H, W)
+    B, C = x.shape[:2]
+    grid = x.shape[-1] // patch_size
+    patches = patchify(x, patch_size)                                # (B, N, p*p*C)
+    _, mask, _ = random_masking(patches[..., :1], mask_ratio,
+                                torch.Generator().manual_seed(seed))  # (B, N), 1 = masked
+    colour = patches.view(B, grid * grid, patch_size * patch_size, C).mean(2)      # (B, N, C)
+    visible = (1 - mask).view(B, 1, grid, grid)                      # (B, 1, g, g)
+    colour_map = (colour.transpose(1, 2).reshape(B, C, grid, grid) * visible)
+    kernel = torch.ones(1, 1, 3, 3, dtype=x.dtype)
+    kernel[..., 1, 1] = 0                                            # the 8 neighbours
+    weight = torch.nn.functional.conv2d(visible, kernel, padding=1)  # (B, 1, g, g)
+    summed = torch.nn.functional.conv2d(colour_map.reshape(B * C, 1, grid, grid), kernel,
+                                        padding=1).view(B, C, grid, grid)
+    visible_mean = (colour * (1 - mask).unsqueeze(-1)).sum(1) / (1 - mask).sum(1, keepdim=True)
+    fill = torch.where(weight > 0, summed / weight.clamp_min(1),
+                       visible_mean.view(B, C, 1, 1))                # (B, C, g, g)
+    fill = fill.reshape(B, C, grid * grid).transpose(1, 2)           # (B, N, C)
+    pixels = patches.view(B, grid * grid, patch_size * patch_size, C)
+
+    def masked_mse(guess: Tensor) -> float:                          # guess (B, N, C)
+        err = (pixels - guess.unsqueeze(2)).square().mean(dim=(2, 3))  # (B, N)
+        return ((err * mask).sum() / mask.sum()).item()
+
+    fill_error = masked_mse(fill)
+    mean_error = masked_mse(visible_mean.unsqueeze(1).expand_as(colour))
+    return {"mask_ratio": mask_ratio, "neighbour_fill_mse": fill_error,
+            "visible_mean_mse": mean_error, "explained": 1 - fill_error / mean_error}
+
+
+# --- the speed-up --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpeedupScale:
+    vit: dict
+    batch_size: int
+    decoder: MAEConfig
+    repeats: int
+
+
+def speedup_scale(scale: str) -> SpeedupScale:
+    """CPU: the sweep's encoder (64 tokens of 4 px); GPU: ViT-Ti at 96 px with 8 px patches
+    (144 tokens), bfloat16 autocast."""
+    if scale == "cpu":
+        return SpeedupScale(vit=dict(preset="cpu", stem="patch", patch_size=4), batch_size=128,
+                            decoder=MAEConfig(decoder_dim=64, decoder_depth=2, decoder_heads=4),
+                            repeats=7)
+    if scale == "gpu":
+        return SpeedupScale(vit=dict(preset="tiny"), batch_size=256,
+                            decoder=MAEConfig(decoder_dim=128, decoder_depth=2, decoder_heads=4),
+                            repeats=20)
+    raise ValueError(f"scale must be 'cpu' or 'gpu', got {scale!r}")
+
+
+def full_sequence_loss(mae: MAE, images: Tensor, mask_ratio: float, mask_token: Tensor) -> Tensor:
+    """The baseline MAE is compared with: masked patches become ``mask_token`` *inside* the
+    encoder, which runs on all 1 + N tokens; the same decoder (no unshuffle needed) and loss."""
+    grid = mae.grid_size
+    _, mask, _ = random_masking(images.new_zeros(images.shape[0], grid * grid, 1), mask_ratio)
+    tokens = embed_tokens(mae.encoder, images, mask=mask.bool(), mask_token=mask_token)
+    latent = encode_tokens(mae.encoder, tokens)                         # (B, 1 + N, D)
+    x = mae.decoder_embed(latent) + mae.decoder_pos_embed.to(latent.dtype)
+    pred = mae.decoder_pred(mae.decoder_norm(mae.decoder_blocks(x)))[:, 1:]
+    return mae_loss(pred, patchify(images, mae.patch_size), mask, mae.config.norm_pix_loss)
+
+
+def measure_speedup(scale: str = "cpu", *, mask_ratio: float = 0.75,
+                    device: torch.device | str = "cpu", repeats: int | None = None,
+                    amp: bool = True) -> dict:
+    """Time four closures round-robin (one call each per round, after a warm-up round) and
+    return median seconds and ratios: encoder fwd + bwd on visible vs all tokens
+    (``encoder_speedup``), and a whole MAE step (fwd, bwd, AdamW) vs the full-sequence
+    autoencoder's (``step_speedup``). ``token_ratio`` is (1 + N) / (1 + N_keep)."""
+    from .runtime import autocast
+    setup = speedup_scale(scale)
+    repeats = repeats or setup.repeats
+    device = torch.device(device)
+    torch.manual_seed(0)
+    mae = MAE(build_vit(**setup.vit), setup.decoder).to(device)
+    mask_token = nn.Parameter(torch.zeros(mae.encoder.embed_dim, device=device))
+    size = mae.encoder.patch_embed.img_size[0]
+    images = torch.randn(setup.batch_size, 3, size, size, device=device)
+    params = [p for p in mae.parameters() if p.requires_grad] + [mask_token]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    n = mae.grid_size ** 2
+    n_keep = int(n * (1 - mask_ratio))
+    use_amp = amp and device.type == "cuda"
+
+    def encoder_pass(visible_only: bool) -> None:
+        with autocast(device, use_amp):
+            tokens = embed_tokens(mae.encoder, images)                  # (B, 1 + N, D)
+            if visible_only:
+                visible, _, _ = random_masking(tokens[:, 1:], mask_ratio)
+                tokens = torch.cat([tokens[:, :1], visible], dim=1)     # (B, 1 + N_keep, D)
+            loss = encode_tokens(mae.encoder, tokens).float().square().mean()
+        loss.backward()
+        mae.zero_grad(set_to_none=True)
+
+    def step(loss_fn) -> None:
+        with autocast(device, use_amp):
+            loss = loss_fn()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    closures = {
+        "encoder_visible": lambda: encoder_pass(True),
+        "encoder_all": lambda: encoder_pass(False),
+        "mae_step": lambda: step(lambda: mae(images, mask_ratio)[0]),
+        "full_sequence_step": lambda: step(lambda: full_sequence_loss(mae, images, mask_ratio,
+                                                                      mask_token)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in closures}
+    for round_ in range(repeats + 1):
+        for name, fn in closures.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    seconds = {name: median(t) for name, t in times.items()}
+    return {"scale": scale, "device": str(device), "mask_ratio": mask_ratio,
+            "batch_size": setup.batch_size, "n_tokens": 1 + n, "n_visible_tokens": 1 + n_keep,
+            "token_ratio": (1 + n) / (1 + n_keep),
+            "encoder_speedup": seconds["encoder_all"] / seconds["encoder_visible"],
+            "step_speedup": seconds["full_sequence_step"] / seconds["mae_step"],
+            "median_seconds": seconds, "repeats": repeats, "threads": torch.get_num_threads()}
+
+
+def use_fused_attention(model: nn.Module, enabled: bool) -> nn.Module:
+    """Switch timm's fused attention (``F.scaled_dot_product_attention``) on or off in every
+    block of ``model``; the result is the same up to rounding. On a CPU the fused kernel's
+    backward costs more than the plain softmax(QK^T)V for sequences of a few tokens (measured on
+    2 cores, MAE step at batch 128: 83 ms fused, 64 ms plain), so the CPU scale turns it off."""
+    for module in model.modules():
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = enabled
+    return model
+
+
+# --- the masking-ratio sweep ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepScale:
+    """Everything one scale of the sweep needs: data, encoder, decoder, optimiser, evaluation."""
+
+    n_train: int
+    n_test: int
+    vit: dict                          # build_vit keyword arguments (stem="patch")
+    mae: MAEConfig
+    train: TrainConfig
+    finetune_steps: int
+    probe_epochs: int
+    fused_attention: bool
+
+
+def sweep_scale(scale: str, seed: int = 0) -> SweepScale:
+    """CPU: 4x4 patches of 8 px on the 32 px shapes (the CPU ViT's width and depth with a plain
+    patch stem), a one-block decoder; GPU: ViT-Ti on 8x8 patches of 4 px."""
+    if scale == "cpu":
+        return SweepScale(
+            n_train=5000, n_test=1000,
+            vit=dict(preset="cpu", stem="patch", patch_size=8),
+            mae=MAEConfig(decoder_dim=64, decoder_depth=1, decoder_heads=4),
+            train=TrainConfig(steps=800, batch_size=128, lr=1.5e-3, warmup_steps=20, seed=seed,
+                              log_every=20, progress=False),
+            finetune_steps=150, probe_epochs=30, fused_attention=False)
+    if scale == "gpu":
+        return SweepScale(
+            n_train=20000, n_test=2000,
+            vit=dict(preset="tiny", img_size=32, patch_size=4),
+            mae=MAEConfig(decoder_dim=128, decoder_depth=2, decoder_heads=4),
+            train=TrainConfig(steps=4000, batch_size=256, lr=1.5e-3, warmup_steps=200, seed=seed,
+                              log_every=50),
+            finetune_steps=1000, probe_epochs=100, fused_attention=True)
+    raise ValueError(f"scale must be 'cpu' or 'gpu', got {scale!r}")
+
+
+def finetune(encoder: nn.Module, train_data: tuple[Tensor, Tensor], test_data: tuple[Tensor, Tensor],
+             steps: int, *, seed: int = 0, device: torch.device | str = "cpu") -> float:
+    """Fine-tune a copy of ``encoder`` with a linear head on mean-pooled tokens for ``steps``
+    steps (crop and flip only, as MAE's recipe minus mixup); return its test accuracy."""
+    model = MeanPooled(copy.deepcopy(encoder))
+    spec = simclr_view_spec(32, strength=0.0, scale=(0.6, 1.0))
+    method = Supervised(model, encoder.embed_dim, N_CLASSES,
+                        augment=lambda x: augment_batch(x, [spec])[0])
+    config = TrainConfig(steps=steps, batch_size=128, lr=1e-3, warmup_steps=min(20, steps),
+                         seed=seed, progress=False, log_every=max(1, steps))
+    train(method, train_data[0], config, labels=train_data[1], device=device)
+    logits = extract_features(method, test_data[0], transform=normalize, device=device)
+    return (logits.argmax(1).cpu() == test_data[1]).float().mean().item()
+
+
+def evaluate_encoder(encoder: nn.Module, train_data: tuple[Tensor, Tensor],
+                     test_data: tuple[Tensor, Tensor], setup: SweepScale,
+                     device: torch.device | str = "cpu") -> dict[str, float]:
+    """k-NN and linear probe on frozen mean-pooled features, and a short fine-tune."""
+    pooled = MeanPooled(encoder)
+    train_x = extract_features(pooled, train_data[0], transform=normalize, device=device)
+    test_x = extract_features(pooled, test_data[0], transform=normalize, device=device)
+    train_y, test_y = train_data[1].to(train_x.device), test_data[1].to(train_x.device)
+    return {"knn_accuracy": knn_accuracy(train_x, train_y, test_x, test_y, k=20),
+            "linear_probe": linear_probe(train_x, train_y, test_x, test_y,
+                                         epochs=setup.probe_epochs, seed=setup.train.seed),
+            "finetune_accuracy": finetune(encoder, train_data, test_data, setup.finetune_steps,
+                                          seed=setup.train.seed, device=device)}
+
+
+def pretrain(mask_ratio: float, masking: str, images: Tensor, setup: SweepScale,
+             device: torch.device | str = "cpu") -> tuple[MAE, dict]:
+    """One MAE from the seeded initialisation; returns it and its training record."""
+    torch.manual_seed(setup.train.seed)              # every run starts from the same weights
+    encoder = use_fused_attention(build_vit(**setup.vit), setup.fused_attention)
+    mae = MAE(encoder, replace(setup.mae, mask_ratio=mask_ratio, masking=masking))
+    use_fused_attention(mae, setup.fused_attention)
+    start = time.perf_counter()
+    history = train(mae, images, setup.train, device=device)
+    return mae, {"train_seconds": round(time.perf_counter() - start, 2),
+                 "final_loss": sum(history["loss"][-5:]) / len(history["loss"][-5:]),
+                 "curves": {"step": history.steps, "loss": history["loss"]}}
+
+
+@torch.no_grad()
+def reconstruction_loss(mae: MAE, images: Tensor, mask_ratio: float, *, seed: int = 0,
+                        device: torch.device | str = "cpu") -> float:
+    """Held-out MAE loss at ``mask_ratio`` (one fixed mask draw per image)."""
+    mae.eval()
+    generator = torch.Generator().manual_seed(seed)
+    losses = [mae(normalize(images[i:i + 500].to(device)), mask_ratio, generator=generator)[0]
+              for i in range(0, images.shape[0], 500)]
+    mae.train()
+    return torch.stack(losses).mean().item()
+
+
+def masking_sweep(scale: str = "cpu", *, seed: int = 0, ratios: tuple[float, ...] = RATIOS,
+                  strategies: tuple[str, ...] = STRATEGIES, steps: int | None = None,
+                  finetune_steps: int | None = None, device: torch.device | str = "cpu",
+                  progress: bool = True, keep_models: bool = False) -> dict:
+    """Pretrain at every ratio (random masking) and with every strategy at 0.75; judge each.
+
+    Returns (JSON-able unless ``keep_models``): ``ratios``: "0.75" -> run, ``strategies``:
+    "block" -> run, ``random_init``: the untrained encoder's scores, ``best_ratio``: the ratio
+    with the best fine-tune accuracy, and ``settings``. A run holds ``reconstruction_loss``
+    (held-out, at its own ratio), ``knn_accuracy``, ``linear_probe``, ``finetune_accuracy``,
+    ``train_seconds``, ``final_loss`` and the loss curve. ``steps`` and ``finetune_steps``
+    override the scale's pretraining and fine-tuning lengths.
+    """
+    setup = sweep_scale(scale, seed)
+    if steps is not None:
+        setup = replace(setup, train=replace(setup.train, steps=steps,
+                                             warmup_steps=min(setup.train.warmup_steps, steps)))
+    if finetune_steps is not None:
+        setup = replace(setup, finetune_steps=finetune_steps)
+    for ratio in ratios:
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"ratios must be in (0, 1), got {ratio!r}")
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown:
+        raise ValueError(f"strategies must be among {STRATEGIES}, got {sorted(unknown)}")
+    images, labels, _ = make_shapes(setup.n_train, image_size=32, seed=seed)
+    test_x, test_y, _ = make_shapes(setup.n_test, image_size=32, seed=seed, split="test")
+    train_data, test_data = (images, labels), (test_x, test_y)
+    jobs = [("ratios", f"{r:g}", r, "random") for r in ratios]
+    jobs += [("strategies", s, 0.75, s) for s in strategies]
+    torch.manual_seed(seed)
+    init = use_fused_attention(build_vit(**setup.vit), setup.fused_attention)
+    result: dict = {"scale": scale, "seed": seed, "chance": 1 / N_CLASSES, "ratios": {},
+                    "strategies": {},
+                    "random_init": evaluate_encoder(init, train_data, test_data, setup, device)}
+    done: dict[tuple[float, str], dict] = {}
+    for group, key, ratio, masking in tqdm(jobs, desc="MAE sweep", disable=not progress):
+        if (ratio, masking) not in done:          # random at 0.75 is both a ratio and a strategy
+            mae, run = pretrain(ratio, masking, images, setup, device)
+            run["reconstruction_loss"] = reconstruction_loss(mae, test_x, ratio, seed=seed,
+                                                             device=device)
+            run.update(evaluate_encoder(mae.encoder, train_data, test_data, setup, device))
+            if keep_models:
+                run["model"] = mae
+            done[(ratio, masking)] = run
+        result[group][key] = done[(ratio, masking)]
+    if result["ratios"]:
+        result["best_ratio"] = float(max(result["ratios"], key=lambda k: (
+            result["ratios"][k]["finetune_accuracy"], result["ratios"][k]["linear_probe"])))
+    result["settings"] = {"n_train": setup.n_train, "vit": setup.vit, "mae": asdict(setup.mae),
+                          "train": asdict(setup.train), "finetune_steps": setup.finetune_steps,
+                          "probe_epochs": setup.probe_epochs,
+                          "fused_attention": setup.fused_attention}
+    return result
+
+
+# --- figures ---------------------------------------------------------------------------------------
+def plot_sweep(result: dict, axes=None):
+    """Left: k-NN, linear probe and fine-tune accuracy against the masking ratio, with chance and
+    the untrained encoder dashed (He et al. 2022, Figure 5). Right: the three masking strategies at
+    0.75 (Figure 6). Returns the figure."""
+    import matplotlib.pyplot as plt
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    ax = axes[0]
+    ratios = sorted(result["ratios"], key=float)
+    x = [float(r) for r in ratios]
+    metrics = (("finetune_accuracy", "fine-tune", "tab:red"),
+               ("linear_probe", "linear probe", "tab:blue"),
+               ("knn_accuracy", "k-NN", "tab:green"))
+    for key, label, colour in metrics:
+        ax.plot(x, [result["ratios"][r][key] for r in ratios], "o-", color=colour, label=label)
+        ax.axhline(result["random_init"][key], color=colour, ls=":", lw=1)
+    ax.axhline(result["chance"], color="gray", ls="--", lw=1, label="chance")
+    ax.set(xlabel="masking ratio r", ylabel="test accuracy",
+           title="masking-ratio sweep (dotted: untrained encoder)")
+    ax.set_xticks(x)
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    names = list(result["strategies"])
+    width = 0.8 / len(metrics)
+    for i, (key, label, colour) in enumerate(metrics):
+        values = [result["strategies"][n][key] for n in names]
+        ax.bar([j + (i - 1) * width for j in range(len(names))], values, width, color=colour,
+               label=label)
+    ax.axhline(result["chance"], color="gray", ls="--", lw=1)
+    ax.set_xticks(range(len(names)), [f"{n}\n@0.75" for n in names])
+    ax.set(ylabel="test accuracy", title="masking strategy")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_information(decays: dict[str, float], *, i0: float = 1.0, ax=None):
+    """r I(r) = r I0 exp(-lambda r) against r for each named decay rate, its maximum r* = 1/lambda
+    marked: the BERT-vs-MAE argument of Lecture 03, section 7."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.4))
+    r = torch.linspace(0.0, 1.0, 201, dtype=torch.float64)
+    for name, decay in decays.items():
+        signal = r * information(r, i0, decay)
+        best = optimal_ratio(decay)
+        line, = ax.plot(r, signal, label=f"{name}: lambda = {decay:g}, r* = {best:.2f}")
+        ax.plot([best], [best * information(best, i0, decay).item()], "o", color=line.get_color())
+        ax.axvline(best, color=line.get_color(), ls=":", lw=1)
+    ax.set(xlabel="masking ratio r", ylabel="r * I(r)  (signal per image)",
+           title="useful signal = masked fraction x what the rest still tells")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
+                   model: MAE | None = None, *, seed: int = 0, patch_size: int = 8):
+    """Original, masked and (with ``model``) reconstructed images (uint8 (B, C, H, W)) at any
+    ratio and strategy: the lecture's widget draws this. Without a model, only the masks."""
+    from .mae import block_mask, grid_mask, grid_stride_for, reconstruct, unpatchify
+    from .viz import masked_reconstruction_grid
+    x = normalize(images)
+    mean = torch.tensor(SHAPES_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(SHAPES_STD).view(1, 3, 1, 1)
+    to_image = lambda t: (t * std + mean).clamp(0, 1)       # noqa: E731 - back to [0, 1]
+    generator = torch.Generator().manual_seed(seed)
+    if model is not None:
+        masked, _, pasted = reconstruct(model, x, mask_ratio, masking=masking, generator=generator)
+        return masked_reconstruction_grid(to_image(x), to_image(masked), to_image(pasted))
+    grid = x.shape[-1] // patch_size
+    if masking == "random":
+        _, mask, _ = random_masking(x.new_zeros(x.shape[0], grid * grid, 1), mask_ratio, generator)
+    elif masking == "block":
+        mask = block_mask(x.shape[0], grid, mask_ratio, generator=generator).float()
+    else:
+        mask = grid_mask(x.shape[0], grid, stride=grid_stride_for(mask_ratio),
+                         generator=generator).float()
+    m = mask.unsqueeze(-1)                                           # (B, N, 1)
+    masked = unpatchify(patchify(x, patch_size) * (1 - m), patch_size, x.shape[1])
+    return masked_reconstruction_grid(to_image(x), to_image(masked), to_image(x))

@@ -1,0 +1,111 @@
+"""Tests of course_lib.mae_lab: r* against a numeric argmax, the full-sequence baseline's token
+count, the speed-up record, the pooled features, and the sweep's plumbing on a tiny run; the
+CLI commands end to end (slow)."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from course_lib.backbones import build_vit
+from course_lib.mae import MAE, MAEConfig, mae_loss, patchify
+from course_lib.mae_lab import (MeanPooled, full_sequence_loss, information, masking_sweep,
+                                measure_speedup, optimal_ratio, plot_information, plot_sweep,
+                                use_fused_attention)
+
+
+# --- the information model ---------------------------------------------------------------------------
+@pytest.mark.parametrize("decay", [1.0, 4 / 3, 2.5, 6.7, 10.0])
+def test_optimal_ratio_is_the_numeric_argmax(decay):
+    grid = [i / 100000 for i in range(1, 100001)]
+    numeric = max(grid, key=lambda r: r * math.exp(-decay * r))
+    assert optimal_ratio(decay) == pytest.approx(numeric, abs=2e-5)
+    assert information(0.5, 2.0, decay).item() == pytest.approx(2.0 * math.exp(-decay / 2))
+
+
+def test_optimal_ratio_orders_text_below_images_and_clips():
+    text, images = optimal_ratio(6.7), optimal_ratio(4 / 3)       # fast vs slow decay
+    assert text == pytest.approx(0.149, abs=1e-3) and images == pytest.approx(0.75)
+    assert optimal_ratio(0.5) == 1.0                               # r cannot exceed 1
+    for bad in (0, -1.0, "2", True):
+        with pytest.raises(ValueError, match="decay"):
+            optimal_ratio(bad)
+
+
+# --- the speed-up ---------------------------------------------------------------------------------
+def test_full_sequence_baseline_runs_the_encoder_on_every_token():
+    torch.manual_seed(0)
+    mae = MAE(build_vit("cpu", stem="patch", patch_size=8, depth=1),
+              MAEConfig(decoder_dim=32, decoder_depth=1, decoder_heads=2))
+    seen = []
+    mae.encoder.blocks[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape[1]))
+    images = torch.randn(2, 3, 32, 32)
+    loss = full_sequence_loss(mae, images, 0.75, torch.zeros(96))
+    assert seen == [17] and torch.isfinite(loss)
+    mae(images, 0.75)
+    assert seen == [17, 5]                                         # MAE: CLS + 4 visible
+
+
+def test_measure_speedup_reports_ratios_of_its_own_medians():
+    result = measure_speedup("cpu", repeats=1)
+    assert result["n_tokens"] == 65 and result["n_visible_tokens"] == 17      # 8x8 patches of 4 px
+    assert result["token_ratio"] == pytest.approx(65 / 17)
+    seconds = result["median_seconds"]
+    assert result["encoder_speedup"] == pytest.approx(seconds["encoder_all"] / seconds["encoder_visible"])
+    assert result["step_speedup"] == pytest.approx(seconds["full_sequence_step"] / seconds["mae_step"])
+    assert all(value > 0 for value in seconds.values())
+
+
+# --- features -------------------------------------------------------------------------------------
+def test_mean_pooled_is_the_mean_of_the_patch_tokens_and_fusion_changes_nothing():
+    torch.manual_seed(0)
+    encoder = build_vit("cpu", stem="patch", patch_size=8, depth=2).eval()
+    images = torch.randn(3, 3, 32, 32)
+    tokens = encoder.forward_features(images)
+    torch.testing.assert_close(MeanPooled(encoder)(images), tokens[:, 1:].mean(1))
+    fused = MeanPooled(encoder)(images)
+    use_fused_attention(encoder, False)
+    assert all(not b.attn.fused_attn for b in encoder.blocks)
+    torch.testing.assert_close(MeanPooled(encoder)(images), fused, rtol=1e-5, atol=1e-5)
+
+
+# --- the sweep ------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_tiny_sweep_has_every_run_and_reuses_random_075(tmp_path):
+    result = masking_sweep("cpu", ratios=(0.5, 0.75), strategies=("random", "grid"), steps=2,
+                           finetune_steps=2, progress=False)
+    assert set(result["ratios"]) == {"0.5", "0.75"} and set(result["strategies"]) == {"random", "grid"}
+    assert result["strategies"]["random"] is result["ratios"]["0.75"]
+    for run in [*result["ratios"].values(), result["strategies"]["grid"], result["random_init"]]:
+        for key in ("knn_accuracy", "linear_probe", "finetune_accuracy"):
+            assert 0.0 <= run[key] <= 1.0
+    assert result["ratios"]["0.5"]["curves"]["step"] and result["best_ratio"] in (0.5, 0.75)
+    json.dumps(result)                                              # JSON-able
+    import matplotlib
+    matplotlib.use("Agg")
+    plot_sweep(result).savefig(tmp_path / "sweep.png")
+    plot_information({"text": 6.7, "images": 4 / 3}).savefig(tmp_path / "info.png")
+    with pytest.raises(ValueError, match="ratios"):
+        masking_sweep("cpu", ratios=(1.0,), steps=1)
+    with pytest.raises(ValueError, match="strategies"):
+        masking_sweep("cpu", strategies=("checkerboard",), steps=1)
+
+
+@pytest.mark.slow
+def test_mae_cli_commands_write_their_json(tmp_path):
+    env_cmd = [sys.executable, "-m", "course_lib"]
+    speed = tmp_path / "speed.json"
+    subprocess.run([*env_cmd, "mae-speedup", "--scale", "cpu", "--repeats", "1", "--json",
+                    str(speed)], check=True, capture_output=True, text=True, timeout=300)
+    figures = json.loads(speed.read_text())
+    assert {"encoder_speedup", "token_ratio", "step_speedup"} <= set(figures)
+    sweep = tmp_path / "sweep.json"
+    out = subprocess.run([*env_cmd, "mae-sweep", "--scale", "cpu", "--steps", "2",
+                          "--finetune-steps", "2", "--ratios", "0.25", "0.9", "--strategies",
+                          "block", "--json", str(sweep)], check=True, capture_output=True,
+                         text=True, timeout=300)
+    result = json.loads(sweep.read_text())
+    assert set(result["ratios"]) == {"0.25", "0.9"} and set(result["strategies"]) == {"block"}
+    assert "block @ 0.75" in out.stdout and "best ratio" in out.stdout
