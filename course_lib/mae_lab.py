@@ -370,10 +370,14 @@ def masking_sweep(scale: str = "cpu", *, seed: int = 0, ratios: tuple[float, ...
 def plot_sweep(result: dict, axes=None):
     """Left: k-NN, linear probe and fine-tune accuracy against the masking ratio, with chance and
     the untrained encoder dashed (He et al. 2022, Figure 5). Right: the three masking strategies at
-    0.75 (Figure 6). Returns the figure."""
+    0.75 (Figure 6), when the sweep ran any. Returns the figure."""
     import matplotlib.pyplot as plt
+    with_strategies = bool(result["strategies"])
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 2]})
+        _, axes = plt.subplots(1, 2 if with_strategies else 1,
+                               figsize=(11 if with_strategies else 6.5, 3.6), squeeze=False,
+                               gridspec_kw={"width_ratios": [3, 2] if with_strategies else [1]})
+        axes = axes[0]
     ax = axes[0]
     ratios = sorted(result["ratios"], key=float)
     x = [float(r) for r in ratios]
@@ -388,6 +392,9 @@ def plot_sweep(result: dict, axes=None):
            title="masking-ratio sweep (dotted: untrained encoder)")
     ax.set_xticks(x)
     ax.legend(fontsize=8)
+    if not with_strategies:
+        ax.figure.tight_layout()
+        return ax.figure
     ax = axes[1]
     names = list(result["strategies"])
     width = 0.8 / len(metrics)
@@ -424,7 +431,8 @@ def plot_information(decays: dict[str, float], *, i0: float = 1.0, ax=None):
 def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
                    model: MAE | None = None, *, seed: int = 0, patch_size: int = 8):
     """Original, masked and (with ``model``) reconstructed images (uint8 (B, C, H, W)) at any
-    ratio and strategy: the lecture's widget draws this. Without a model, only the masks."""
+    ratio and strategy: the lecture's widget draws this. Without a model, only the first two
+    rows, masked on a ``patch_size`` grid; with one, the model's own patch size is used."""
     from .mae import block_mask, grid_mask, grid_stride_for, reconstruct, unpatchify
     from .viz import masked_reconstruction_grid
     x = normalize(images)
@@ -433,8 +441,11 @@ def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
     to_image = lambda t: (t * std + mean).clamp(0, 1)       # noqa: E731 - back to [0, 1]
     generator = torch.Generator().manual_seed(seed)
     if model is not None:
-        masked, _, pasted = reconstruct(model, x, mask_ratio, masking=masking, generator=generator)
-        return masked_reconstruction_grid(to_image(x), to_image(masked), to_image(pasted))
+        device = next(model.parameters()).device
+        masked, _, pasted = reconstruct(model, x.to(device), mask_ratio, masking=masking,
+                                        generator=generator)
+        return masked_reconstruction_grid(to_image(x), to_image(masked.cpu()),
+                                          to_image(pasted.cpu()))
     grid = x.shape[-1] // patch_size
     if masking == "random":
         _, mask, _ = random_masking(x.new_zeros(x.shape[0], grid * grid, 1), mask_ratio, generator)
@@ -445,4 +456,4 @@ def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
                          generator=generator).float()
     m = mask.unsqueeze(-1)                                           # (B, N, 1)
     masked = unpatchify(patchify(x, patch_size) * (1 - m), patch_size, x.shape[1])
-    return masked_reconstruction_grid(to_image(x), to_image(masked), to_image(x))
+    return masked_reconstruction_grid(to_image(x), to_image(masked))

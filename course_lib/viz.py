@@ -92,16 +92,19 @@ def attention_overlay(images: Tensor, attention: Tensor, *, masks: Tensor | None
     return fig
 
 
-def masked_reconstruction_grid(images: Tensor, masked: Tensor, reconstructed: Tensor, *,
-                               size: float = 1.4):
-    """Rows: original, masked input, reconstruction; one column per image (B, C, H, W) each."""
-    if not images.shape == masked.shape == reconstructed.shape:
+def masked_reconstruction_grid(images: Tensor, masked: Tensor, reconstructed: Tensor | None = None,
+                               *, size: float = 1.4):
+    """Rows: original, masked input and (if given) reconstruction; one column per image
+    (B, C, H, W) each."""
+    rows = [("original", images), ("masked", masked)]
+    if reconstructed is not None:
+        rows.append(("reconstruction", reconstructed))
+    if any(batch.shape != images.shape for _, batch in rows):
         raise ValueError("images, masked and reconstructed must have the same shape, got "
-                         f"{tuple(images.shape)}, {tuple(masked.shape)}, {tuple(reconstructed.shape)}")
+                         + ", ".join(str(tuple(batch.shape)) for _, batch in rows))
     b = images.shape[0]
-    fig, axes = plt.subplots(3, b, figsize=(b * size, 3 * size), squeeze=False)
-    for row, (name, batch) in enumerate((("original", images), ("masked", masked),
-                                         ("reconstruction", reconstructed))):
+    fig, axes = plt.subplots(len(rows), b, figsize=(b * size, len(rows) * size), squeeze=False)
+    for row, (name, batch) in enumerate(rows):
         for i in range(b):
             axes[row, i].imshow(_to_hwc(batch[i]), interpolation="nearest")
             axes[row, i].axis("off")

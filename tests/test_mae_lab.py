@@ -109,3 +109,49 @@ def test_mae_cli_commands_write_their_json(tmp_path):
     result = json.loads(sweep.read_text())
     assert set(result["ratios"]) == {"0.25", "0.9"} and set(result["strategies"]) == {"block"}
     assert "block @ 0.75" in out.stdout and "best ratio" in out.stdout
+
+
+# --- redundancy and the widget's figure ---------------------------------------------------------------
+def test_neighbour_fill_error_matches_a_patch_loop():
+    from course_lib.data import make_shapes, normalize
+    from course_lib.mae import random_masking
+    from course_lib.mae_lab import neighbour_fill_error
+    images, _, _ = make_shapes(3, seed=0)
+    p, g, ratio = 8, 4, 0.5
+    got = neighbour_fill_error(images, ratio, patch_size=p, seed=5)
+    _, mask, _ = random_masking(torch.zeros(3, g * g, 1), ratio, torch.Generator().manual_seed(5))
+    x = normalize(images).double()
+    fill_sq = mean_sq = count = 0.0
+    for b in range(3):
+        colour = {(i, j): x[b, :, i * p:(i + 1) * p, j * p:(j + 1) * p].mean(dim=(1, 2))
+                  for i in range(g) for j in range(g)}
+        visible = [(i, j) for (i, j) in colour if mask[b, i * g + j] == 0]
+        visible_mean = sum(colour[v] for v in visible) / len(visible)
+        for (i, j) in colour:
+            if mask[b, i * g + j] == 0:
+                continue
+            near = [colour[(a, c)] for (a, c) in visible
+                    if (a, c) != (i, j) and abs(a - i) <= 1 and abs(c - j) <= 1]
+            guess = sum(near) / len(near) if near else visible_mean
+            block = x[b, :, i * p:(i + 1) * p, j * p:(j + 1) * p]
+            fill_sq += (block - guess.view(3, 1, 1)).square().mean().item()
+            mean_sq += (block - visible_mean.view(3, 1, 1)).square().mean().item()
+            count += 1
+    assert got["neighbour_fill_mse"] == pytest.approx(fill_sq / count, rel=1e-5)
+    assert got["visible_mean_mse"] == pytest.approx(mean_sq / count, rel=1e-5)
+    assert got["explained"] == pytest.approx(1 - fill_sq / mean_sq, rel=1e-4)
+
+
+def test_masking_figure_rows():
+    import matplotlib
+    matplotlib.use("Agg")
+    from course_lib.data import make_shapes
+    from course_lib.mae_lab import masking_figure
+    images, _, _ = make_shapes(3, seed=0)
+    for masking in ("random", "block", "grid"):
+        fig = masking_figure(images, 0.75, masking, patch_size=4)
+        assert len(fig.axes) == 2 * 3                        # original and masked rows only
+    torch.manual_seed(0)
+    mae = MAE(build_vit("cpu", stem="patch", patch_size=8, depth=1),
+              MAEConfig(decoder_dim=32, decoder_depth=1, decoder_heads=2))
+    assert len(masking_figure(images, 0.5, "random", model=mae).axes) == 3 * 3
