@@ -39,11 +39,11 @@ NOTEBOOKS := $(shell find lectures solutions -name '*.ipynb' -not -path '*/.ipyn
 # The notebooks then run one at a time with all cores, as a student's kernel would.
 test: bootstrap
 	$(PY) -m autograder check
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --durations=12 tests $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=12 tests $(ARGS)
 	$(PY) -m pytest -p no:xdist -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS) $(ARGS)
 
 test-fast: bootstrap
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) tests -m "not slow" $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadgroup tests -m "not slow" $(ARGS)
 
 release: bootstrap
 	$(PY) -m autograder release
