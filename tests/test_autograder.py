@@ -58,10 +58,22 @@ def course_root(assignment: str, tmp: Path) -> Path:
     return tmp
 
 
+_BATCHES: dict[str, dict] = {}   # assignment -> its graded batch, built once per worker
+
+
 @pytest.fixture(scope="module", params=ASSIGNMENTS)
 def batch(request, tmp_path_factory):
-    """Samples of one assignment, graded once; everything the tests look at."""
-    assignment = request.param
+    """Samples of one assignment, graded once; everything the tests look at.
+
+    pytest keeps one instance of a parametrized module fixture at a time, so tests that visit the
+    assignments in turn (the indirect parametrizations below) would tear down and rebuild a batch
+    that takes two minutes; the batches are kept in ``_BATCHES`` instead."""
+    if request.param not in _BATCHES:
+        _BATCHES[request.param] = _grade_batch(request.param, tmp_path_factory)
+    return _BATCHES[request.param]
+
+
+def _grade_batch(assignment: str, tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp(f"grade-{assignment}")
     root = course_root(assignment, tmp)
     made = autograder("samples", assignment, str(tmp / "submissions"), root=root)
