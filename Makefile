@@ -34,16 +34,17 @@ lab: bootstrap
 # NBVAL_CHECK_OUTPUT have their output compared).
 NOTEBOOKS := $(shell find lectures solutions -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
 
-# Two phases. The unit tests run on $(WORKERS) workers with one math thread each: two workers
-# each using every core made torch's thread pools fight, and a 93 s notebook took over 8 minutes.
-# The notebooks then run one at a time with all cores, as a student's kernel would.
+# Two phases, each on $(WORKERS) workers with one math thread per worker: two workers each using
+# every core made torch's thread pools fight (a 93 s notebook took over 8 minutes). Unit tests are
+# spread by module (loadscope: the graded batches of tests/test_autograder.py are built once, on
+# one worker), notebooks by file (loadfile: one kernel per notebook). `autograder check` runs as
+# tests/test_autograder.py::test_check_passes_on_the_committed_tree.
 test: bootstrap
-	$(PY) -m autograder check
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadgroup --durations=12 tests $(ARGS)
-	$(PY) -m pytest -p no:xdist -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS) $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope --durations=12 tests $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadfile -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS) $(ARGS)
 
 test-fast: bootstrap
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadgroup tests -m "not slow" $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope tests -m "not slow" $(ARGS)
 
 release: bootstrap
 	$(PY) -m autograder release
