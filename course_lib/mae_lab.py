@@ -28,7 +28,8 @@ from .augment import augment_batch, simclr_view_spec
 from .backbones import build_vit, embed_tokens, encode_tokens, num_prefix_tokens
 from .data import N_CLASSES, SHAPES_MEAN, SHAPES_STD, make_shapes, normalize
 from .evaluate import extract_features, knn_accuracy, linear_probe
-from .mae import MAE, MAEConfig, mae_loss, patchify, random_masking
+from .mae import (MAE, MAEConfig, block_mask, grid_mask, grid_stride_for, mae_loss, patchify,
+                  random_masking, reconstruct, unpatchify)
 from .supervised import Supervised
 from .train import TrainConfig, train
 
@@ -433,7 +434,6 @@ def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
     """Original, masked and (with ``model``) reconstructed images (uint8 (B, C, H, W)) at any
     ratio and strategy: the lecture's widget draws this. Without a model, only the first two
     rows, masked on a ``patch_size`` grid; with one, the model's own patch size is used."""
-    from .mae import block_mask, grid_mask, grid_stride_for, reconstruct, unpatchify
     from .viz import masked_reconstruction_grid
     x = normalize(images)
     mean = torch.tensor(SHAPES_MEAN).view(1, 3, 1, 1)

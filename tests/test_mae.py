@@ -265,7 +265,7 @@ def test_decoder_unshuffles_and_adds_its_own_positions():
     x = mae.decoder_embed(latent)
     slow = mae.mask_token.expand(2, 16, 32).clone()
     for b in range(2):
-        positions = [n for n in ids_restore[b].argsort().tolist()][:4]   # visible, in order kept
+        positions = ids_restore[b].argsort().tolist()[:4]        # visible, in the order kept
         for slot, n in enumerate(positions):
             slow[b, n] = x[b, 1 + slot]
         assert all(mask[b, n] == 0 for n in positions)
