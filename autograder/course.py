@@ -87,12 +87,36 @@ def run_module(args: list[str], course_dir: Path, *, timeout: float,
 
 
 def _tree_rss(parent: psutil.Process, seen: dict[int, psutil.Process]) -> int:
-    total = 0
+    """Resident memory of the tree plus the shared memory it holds through file descriptors
+    (memfd, deleted tmpfs files, /dev/shm), which no resident set counts until it is mapped."""
+    total, files = 0, set()
     for proc in [parent, *seen.values()]:
         try:
             total += proc.memory_info().rss
         except psutil.Error:
-            pass
+            continue
+        total += _held_shared_memory(proc.pid, files)
+    return total
+
+
+def _held_shared_memory(pid: int, seen: set[tuple[int, int]]) -> int:
+    total = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        link = f"/proc/{pid}/fd/{fd}"
+        try:
+            target = os.readlink(link)
+            if not (target.startswith(("/memfd:", "/dev/shm/")) or target.endswith("(deleted)")):
+                continue
+            info = os.stat(link)
+        except OSError:
+            continue
+        if (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
     return total
 
 

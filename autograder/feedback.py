@@ -10,8 +10,8 @@ and the traceback of the failing hidden line. The page shows:
 
 Everything the student's code printed is escaped (no HTML or script from a submission reaches the
 page), only text and PNG images are shown, and an output that contains a line of the hidden tests
-or of the solutions (code that printed ``In``, ``_ih`` or a frame's source) is replaced by a
-notice.
+or of the solutions (code that printed ``In``, ``_ih`` or a frame's source), disguised or not, is
+replaced by a notice (``redact.Redactor``).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from nbformat import NotebookNode
 
 from .journal import Verdict
 from .notebooks import grade_id, is_test
+from .redact import Redactor, printable
 
 MAX_OUTPUT_CHARS = 20000
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -37,16 +38,15 @@ table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:.2rem .5re
 """
 
 
-def _redact(text: str, secrets: set[str]) -> str:
-    text = ANSI.sub("", text)
-    if any(secret in text for secret in secrets):
-        return "[output removed: it contained lines of the grader's hidden tests or solutions]"
+def _redact(text: str, redactor: Redactor) -> str:
+    text = redactor.clean(ANSI.sub("", text), "[output removed: it contained lines of the "
+                                              "grader's hidden tests or solutions]")
     if len(text) > MAX_OUTPUT_CHARS:
         text = text[:MAX_OUTPUT_CHARS] + f"\n[... {len(text) - MAX_OUTPUT_CHARS} more characters]"
     return text
 
 
-def _outputs(cell: NotebookNode, secrets: set[str]) -> str:
+def _outputs(cell: NotebookNode, redactor: Redactor) -> str:
     parts = []
     for output in cell.get("outputs", []):
         kind = output.get("output_type")
@@ -68,7 +68,7 @@ def _outputs(cell: NotebookNode, secrets: set[str]) -> str:
             text = str(data.get("text/plain", ""))
         else:
             continue
-        parts.append(f'<pre class="out">{html.escape(_redact(text, secrets))}</pre>')
+        parts.append(f'<pre class="out">{html.escape(_redact(text, redactor))}</pre>')
     return "\n".join(parts)
 
 
@@ -81,9 +81,10 @@ def _verdict_html(v: Verdict) -> str:
 
 
 def render(student_id: str, assignment: str, notebook: str, executed: NotebookNode,
-           released: dict[str, str], verdicts: dict[str, Verdict], secrets: set[str],
+           released: dict[str, str], verdicts: dict[str, Verdict], redactor: Redactor,
            notes: list[str]) -> str:
     """The HTML page. ``released``: test grade_id -> the released (visible) source."""
+    student_id, notes = printable(student_id), [printable(n) for n in notes]
     total = sum(v.score for v in verdicts.values())
     top = sum(v.max_score for v in verdicts.values())
     rows = "".join(
@@ -106,6 +107,6 @@ def render(student_id: str, assignment: str, notebook: str, executed: NotebookNo
             parts.append(f'<div class="test"><pre>{html.escape(released.get(gid, ""))}</pre>'
                          f"{_verdict_html(verdicts[gid])}</div>")
         elif cell.cell_type == "code":
-            parts.append(f"<pre>{html.escape(str(cell.source))}</pre>\n{_outputs(cell, secrets)}")
+            parts.append(f"<pre>{html.escape(str(cell.source))}</pre>\n{_outputs(cell, redactor)}")
     parts.append("</body></html>\n")
     return "\n".join(parts)

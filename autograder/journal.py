@@ -1,21 +1,26 @@
 """Points from outside the student's process: the graded notebook, the journal and its verdicts.
 
-The student's kernel can patch anything in its own process (``torch.allclose``, ``isinstance``,
-the test helpers themselves), so a test cell that "ran without error" proves little. Instead:
+Trust model: everything that comes out of a student's jail (this journal, the executed notebook,
+exit codes, log lines) is attacker-controlled. The kernel can patch anything in its own process
+(``torch.allclose``, ``isinstance``, the test helpers) and rewrite any file it writes. So:
 
 1. ``graded_notebook`` builds what the kernel runs: the student's answers, and every locked cell
-   (instructions, set-up, tests) from the instructor's source. In each test cell the ``expected``
-   argument of ``check_close`` becomes ``None`` and its ``mistakes`` are dropped, so the right
-   answers are never computed in the student's process; a first line tags the cell.
+   (instructions, set-up, tests) from the instructor's source. Each test cell is cut down by
+   ``strip_reference`` to the calls of the student's functions on fixed inputs and the checks that
+   record what they returned: ``expected`` and ``mistakes`` arguments are dropped, and with them
+   every oracle and every variable that only fed them. No expected value and no reference
+   computation ever exists in the student's process. A first line tags the cell.
 2. ``course_lib.grading`` appends each check's value to the journal (``COURSE_GRADING_JOURNAL``).
 3. The instructor's solution runs the same way once per batch, with the full test cells: its
    journal (the *golden* journal) holds every check's expected value, tolerance, hint and the
    values of the known mistakes.
-4. ``verdicts`` gives a test cell its points only if the cell reported no error AND its journal
-   lines match the golden ones one for one: same checks in the same order, the student's values
-   within the golden tolerance of the golden expected values (compared here, in the grader).
+4. ``verdict`` gives a test cell its points only if its journal lines match the golden ones one
+   for one: the same checks in the same order, the student's values within the golden tolerance
+   of the golden expected values (compared here, in the grader). Whether the cell's outputs show
+   an error plays no part: it is only quoted in the feedback.
 
-What the student controls (the journal file, the executed notebook) is parsed as untrusted data.
+The journal is parsed under limits (``read_journal``, ``_values``): a forged line cannot make the
+grader spend more than a few milliseconds on it.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import copy
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from nbformat import NotebookNode
 
@@ -40,34 +45,161 @@ class NotebookMismatch(ValueError):
     """The executed notebook does not hold the cells the grader sent."""
 
 
-# --- 1. the notebook the kernel runs ----------------------------------------------------------------
+# --- 1. the notebook the kernel runs --------------------------------------------------------------
+
+# Arguments that only describe or compute the right answer; the graded copy drops them.
+_EXPECTED_ARGS = {"check_close": (2, ("expected", "mistakes")), "check_true": (None, ("expected",))}
+
+
+class GradedCopyError(ValueError):
+    """A test cell cannot be sent to a student's kernel without an oracle (an instructor's bug)."""
+
+
+def _call_name(node: ast.Call) -> str | None:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else \
+        func.attr if isinstance(func, ast.Attribute) else None
+
 
 class _DropExpected(ast.NodeTransformer):
+    """``check_close(name, got, expected, ..., mistakes=...)`` -> ``check_close(name, got, None,
+    ...)``; ``check_true``'s descriptive ``expected=`` goes too. ``dropped`` keeps what was cut."""
+
+    def __init__(self) -> None:
+        self.dropped: list[ast.AST] = []
+
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
-        func = node.func
-        name = func.id if isinstance(func, ast.Name) else \
-            func.attr if isinstance(func, ast.Attribute) else None
-        if name == "check_close":
-            if len(node.args) >= 3:
-                node.args[2] = ast.Constant(None)
-            node.keywords = [k for k in node.keywords if k.arg != "mistakes"]
-            for keyword in node.keywords:
-                if keyword.arg == "expected":
-                    keyword.value = ast.Constant(None)
+        position, keywords = _EXPECTED_ARGS.get(_call_name(node) or "", (None, ()))
+        if position is not None and len(node.args) > position:
+            self.dropped.append(node.args[position])
+            node.args[position] = ast.Constant(None)
+        kept = []
+        for keyword in node.keywords:
+            if keyword.arg in keywords:
+                self.dropped.append(keyword.value)
+                if keyword.arg == "expected" and _call_name(node) == "check_close":
+                    kept.append(ast.keyword("expected", ast.Constant(None)))
+            else:
+                kept.append(keyword)
+        node.keywords = kept
         return node
 
 
-def test_source(source: str, cell_id: str, *, with_expected: bool, tag: bool) -> str:
-    """The instructor's test cell as the kernel runs it (markers removed, see the module doc)."""
+def _loaded_names(tree: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _bound_names(statement: ast.stmt) -> set[str] | None:
+    """Names a definition or a plain assignment binds; None for any other statement."""
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {statement.name}
+    targets = statement.targets if isinstance(statement, ast.Assign) else \
+        [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value else None
+    if targets is None:
+        return None
+    names: set[str] = set()
+    for target in targets:
+        parts = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+        if not all(isinstance(part, ast.Name) for part in parts):
+            return None
+        names.update(part.id for part in parts)
+    return names
+
+
+def _drop_dead_definitions(tree: ast.Module, answers: set[str]) -> None:
+    """Remove, until none is left, every definition and assignment whose names nothing reads any
+    more (the oracles, once their calls in ``expected`` arguments are gone). An assignment that
+    calls the student's code is kept: its side effects are part of the test."""
+    while True:
+        loaded = _loaded_names(tree)
+        removed = False
+        for node in ast.walk(tree):
+            for attr in ("body", "orelse", "finalbody"):
+                body = getattr(node, attr, None)
+                if not isinstance(body, list) or not body or not isinstance(body[0], ast.stmt):
+                    continue
+                kept = [s for s in body if not _is_dead(s, loaded, answers)]
+                if len(kept) != len(body):
+                    removed = True
+                    setattr(node, attr, kept or [ast.Pass()])
+        if not removed:
+            return
+
+
+def _is_dead(statement: ast.stmt, loaded: set[str], answers: set[str]) -> bool:
+    names = _bound_names(statement)
+    if not names or names & loaded:
+        return False
+    if isinstance(statement, (ast.Assign, ast.AnnAssign)):
+        return not _loaded_names(statement.value) & answers
+    return True
+
+
+def _oracles(tree: ast.Module, dropped: list[ast.AST]) -> set[str]:
+    """Functions and classes of the cell that compute an expected value, directly or through
+    another such function."""
+    defs = {s.name: s for s in ast.walk(tree)
+            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    todo = [name for expr in dropped for name in _loaded_names(expr) if name in defs]
+    found: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo += [n for n in _loaded_names(defs[name]) if n in defs and n != name]
+    return found
+
+
+def strip_reference(code: str, answers: set[str], cell_id: str = "") -> str:
+    """The test cell as a student's kernel runs it: it calls the answers on fixed inputs and
+    records what they return, and holds no expected value and no oracle.
+
+    ``expected`` and ``mistakes`` arguments are dropped (``_DropExpected``), then every definition
+    and assignment nothing reads any more (``_drop_dead_definitions``). Raises
+    ``GradedCopyError`` if a function that computes an expected value is still there (it is also
+    used outside an ``expected`` argument), so an instructor finds out when the batch starts.
+    """
+    tree = ast.parse(code)                       # a test cell that does not parse fails the build
+    dropper = _DropExpected()
+    tree = dropper.visit(tree)
+    oracles = _oracles(tree, dropper.dropped)
+    _drop_dead_definitions(tree, answers)
+    left = oracles & ({s.name for s in ast.walk(tree) if isinstance(
+        s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))} | _loaded_names(tree))
+    if left:
+        raise GradedCopyError(
+            f"test cell {cell_id}: {', '.join(sorted(left))} computes expected values and is also "
+            "used outside an expected argument, so it would run in the student's kernel; use it "
+            "only inside check_close(..., expected, mistakes=...)")
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+def test_source(source: str, cell_id: str, *, with_expected: bool, tag: bool,
+                answers: frozenset[str] = frozenset()) -> str:
+    """The instructor's test cell as the kernel runs it: markers removed, and without
+    ``with_expected`` every reference computation removed (``strip_reference``)."""
     code = without_markers(source, HIDDEN_TESTS)
     if not with_expected:
-        tree = ast.parse(code)                  # a test cell that does not parse fails the build
-        code = ast.unparse(ast.fix_missing_locations(_DropExpected().visit(tree)))
+        code = strip_reference(code, set(answers), cell_id)
     if tag:
         code = (f"__import__({GRADING_MODULE!r}, fromlist=['_begin_cell'])"
                 f"._begin_cell({cell_id!r})\n" + code)
     return code
+
+
+def answer_names(source_nb: NotebookNode) -> frozenset[str]:
+    """Names the answer cells define (the functions a student writes)."""
+    names: set[str] = set()
+    for cell in source_nb.cells:
+        if cell.cell_type == "code" and is_solution(cell):
+            try:
+                tree = ast.parse(without_markers(cell.source, SOLUTION))
+            except SyntaxError:
+                continue
+            for statement in tree.body:
+                names |= _bound_names(statement) or set()
+    return frozenset(names)
 
 
 def uses_journal(source_nb: NotebookNode) -> bool:
@@ -84,12 +216,13 @@ def graded_notebook(student_nb: NotebookNode, source_nb: NotebookNode, *,
     """
     source = {grade_id(c): c for c in source_nb.cells if grade_id(c)}
     tag = uses_journal(source_nb)
+    answers = answer_names(source_nb)
     nb = copy.deepcopy(student_nb)
     for cell in nb.cells:
         ref = source.get(grade_id(cell))
         if ref is not None and ref.cell_type == cell.cell_type and not is_solution(ref):
             cell.source = test_source(ref.source, grade_id(ref), with_expected=with_expected,
-                                      tag=tag) if is_test(ref) else ref.source
+                                      tag=tag, answers=answers) if is_test(ref) else ref.source
             cell.metadata["nbgrader"] = copy.deepcopy(ref.metadata["nbgrader"])
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -114,15 +247,22 @@ def hidden_lines(source_nb: NotebookNode, graded_nb: NotebookNode | None = None,
     return {line for line in lines if len(line) >= min_length and line not in visible}
 
 
-# --- 2. reading what came back ---------------------------------------------------------------------
+# --- 2. reading what came back --------------------------------------------------------------------
+
+MAX_LINE_CHARS = 4 << 20          # one journal line; the largest check records ~10^5 values
+MAX_VALUES = 1 << 20              # values in one recorded tensor
+MAX_DIMS = 16
+
 
 def read_journal(text: str) -> dict[str, list[dict]]:
-    """cell grade_id -> its journal lines, in order. Malformed lines are dropped."""
+    """cell grade_id -> its journal lines, in order. Malformed or oversized lines are dropped."""
     cells: dict[str, list[dict]] = {}
     for line in text.splitlines()[:MAX_JOURNAL_LINES]:
+        if len(line) > MAX_LINE_CHARS:
+            continue
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):   # also ints past Python's 4300-digit limit
             continue
         if isinstance(entry, dict) and isinstance(entry.get("cell"), str):
             cells.setdefault(entry["cell"], []).append(entry)
@@ -147,7 +287,7 @@ def cell_error(cell: NotebookNode) -> tuple[str, str] | None:
     return None
 
 
-# --- 3. the comparison -----------------------------------------------------------------------------
+# --- 3. the comparison ----------------------------------------------------------------------------
 
 @dataclass
 class Verdict:
@@ -164,17 +304,34 @@ class Verdict:
 
 
 def _values(plain: Any) -> tuple[tuple[int, ...], list[float]] | None:
-    """(shape, flat float values) of a journal value, or None when it is not well formed."""
+    """(shape, flat float values) of a journal value, or None when it is not well formed.
+
+    Untrusted: the shape is checked dimension by dimension against ``MAX_VALUES`` before any
+    product is taken, and every value must be a float or an int that a float can hold."""
     if not isinstance(plain, dict):
         return None
     shape, values = plain.get("shape"), plain.get("values")
-    if not isinstance(shape, list) or not isinstance(values, list) \
-            or not all(isinstance(n, int) and n >= 0 for n in shape):
+    if not isinstance(shape, list) or not isinstance(values, list) or len(shape) > MAX_DIMS \
+            or len(values) > MAX_VALUES:
         return None
-    if math.prod(shape) != len(values) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    size = 1
+    for n in shape:
+        if type(n) is not int or not 0 <= n <= MAX_VALUES:
+            return None
+        size *= n
+        if size > MAX_VALUES:
+            return None
+    if size != len(values):
         return None
-    return tuple(shape), [float(v) for v in values]
+    floats = []
+    for v in values:
+        if type(v) is float:
+            floats.append(v)
+        elif type(v) is int and -2**1023 < v < 2**1023:
+            floats.append(float(v))
+        else:
+            return None
+    return tuple(shape), floats
 
 
 def _gap(got: list[float], expected: list[float], atol: float, rtol: float) -> float | None:
@@ -192,7 +349,7 @@ def _gap(got: list[float], expected: list[float], atol: float, rtol: float) -> f
     return worst
 
 
-def _close_message(golden: dict, student: dict) -> str | None:
+def _close_message(golden: dict, student: dict, clean: Callable[[str], str]) -> str | None:
     """None when the student's value passes the golden check, else the teaching message."""
     name, hint = str(golden.get("name")), str(golden.get("hint", ""))
     expected = _values(golden.get("expected"))
@@ -200,7 +357,7 @@ def _close_message(golden: dict, student: dict) -> str | None:
     if expected is None:
         return f"{name}: the solution recorded no expected value (report this to the staff)"
     if got is None:
-        kind = str(student.get("got_type", "unknown"))[:60]
+        kind = clean(str(student.get("got_type", "unknown"))[:60])
         return (f"{name}: wrong type: got a {kind}, expected a torch tensor or a number. "
                 f"HINT: {hint}")
     if got[0] != expected[0]:
@@ -216,17 +373,17 @@ def _close_message(golden: dict, student: dict) -> str | None:
     return f"{name}: wrong values (largest difference {diff:.3g}). HINT: {hint}"
 
 
-def _check_message(golden: dict, student: dict) -> str | None:
+def _check_message(golden: dict, student: dict, clean: Callable[[str], str]) -> str | None:
     name = str(golden.get("name"))
-    if student.get("kind") != golden.get("kind") or str(student.get("name")) != name:
+    if student.get("kind") != golden.get("kind") or student.get("name") != golden.get("name"):
         return f"{name}: this check was not reached where expected (checks out of order)"
     kind = golden.get("kind")
     if kind == "close":
-        return _close_message(golden, student)
+        return _close_message(golden, student, clean)
     if kind == "shape":
         if student.get("got") != golden.get("expected"):
-            got = student.get("got")
-            return (f"{name}: wrong shape: got {str(got)[:80]}, expected {golden.get('expected')}."
+            got = clean(str(student.get("got"))[:80])
+            return (f"{name}: wrong shape: got {got}, expected {golden.get('expected')}."
                     f" HINT: {golden.get('hint', '')}")
         return None
     if kind == "true":
@@ -235,14 +392,19 @@ def _check_message(golden: dict, student: dict) -> str | None:
 
 
 def verdict(cell_id: str, max_score: float, error: tuple[str, str] | None,
-            golden: list[dict], student: list[dict]) -> Verdict:
-    """Points of one test cell (see the module docstring)."""
+            golden: list[dict], student: list[dict],
+            clean: Callable[[str], str] = str) -> Verdict:
+    """Points of one test cell: full when its journal lines match the golden ones one for one.
+
+    ``error`` (the first error output of the executed cell, attacker-controlled) only explains a
+    failure: it is quoted, through ``clean``, and never decides the points.
+    """
     result = Verdict(cell_id, max_score, checks=len(golden))
     for index, expected in enumerate(golden):
         if index >= len(student):
             result.messages.append(f"{expected.get('name')}: not reached")
             break
-        message = _check_message(expected, student[index])
+        message = _check_message(expected, student[index], clean)
         if message is None:
             result.passed_checks += 1
         else:
@@ -250,13 +412,12 @@ def verdict(cell_id: str, max_score: float, error: tuple[str, str] | None,
             break                       # later checks of the cell may depend on this one
     if len(student) > len(golden):
         result.messages.append("the cell recorded more checks than the test has")
-    if error is not None:
+    if not result.messages and result.passed_checks == len(golden):
+        result.score = max_score
+    elif error is not None:
         ename, evalue = error
         first = evalue.splitlines()[0] if evalue else ""
         if ename == "NotImplementedError" and not first:
             first = "the answer still raises NotImplementedError: replace that line with your code"
-        result.messages.insert(0, f"{ename}: {first}"[:500])
-    if error is None and not result.messages and result.passed_checks == len(golden):
-        result.score = max_score
+        result.messages.insert(0, clean(f"{ename}: {first}"[:500]))
     return result
-

@@ -5,6 +5,7 @@ nbgrader cell kinds (read from ``cell.metadata.nbgrader``), solution and hidden-
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Callable
@@ -151,6 +152,23 @@ def student_notebook_problems(nb: NotebookNode, assignment: str, notebook: str) 
         problems.append("the second cell is not the set-up cell (`if \"google.colab\" in "
                         "sys.modules: %pip install ...`)")
     return problems
+
+
+# --- answers --------------------------------------------------------------------------------------
+
+def solution_source(source_cell: NotebookNode) -> str:
+    """What a student who solved the cell would have written (the source, delimiters removed)."""
+    return without_markers(source_cell.source, SOLUTION)
+
+
+def solved(release_nb: NotebookNode, source_nb: NotebookNode) -> NotebookNode:
+    """The release with every answer cell filled in from the source notebook."""
+    answers = {grade_id(c): c for c in source_nb.cells if is_solution(c)}
+    nb = copy.deepcopy(release_nb)
+    for cell in nb.cells:
+        if is_solution(cell) and grade_id(cell) in answers:
+            cell.source = solution_source(answers[grade_id(cell)])
+    return nb
 
 
 # --- files ----------------------------------------------------------------------------------------

@@ -24,25 +24,10 @@ from nbformat import NotebookNode
 
 from .notebooks import (SOLUTION, grade_id, has_region, is_code_answer, is_solution, is_test,
                         notebook_bytes, read_notebook, region_flags, replace_region,
-                        source_notebooks, without_markers)
+                        solution_source, solved, source_notebooks, without_markers)
 from .release import ReleaseError, build_release
 
 INFINITE_LOOP = "while True:\n    pass"
-
-
-def solution_source(source_cell: NotebookNode) -> str:
-    """What a student who solved the cell would have written (the source, delimiters removed)."""
-    return without_markers(source_cell.source, SOLUTION)
-
-
-def solved(release_nb: NotebookNode, source_nb: NotebookNode) -> NotebookNode:
-    """The release with every answer cell filled in from the source notebook."""
-    answers = {grade_id(c): c for c in source_nb.cells if is_solution(c)}
-    nb = copy.deepcopy(release_nb)
-    for cell in nb.cells:
-        if is_solution(cell) and grade_id(cell) in answers:
-            cell.source = solution_source(answers[grade_id(cell)])
-    return nb
 
 
 def _tests_after(source_nb: NotebookNode, answer_id: str) -> list[NotebookNode]:

@@ -49,6 +49,7 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 DEVICES = ("null", "zero", "full", "random", "urandom")
 WORK = "/submission"               # the working directory inside the jail
+OPEN_FILES = 1024                  # RLIMIT_NOFILE: with file_mb, bounds what memfds can hold
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Support:
     """What ``probe`` found: the jail works (and how), or why not."""
     jail: bool
     as_root: bool = False
+    memory_cgroup: bool = False
     reason: str = ""
     enforced: list[str] = field(default_factory=list)
     not_enforced: list[str] = field(default_factory=list)
@@ -121,6 +123,107 @@ def jail_command(host_dir: Path, command: list[str], *, uid: int | None, limits:
     return ns + args + ["--", *command]
 
 
+# --- memory: a cgroup per submission where the machine offers one ---------------------------------
+
+class MemoryCgroup:
+    """A memory cgroup of its own for one submission, under the grader's own cgroup.
+
+    The kernel charges a cgroup for everything its processes make resident, shared memory
+    included (memfd, tmpfs and /dev/shm pages, SysV segments): what ``RLIMIT_DATA`` and a resident
+    set watchdog both miss. Past the limit the kernel reclaims, then kills inside the group
+    (``hit_limit`` reports it). cgroup v2 (``memory.max``) or v1 (``memory.limit_in_bytes`` and,
+    where swap accounting exists, ``memory.memsw.limit_in_bytes``); ``create`` returns None when
+    neither can be written (no controller, not root, a read-only ``/sys/fs/cgroup``).
+    """
+
+    def __init__(self, path: Path, version: int) -> None:
+        self.path, self.version = path, version
+
+    @staticmethod
+    def _own_dirs() -> list[tuple[Path, int]]:
+        dirs = []
+        try:
+            lines = Path("/proc/self/cgroup").read_text().splitlines()
+        except OSError:
+            return []
+        for line in lines:
+            number, controllers, where = (line.split(":", 2) + ["", ""])[:3]
+            if number == "0" and controllers == "":
+                for mount in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+                    if (mount / "cgroup.controllers").is_file() and "memory" in \
+                            (mount / "cgroup.controllers").read_text().split():
+                        dirs.append((mount / where.lstrip("/"), 2))
+            elif "memory" in controllers.split(","):
+                dirs.append((Path("/sys/fs/cgroup/memory") / where.lstrip("/"), 1))
+        return sorted(dirs, key=lambda d: -d[1])
+
+    @classmethod
+    def create(cls, name: str, memory_mb: int) -> "MemoryCgroup | None":
+        limit = str(memory_mb << 20)
+        for parent, version in cls._own_dirs():
+            path = parent / name
+            try:
+                path.mkdir()
+            except OSError:
+                continue
+            group = cls(path, version)
+            try:
+                if version == 2:
+                    (path / "memory.max").write_text(limit)
+                    if (path / "memory.swap.max").exists():
+                        (path / "memory.swap.max").write_text("0")
+                else:
+                    (path / "memory.limit_in_bytes").write_text(limit)
+                    if (path / "memory.memsw.limit_in_bytes").exists():
+                        (path / "memory.memsw.limit_in_bytes").write_text(limit)
+                return group
+            except OSError:
+                group.remove()
+        return None
+
+    def join(self) -> None:
+        """Move the calling process into the group (in a child, before exec)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def hit_limit(self) -> bool:
+        """Whether the kernel killed a process of the group for memory (reclaiming page cache at
+        the limit, which an honest run may cause, does not count)."""
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            fields = dict(line.split()[:2] for line in
+                          (self.path / name).read_text().splitlines() if line.strip())
+            return int(fields.get("oom_kill", 0)) > 0
+        except (OSError, ValueError):
+            return False
+
+    def remove(self) -> None:
+        """Kill what is left in the group and delete it (retried while processes exit)."""
+        import time
+        for _ in range(50):
+            try:
+                pids = (self.path / "cgroup.procs").read_text().split()
+            except OSError:
+                return
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (OSError, ValueError):
+                    pass
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.05)
+
+
+def memory_cgroup_available() -> bool:
+    group = MemoryCgroup.create(f"autograde-probe-{os.getpid()}", 64)
+    if group is None:
+        return False
+    group.remove()
+    return True
+
+
 _probe_cache: Support | None = None
 
 
@@ -171,8 +274,16 @@ def probe(refresh: bool = False) -> Support:
     else:
         support.not_enforced.append("separate user (grader not root: the student code runs as "
                                     "the grader's user mapped into a user namespace)")
-    support.enforced.append("rlimits: data segment, processes, file size, no core dumps; "
-                            "time and RSS watched from outside")
+    support.enforced.append("rlimits: data segment, processes, open files, file size, no core "
+                            "dumps; time watched from outside")
+    support.memory_cgroup = memory_cgroup_available()
+    if support.memory_cgroup:
+        support.enforced.append("memory: a cgroup per submission (shared memory, memfd and tmpfs "
+                                "pages counted)")
+    else:
+        support.not_enforced.append("memory cgroup (none writable here): memory is capped by "
+                                    "RLIMIT_DATA, tmpfs sizes, SysV limits and a watchdog that "
+                                    "counts resident and fd-held shared memory every 0.2 s")
     support.not_enforced.append("CPU share between parallel submissions (threads are capped, not "
                                 "cgroup-limited)")
     _probe_cache = support
@@ -271,6 +382,16 @@ def _copy_out(work: str, host_out: int, names: list[str], cap: int) -> None:
             dst.write(data)
 
 
+def _limit_shared_memory(mb: int) -> None:
+    """System V shared memory of the jail's own IPC namespace capped at ``mb`` in all."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    for name, value in (("shmmax", mb << 20), ("shmall", (mb << 20) // page), ("shmmni", 64)):
+        try:
+            Path(f"/proc/sys/kernel/{name}").write_text(str(value))
+        except OSError:
+            pass                       # a read-only /proc/sys: the cgroup and tmpfs caps remain
+
+
 def _drop(uid: int | None, args) -> None:
     """In the child, just before exec: other user, no new privileges, resource limits."""
     if uid is not None:
@@ -282,6 +403,7 @@ def _drop(uid: int | None, args) -> None:
     for limit, value in ((resource.RLIMIT_DATA, args.memory_mb * mb),
                          (resource.RLIMIT_NPROC, args.processes),
                          (resource.RLIMIT_FSIZE, args.file_mb * mb),
+                         (resource.RLIMIT_NOFILE, OPEN_FILES),
                          (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(limit, (value, value))
 
@@ -316,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     _loopback_up()
     os.chroot(root)
     os.chdir(WORK)
+    _limit_shared_memory(args.work_mb)
     _copy_in(host_in, WORK, args.uid)
     for name in ("home", "jupyter", "ipython", "matplotlib"):
         os.makedirs(f"/tmp/{name}", exist_ok=True)

@@ -20,8 +20,11 @@ of a test cell the grader replaces ``expected`` by ``None`` and drops ``mistakes
 answer is never computed inside the student's kernel; ``check_close`` then only records.
 
 The in-kernel comparison (what a student sees while working) uses the functions and types captured
-when this module is imported, and accepts a value only if its type is exactly ``torch.Tensor``
-(or ``nn.Parameter``), ``int`` or ``float``: a subclass with its own ``__eq__`` is a wrong type.
+when this module is imported, and accepts a number or a tensor of an exact type: ``torch.Tensor``
+(or ``nn.Parameter``), Python ``int`` and ``float``, numpy scalars and arrays; a subclass with its
+own ``__eq__`` is a wrong type. A check only counts for the graded test cell it runs in: the grader
+tags each test cell, and the tag is cleared when any cell ends, so a student's own ``check_*`` call
+in a scratch cell records nothing.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import sys
 from types import FunctionType, TracebackType
 from typing import Any, Callable, Mapping
 
+import numpy
 import torch
 
 # Every reference implementation a unit-1 answer could call instead of its own code.
@@ -61,6 +65,10 @@ _forbidden_calls: list[str] = []   # names of references called inside a forbid_
 _type, _open, _float, _len = builtins.type, builtins.open, builtins.float, builtins.len
 _allclose, _detach, _tolist = torch.allclose, torch.Tensor.detach, torch.Tensor.tolist
 _TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+# numpy's numeric scalars (numpy.float64 is a float subclass, numpy.float32 is not) and arrays.
+_NUMPY_TYPES = frozenset(t for t in vars(numpy).values() if isinstance(t, type) and issubclass(
+    t, (numpy.number, numpy.ndarray)) and t.__module__ == "numpy")
+_from_numpy, _asarray = torch.from_numpy, numpy.asarray
 _dumps = json.dumps
 
 JOURNAL_ENV = "COURSE_GRADING_JOURNAL"
@@ -69,9 +77,22 @@ _cell: str | None = None          # grade_id of the test cell running now (set b
 
 
 def _begin_cell(grade_id: str) -> None:
-    """Called by the grader at the top of each graded test cell: tag the journal lines."""
+    """Called by the grader at the top of each graded test cell: tag the journal lines until the
+    cell ends (``_end_cell`` runs after every cell, whether it raised or not)."""
     global _cell
     _cell = grade_id
+    _clear_tag_after_each_cell()
+
+
+def _end_cell(*_: Any) -> None:
+    global _cell
+    _cell = None
+
+
+def _clear_tag_after_each_cell() -> None:
+    shell = getattr(builtins, "get_ipython", lambda: None)()
+    if shell is not None and _end_cell not in shell.events.callbacks["post_run_cell"]:
+        shell.events.register("post_run_cell", _end_cell)
 
 
 def _plain(x: Any) -> Any:
@@ -101,10 +122,13 @@ def fail(name: str, expected: Any, got: Any, hint: str) -> None:
 
 def _as_tensor(x: Any) -> torch.Tensor | None:
     """float64 CPU copy of a tensor or a number whose type is exactly one of the accepted ones."""
-    if _type(x) in _TENSOR_TYPES:
+    kind = _type(x)
+    if kind in _TENSOR_TYPES:
         return _detach(x).cpu().double()
-    if _type(x) in (int, float):
+    if kind in (int, float):
         return torch.tensor(_float(x), dtype=torch.float64)
+    if kind in _NUMPY_TYPES and _asarray(x).dtype.kind in "iuf":
+        return _from_numpy(_asarray(x, dtype="float64").copy())
     return None
 
 
@@ -148,7 +172,8 @@ def check_close(name: str, got: Any, expected: Any, *, atol: float = 1e-5, rtol:
 
 def check_shape(name: str, got: Any, expected_shape: tuple[int, ...], hint: str) -> None:
     """Fail unless ``got`` is a tensor of shape ``expected_shape``."""
-    shape = tuple(got.shape) if _type(got) in _TENSOR_TYPES else _type(got).__name__
+    shape = tuple(got.shape) if _type(got) in _TENSOR_TYPES or _type(got) in _NUMPY_TYPES \
+        else _type(got).__name__
     _record("shape", name, got=list(shape) if _type(shape) is tuple else shape,
             expected=list(expected_shape), hint=hint)
     if shape != tuple(expected_shape):
@@ -262,3 +287,25 @@ class forbid_reference:  # noqa: N801 - used as a context manager, reads like a 
             # the reference call is still the cause to report.
             raise AssertionError(f"your answer calls the course_lib reference implementation "
                                  f"instead of your own code ({calls[0]}), and hid the error") from exc
+
+
+def numeric_gradient(f: Callable[[torch.Tensor], Any], x: torch.Tensor,
+                     eps: float = 1e-6) -> torch.Tensor:
+    """Central differences of the scalar ``f`` at ``x`` in float64, entry by entry.
+
+    An independent check of a gradient for the ``expected`` argument of ``check_close`` (where
+    the grader runs it in the instructor's solution only): ``f`` is a slow reference loop, not the
+    answer under test.
+    """
+    point = _detach(x).cpu().double().clone()
+    grad = torch.zeros_like(point)
+    flat, out = point.view(-1), grad.view(-1)
+    for i in range(flat.numel()):
+        centre = flat[i].item()
+        flat[i] = centre + eps
+        up = _float(f(point))
+        flat[i] = centre - eps
+        down = _float(f(point))
+        flat[i] = centre
+        out[i] = (up - down) / (2 * eps)
+    return grad

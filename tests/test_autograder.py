@@ -1,14 +1,16 @@
 """The instructor pipeline (autograder/) end to end: release, check, samples, grade.
 
 The fixture submissions are written by ``python -m autograder samples`` from the live notebooks of
-each assignment in solutions/ (the toy assignment in tests/fixtures/ only when there is none) and
-graded in ONE batch with ``--workers 2`` (module-scoped fixture); the tests assert on its
-grades.csv, cells.csv, feedback pages and printed timings. A second small batch checks that
+each assignment in solutions/ (the toy assignment in tests/fixtures/ only when there is none),
+together with the hostile submissions of ``tests/attacks.py``, and graded in ONE batch per
+assignment with ``--workers 2`` (module-scoped fixture); the tests assert on its grades.csv,
+cells.csv, feedback pages and printed timings. A second small batch checks that
 grading is repeatable, a third that the whole-submission timeout kills and reports.
 """
 from __future__ import annotations
 
 import csv
+import html
 import json
 import os
 import re
@@ -17,11 +19,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import psutil
 import pytest
 
+from attacks import TARGETS, write_attacks
 from autograder import COURSE_REPO
-from autograder.grade import match_notebooks, normalise_name, restore_grade_cells
+from autograder.redact import csv_cell, skeleton
+from autograder.submissions import match_notebooks, normalise_name, restore_grade_cells
 from autograder.notebooks import (colab_url, find_assignments, grade_id, read_notebook,
                                   rewrite_for_release, student_notebook_problems, write_notebook)
 from autograder.release import secret_lines
@@ -36,6 +41,7 @@ CELL_TIMEOUT = "20"
 SLOW = pytest.mark.slow
 HOSTILE = ["infinite_loop", "raises", "syntax_error", "calls_reference", "deleted_tests",
            "edited_tests", "metadata_stripped", "renamed", "noisy"]
+MEMORY_MB = "2048"    # the batches' memory limit: the memfd attack holds 1.5x this and more
 
 
 def autograder(*args: str, root: Path, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -78,22 +84,27 @@ def _grade_batch(assignment: str, tmp_path_factory) -> dict:
     root = course_root(assignment, tmp)
     made = autograder("samples", assignment, str(tmp / "submissions"), root=root)
     assert made.returncode == 0, made.stdout + made.stderr
+    table = {}
+    if assignment in TARGETS:
+        [solved] = sorted((tmp / "submissions" / "solution").glob("*.ipynb"))
+        table = write_attacks(assignment, json.loads(solved.read_text()), solved.name,
+                              tmp / "submissions", memory_mb=int(MEMORY_MB))
     graded = autograder("grade", assignment, str(tmp / "submissions"), "--out", str(tmp / "out"),
                         "--workers", "2", "--cell-timeout", CELL_TIMEOUT, "--timeout", "300",
-                        root=root)
+                        "--memory-mb", MEMORY_MB, root=root)
     print(graded.stdout)
     expected = json.loads((tmp / "submissions" / "expected.json").read_text())["fixtures"]
     cells: dict[str, dict[str, dict]] = {}
     for row in read_csv(tmp / "out" / "cells.csv"):
         cells.setdefault(row["student_id"], {})[row["grade_id"]] = row
     return {"assignment": assignment, "root": root, "tmp": tmp, "run": graded,
-            "expected": expected, "cells": cells,
+            "expected": expected, "cells": cells, "attacks": table,
             "rows": {r["student_id"]: r for r in read_csv(tmp / "out" / "grades.csv")},
             "notebooks": sorted(p.stem for p in (root / "solutions" / assignment).glob("*.ipynb"))}
 
 
 def auto_cells(batch, student: str) -> dict[str, float]:
-    return {gid: float(row["score"]) for gid, row in batch["cells"][student].items()
+    return {gid: float(row["score"]) for gid, row in batch["cells"][csv_cell(student)].items()
             if row["kind"] == "auto"}
 
 
@@ -103,7 +114,7 @@ def auto_cells(batch, student: str) -> dict[str, float]:
 def test_grade_exits_zero_with_a_row_and_feedback_per_student(batch):
     assert batch["run"].returncode == 0, batch["run"].stdout + batch["run"].stderr
     students = sorted(p.name for p in (batch["tmp"] / "submissions").iterdir() if p.is_dir())
-    assert sorted(batch["rows"]) == students
+    assert sorted(batch["rows"]) == sorted(csv_cell(s) for s in students)
     for student in students:
         for notebook in batch["notebooks"]:
             page = batch["tmp"] / "out" / "feedback" / student / f"{notebook}.html"
@@ -210,6 +221,183 @@ def test_whole_submission_timeout_kills_and_reports(batch):
     assert not kernels, "a kernel outlived its submission's timeout"
 
 
+# --- the attacks (tests/attacks.py): the trust model ---------------------------------------------
+
+def _row_of(batch, student: str) -> dict:
+    return batch["rows"][csv_cell(student)]
+
+
+def _attack_table(batch) -> str:
+    lines = [f"{'student':<22} {'score':>7} {'status':<7} mechanism"]
+    for student, attack in batch["attacks"].items():
+        row = _row_of(batch, student)
+        lines.append(f"{csv_cell(student):<22} {row['score']:>3}/{row['max_score']:<3} "
+                     f"{row['status']:<7} {attack.mechanism}")
+    return "\n".join(lines)
+
+
+def _target_tests(batch) -> set[str]:
+    """The test cells an attack on the target answer breaks: its own and those that call it."""
+    return set(TARGETS[batch["assignment"]][5])
+
+
+def _lost_only(batch, student: str, lost: set[str]) -> None:
+    """The attack's status is ok and it scored what the solution scored, less ``lost``."""
+    row = _row_of(batch, student)
+    assert row["status"] == "ok", row
+    solution = auto_cells(batch, "solution")
+    want = {gid: 0.0 if gid in lost else score for gid, score in solution.items()}
+    assert auto_cells(batch, student) == want, row["detail"]
+
+
+def _hidden_skeletons(batch) -> set[str]:
+    """Skeletons of the hidden-test lines that nothing else shows: not the release (where a line
+    may stand with other spacing or inside a longer one) and not the solutions (the attacks are
+    built from the solution, so its lines are their own text here)."""
+    from autograder.notebooks import HIDDEN_TESTS, SOLUTION, region_flags
+    shown, secret = [], set()
+    for path in (REPO / "exercises" / batch["assignment"]).glob("*.ipynb"):
+        shown += [skeleton(cell.source) for cell in read_notebook(path).cells]
+    for path in (REPO / "solutions" / batch["assignment"]).glob("*.ipynb"):
+        for cell in read_notebook(path).cells:
+            shown += [skeleton(line) for line, where in region_flags(cell.source, SOLUTION)
+                      if where == "inside"]
+            secret |= {skeleton(line) for line, where in region_flags(cell.source, HIDDEN_TESTS)
+                       if where == "inside"}
+    everything_shown = "\n".join(shown)
+    return {line for line in secret if len(line) >= 16 and line not in everything_shown}
+
+
+@SLOW
+def test_every_attack_gets_a_row_next_to_a_full_marks_solution(batch):
+    if not batch["attacks"]:
+        pytest.skip("no attack targets for this assignment")
+    print("\n" + _attack_table(batch))
+    assert batch["run"].returncode == 0, batch["run"].stdout + batch["run"].stderr
+    for student in batch["attacks"]:
+        assert csv_cell(student) in batch["rows"], student
+    row = batch["rows"]["solution"]
+    assert row["status"] == "ok" and row["score"] == row["max_score"], row
+
+
+@SLOW
+def test_oracles_and_expected_values_never_reach_the_kernel(batch):
+    if not batch["attacks"]:
+        pytest.skip("no attack targets for this assignment")
+    code = batch["assignment"][:2]
+    lost = _target_tests(batch)
+    if batch["assignment"] == "01_infonce":
+        lost.add("test_negative_gradient")          # the attack read a variable named `want`
+    _lost_only(batch, f"oracle_hunter_{code}", lost)
+
+
+@SLOW
+def test_a_forged_executed_notebook_and_a_killed_executor_score_zero(batch):
+    if not batch["attacks"]:
+        pytest.skip("no attack targets for this assignment")
+    row = _row_of(batch, f"forges_executed_{batch['assignment'][:2]}")
+    assert (row["status"], row["score"]) == ("error", "0"), row
+    assert "exited with status" in row["detail"], row
+
+
+@SLOW
+def test_disguised_hidden_lines_reach_no_page_row_or_log(batch):
+    if not batch["attacks"]:
+        pytest.skip("no attack targets for this assignment")
+    student = f"leaks_disguised_{batch['assignment'][:2]}"
+    secrets = _hidden_skeletons(batch)
+    assert len(secrets) > 20
+    out = batch["tmp"] / "out"
+    texts = {"stdout": batch["run"].stdout, "grades.csv": (out / "grades.csv").read_text(),
+             "cells.csv": (out / "cells.csv").read_text()}
+    for page in (out / "feedback" / student).glob("*.html"):
+        texts[page.name] = html.unescape(page.read_text())
+    for where, text in texts.items():
+        shape = skeleton(text)
+        assert not [line for line in secrets if line in shape], where
+    printed = "".join(str(o.get("text", "")) for path in (out / "autograded" / student).glob("*")
+                      for c in read_notebook(path).cells if c.cell_type == "code"
+                      for o in c.outputs)
+    assert "\u200b" in printed                  # the attack did print the disguised lines
+    _lost_only(batch, student, _target_tests(batch))
+
+
+@pytest.fixture
+def unit1(batch):
+    if batch["assignment"] != "01_infonce":
+        pytest.skip("the batch-level attacks run on the first assignment")
+    return batch
+
+
+@SLOW
+def test_a_rewritten_journal_and_hidden_errors_earn_nothing(unit1):
+    _lost_only(unit1, "forges_journal", {"test_uniformity"})
+
+
+@SLOW
+def test_a_journal_line_with_a_huge_shape_is_read_in_milliseconds(unit1):
+    _lost_only(unit1, "huge_shape", {"test_uniformity", "test_momentum_update"})
+    line = next(l for l in unit1["run"].stdout.splitlines() if l.startswith("huge_shape "))
+    assert float(re.search(r"([\d.]+) s ", line).group(1)) < 60, line
+
+
+@SLOW
+def test_memory_held_in_memfd_pages_is_counted(unit1):
+    row = _row_of(unit1, "memfd_hog")
+    assert (row["status"], row["score"]) == ("memory", "0"), row
+
+
+@SLOW
+def test_names_that_are_not_utf8_are_escaped_not_fatal(unit1):
+    row = _row_of(unit1, "non_utf8_\udce9")
+    assert row["student_id"] == "non_utf8_\\xe9" and "\\xe9t\\xe9" in row["submitted"], row
+    _lost_only(unit1, "non_utf8_\udce9", set())
+    assert (unit1["tmp"] / "out" / "cells.csv").is_file()
+
+
+@SLOW
+def test_symbolic_links_are_refused_not_followed(unit1):
+    solution_lines = _hidden_skeletons(unit1)
+    for student in ("symlink_file", "symlink_folder"):
+        row = _row_of(unit1, student)
+        assert (row["status"], row["score"]) == ("error", "0"), row
+        assert "symbolic link" in row["detail"], row
+        page = html.unescape((unit1["tmp"] / "out" / "feedback" / student /
+                              "infonce.html").read_text())
+        assert not [line for line in solution_lines if line in skeleton(page)]
+
+
+@SLOW
+def test_no_csv_cell_starts_a_formula(unit1):
+    for name in ("grades.csv", "cells.csv"):
+        for row in read_csv(unit1["tmp"] / "out" / name):
+            assert not [v for v in row.values() if v.startswith(("=", "+", "-", "@"))], row
+    row = _row_of(unit1, '=HYPERLINK("x")')
+    assert row["student_id"].startswith("'=") and row["status"] == "error", row
+    assert "HYPERLINK" not in row["detail"], row
+
+
+@SLOW
+def test_honest_students_are_not_marked_down(unit1):
+    _lost_only(unit1, "numpy_and_scratch", set())       # numpy.float64, and a scratch check
+    _lost_only(unit1, "raw_test_cell", set())
+    detail = _row_of(unit1, "raw_test_cell")["detail"]
+    assert "restored test cells changed to another cell type: test_uniformity" in detail
+
+
+@SLOW
+def test_each_submission_runs_as_its_own_user(unit1):
+    uids = []
+    for student in ("numpy_and_scratch", "raw_test_cell"):
+        nb = read_notebook(unit1["tmp"] / "out" / "autograded" / student / "infonce.ipynb")
+        text = "".join(str(o.get("text", "")) for c in nb.cells if c.cell_type == "code"
+                       for o in c.outputs)
+        uids += re.findall(r"UID (\d+)", text)
+    assert len(uids) == 2 and uids[0] != uids[1], uids
+    if os.geteuid() == 0:
+        assert all(int(uid) >= 100000 for uid in uids), uids
+
+
 # --- release and check ----------------------------------------------------------------------------
 
 @SLOW
@@ -278,10 +466,23 @@ def test_deleted_test_cell_is_put_back_after_its_answer():
     submission = read_notebook(TOY / "toy.ipynb")
     hidden = "test_squared_distance_hidden"
     submission.cells = [c for c in submission.cells if grade_id(c) != hidden]
-    restored, edited = restore_grade_cells(submission, release)
-    assert restored == [hidden] and edited == []
+    repairs = restore_grade_cells(submission, release)
+    assert repairs.restored == [hidden] and repairs.edited == [] and repairs.retyped == []
     ids = [grade_id(c) for c in submission.cells]
     assert ids.index(hidden) == ids.index("test_squared_distance_visible") + 1
+
+
+def test_a_test_cell_turned_into_a_raw_cell_is_put_back_as_code():
+    _, release = _toy_release_and_source()
+    submission = read_notebook(TOY / "toy.ipynb")
+    hidden = "test_squared_distance_hidden"
+    index = [grade_id(c) for c in submission.cells].index(hidden)
+    submission.cells[index] = nbformat.v4.new_raw_cell(submission.cells[index].source,
+                                                       metadata=submission.cells[index].metadata)
+    repairs = restore_grade_cells(submission, release)
+    assert repairs.retyped == [hidden] and repairs.restored == []
+    assert submission.cells[index].cell_type == "code"
+    assert "changed to another cell type: " + hidden in repairs.notes()[0]
 
 
 def test_cells_stripped_of_metadata_are_recognised_in_place():
@@ -290,7 +491,7 @@ def test_cells_stripped_of_metadata_are_recognised_in_place():
     submission = read_notebook(TOY / "toy.ipynb")      # solved, then metadata lost
     for cell in submission.cells:
         cell.metadata.pop("nbgrader", None)
-    restored, _ = restore_grade_cells(submission, release)
+    restored = restore_grade_cells(submission, release).restored
     ids = [grade_id(c) for c in release.cells]
     # every cell is recognised by its first line, except the written answer, which no longer
     # starts like its stub: an empty answer cell is put back at the end for the human grader

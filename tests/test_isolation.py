@@ -427,3 +427,37 @@ def test_probe_reports_what_is_enforced():
     assert support.jail, text
     assert "no network" in text and "read-only minimal root" in text
     assert re.search(r"NOT enforced", text)
+
+
+def test_a_memory_cgroup_counts_memfd_pages_or_the_fallback_is_reported(tmp_path):
+    group = sandbox.MemoryCgroup.create(f"autograde-test-{os.getpid()}", 256)
+    if group is None:        # no writable memory controller: grade must say so, and fall back
+        assert "memory cgroup (none writable here)" in sandbox.probe().summary()
+        return
+    script = textwrap.dedent("""
+        import os
+        fds = []
+        for _ in range(8):                      # 8 x 64 MB of memfd pages: no RSS, no data segment
+            fd = os.memfd_create("hog")
+            os.write(fd, b"x" * (64 << 20))
+            fds.append(fd)
+        print("held", 8 * 64, "MB")
+        """)
+    try:
+        run = subprocess.run([sys.executable, "-c", script], preexec_fn=group.join,
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == -9 and "held" not in run.stdout, (run.returncode, run.stdout)
+        assert group.hit_limit()
+    finally:
+        group.remove()
+    assert not group.path.exists()
+
+
+def test_the_fallback_watchdog_counts_memory_held_through_file_descriptors():
+    from autograder.course import _held_shared_memory
+    fd = os.memfd_create("held")
+    try:
+        os.write(fd, b"x" * (32 << 20))
+        assert _held_shared_memory(os.getpid(), set()) >= 32 << 20
+    finally:
+        os.close(fd)

@@ -10,6 +10,7 @@ import json
 import math
 
 import nbformat
+import numpy
 import pytest
 import torch
 
@@ -57,10 +58,16 @@ def test_mismatches_score_zero_with_a_teaching_message(journal_lines, words):
     assert any(words in m for m in v.messages), v.messages
 
 
-def test_a_cell_error_scores_zero_even_when_the_journal_matches():
-    v = journal.verdict("t", 2.0, ("ZeroDivisionError", "division by zero\nmore"), GOLDEN,
-                        student())
+def test_points_come_from_the_journal_never_from_the_cells_error_outputs():
+    # The error outputs come from the student's kernel: showing one cannot cost recorded points,
+    # hiding one cannot earn missing ones. An error only explains a failure.
+    error = ("ZeroDivisionError", "division by zero\nmore")
+    assert journal.verdict("t", 2.0, error, GOLDEN, student()).score == 2.0
+    v = journal.verdict("t", 2.0, error, GOLDEN, student()[:1])
     assert v.score == 0.0 and v.messages[0] == "ZeroDivisionError: division by zero"
+    v = journal.verdict("t", 2.0, ("RuntimeError", "secret line"), GOLDEN, [],
+                        clean=lambda text: "[removed]" if "secret" in text else text)
+    assert v.messages[0] == "[removed]"
 
 
 def test_tolerance_and_values_come_from_the_golden_journal_not_the_student():
@@ -148,3 +155,76 @@ def test_graded_notebook_takes_locked_cells_from_the_source_and_keeps_answers():
     assert sources[0] == "import course_lib.grading" and sources[1] == "def f():\n    return 2"
     assert "check_close('f', f(), None" in sources[2] and "_begin_cell('test_f')" in sources[2]
     assert sources[3] == "print('my own cell')"
+
+
+def test_the_graded_copy_holds_no_oracle_and_no_expected_value():
+    source = '''
+def _oracle(x, *, wrong=False):
+    return 2 * x + (1 if wrong else 0)
+
+def _helper(x):
+    return _oracle(x) - 1
+
+_gen = torch.Generator().manual_seed(0)
+for n in range(3):
+    x = torch.randn(n, generator=_gen)
+    want = _oracle(x)
+    unused = _helper(x)
+    got = f(x)
+    check_close("f", got, want, hint="h", mistakes={"m": _oracle(x, wrong=True)})
+    check_true(bool(got.isfinite().all()), "finite", expected=_oracle(x), hint="h")
+'''
+    code = journal.strip_reference(source, {"f"}, "test_f")
+    tree = ast.parse(code)
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    defs = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert not defs and not {"_oracle", "_helper", "want", "unused"} & names, code
+    assert "got = f(x)" in code and "check_close('f', got, None, hint='h')" in code
+    assert "x = torch.randn(n, generator=_gen)" in code       # the inputs stay
+
+
+def test_an_oracle_also_used_outside_expected_stops_the_batch():
+    source = ('def _oracle(x):\n    return 2 * x\n'
+              'check_true(bool(_oracle(1) == f(1)), "p", hint="h")\n'
+              'check_close("f", f(1), _oracle(1), hint="h")\n')
+    with pytest.raises(journal.GradedCopyError, match="_oracle computes expected values"):
+        journal.strip_reference(source, {"f"}, "test_f")
+
+
+def test_an_assignment_that_calls_the_answer_is_kept_even_if_unused():
+    code = journal.strip_reference('state = f(1)\ncheck_close("g", g(), 2, hint="h")\n',
+                                   {"f", "g"})
+    assert code.startswith("state = f(1)")
+
+
+def test_numbers_of_any_honest_type_are_accepted(tmp_path, monkeypatch):
+    monkeypatch.setattr(grading, "_journal_path", None)
+    for value in (0.5, numpy.float64(0.5), numpy.float32(0.5), torch.tensor(0.5),
+                  numpy.array(0.5), torch.tensor([0.5]).squeeze()):
+        grading.check_close("x", value, 0.5, hint="h")
+    grading.check_close("v", numpy.array([1.0, 2.0]), torch.tensor([1.0, 2.0]), hint="h")
+    with pytest.raises(AssertionError, match="wrong type"):
+        grading.check_close("x", "0.5", 0.5, hint="h")
+    path = tmp_path / "journal.jsonl"
+    monkeypatch.setattr(grading, "_journal_path", str(path))
+    grading._begin_cell("test_x")
+    grading.check_close("x", numpy.float64(0.5), None, hint="h")
+    [line] = journal.read_journal(path.read_text())["test_x"]
+    assert line["got"] == {"shape": [], "values": [0.5]}
+
+
+def test_a_check_after_the_test_cell_ended_is_not_counted(tmp_path, monkeypatch):
+    path = tmp_path / "journal.jsonl"
+    monkeypatch.setattr(grading, "_journal_path", str(path))
+    grading._begin_cell("test_x")
+    grading.check_close("x", 1.0, None, hint="h")
+    grading._end_cell()                       # what IPython's post_run_cell event calls
+    with pytest.raises(AssertionError):
+        grading.check_close("mine", 1.0, 2.0, hint="h")
+    assert [e["name"] for e in journal.read_journal(path.read_text())["test_x"]] == ["x"]
+
+
+def test_numeric_gradient_matches_a_closed_form():
+    x = torch.tensor([[0.3, -1.2], [2.0, 0.7]])
+    grad = grading.numeric_gradient(lambda a: float((a ** 3).sum()), x)
+    assert torch.allclose(grad, 3 * x.double() ** 2, atol=1e-6)
