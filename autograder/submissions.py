@@ -20,6 +20,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from .notebooks import grade_id, is_code_answer, is_grade, is_solution, is_test
+from .redact import printable
 
 MAX_NOTEBOOK_BYTES = 64 << 20
 HIDDEN_PREFIXES = (".", "__MACOSX")
@@ -78,7 +79,7 @@ def _candidates(folder: Path) -> tuple[list[Path], list[str]]:
 def match_notebooks(folder: Path, notebooks: list[str]) -> tuple[dict[str, Path], list[str]]:
     """Submitted file for each assignment notebook, and notes on what was guessed or refused."""
     found, refused = _candidates(folder)
-    notes = [f"refused {name!r}: a symbolic link or special file, not a notebook"
+    notes = [f"refused '{printable(name)}': a symbolic link or special file, not a notebook"
              for name in refused]
     by_name: dict[str, list[Path]] = {}
     for path in found:
@@ -89,7 +90,8 @@ def match_notebooks(folder: Path, notebooks: list[str]) -> tuple[dict[str, Path]
         same = by_name.get(normalise_name(name), [])
         matched[name] = same[0] if same else found[0]
         if len(found) > 1:
-            notes.append(f"{len(found)} notebooks submitted, graded {matched[name].name!r}")
+            notes.append(f"{len(found)} notebooks submitted, graded "
+                         f"'{printable(matched[name].name)}'")
     else:
         for name in notebooks:
             same = by_name.get(normalise_name(name), [])
@@ -99,7 +101,8 @@ def match_notebooks(folder: Path, notebooks: list[str]) -> tuple[dict[str, Path]
                 notes.append(f"no file matches {name}.ipynb")
     for name, path in matched.items():
         if path.name != f"{name}.ipynb":
-            notes.append(f"graded {path.relative_to(folder).as_posix()!r} as {name}.ipynb")
+            notes.append(f"graded '{printable(path.relative_to(folder).as_posix())}' as "
+                         f"{name}.ipynb")
     return matched, notes
 
 

@@ -322,19 +322,24 @@ def test_disguised_hidden_lines_reach_no_page_row_or_log(batch):
     _lost_only(batch, student, _target_tests(batch))
 
 
+# The batch-level attacks (tests/attacks.py) are written into the first assignment's batch only.
+FIRST = pytest.mark.parametrize("batch", ASSIGNMENTS[:1], indirect=True)
+
+
 @pytest.fixture
 def unit1(batch):
-    if batch["assignment"] != "01_infonce":
-        pytest.skip("the batch-level attacks run on the first assignment")
+    assert batch["assignment"] == "01_infonce" and "forges_journal" in batch["attacks"]
     return batch
 
 
 @SLOW
+@FIRST
 def test_a_rewritten_journal_and_hidden_errors_earn_nothing(unit1):
     _lost_only(unit1, "forges_journal", {"test_uniformity"})
 
 
 @SLOW
+@FIRST
 def test_a_journal_line_with_a_huge_shape_is_read_in_milliseconds(unit1):
     _lost_only(unit1, "huge_shape", {"test_uniformity", "test_momentum_update"})
     line = next(l for l in unit1["run"].stdout.splitlines() if l.startswith("huge_shape "))
@@ -342,12 +347,14 @@ def test_a_journal_line_with_a_huge_shape_is_read_in_milliseconds(unit1):
 
 
 @SLOW
+@FIRST
 def test_memory_held_in_memfd_pages_is_counted(unit1):
     row = _row_of(unit1, "memfd_hog")
     assert (row["status"], row["score"]) == ("memory", "0"), row
 
 
 @SLOW
+@FIRST
 def test_names_that_are_not_utf8_are_escaped_not_fatal(unit1):
     row = _row_of(unit1, "non_utf8_\udce9")
     assert row["student_id"] == "non_utf8_\\xe9" and "\\xe9t\\xe9" in row["submitted"], row
@@ -356,6 +363,7 @@ def test_names_that_are_not_utf8_are_escaped_not_fatal(unit1):
 
 
 @SLOW
+@FIRST
 def test_symbolic_links_are_refused_not_followed(unit1):
     solution_lines = _hidden_skeletons(unit1)
     for student in ("symlink_file", "symlink_folder"):
@@ -368,6 +376,7 @@ def test_symbolic_links_are_refused_not_followed(unit1):
 
 
 @SLOW
+@FIRST
 def test_no_csv_cell_starts_a_formula(unit1):
     for name in ("grades.csv", "cells.csv"):
         for row in read_csv(unit1["tmp"] / "out" / name):
@@ -378,6 +387,7 @@ def test_no_csv_cell_starts_a_formula(unit1):
 
 
 @SLOW
+@FIRST
 def test_honest_students_are_not_marked_down(unit1):
     _lost_only(unit1, "numpy_and_scratch", set())       # numpy.float64, and a scratch check
     _lost_only(unit1, "raw_test_cell", set())
@@ -386,6 +396,7 @@ def test_honest_students_are_not_marked_down(unit1):
 
 
 @SLOW
+@FIRST
 def test_each_submission_runs_as_its_own_user(unit1):
     uids = []
     for student in ("numpy_and_scratch", "raw_test_cell"):
