@@ -9,8 +9,9 @@ encoder, the masking-ratio sweep, and the numeric model of the BERT-vs-MAE ratio
 - :func:`masking_sweep` pretrains from one seeded initialisation at several masking ratios (and
   with block-wise and grid masking at 0.75) and judges each encoder the three ways the paper does:
   k-NN and a linear probe on frozen features, and a short fine-tune (Figure 5, Table 1).
-- :func:`optimal_ratio` is seed 004's task 2 worked as a function: with a visible-to-masked
-  mutual information I(r) = I0 exp(-lambda r), the useful signal r I(r) peaks at r* = 1 / lambda.
+- :func:`optimal_ratio` is lecture 03's masking-ratio argument (section 6) as a function: with a
+  visible-to-masked mutual information I(r) = I0 exp(-lambda r), the useful signal r I(r) peaks
+  at r* = 1 / lambda.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class MeanPooled(nn.Module):
         return tokens[:, num_prefix_tokens(self.encoder):].mean(1)   # (B, D)
 
 
-# --- the information model (seed 004, task 2) --------------------------------------------------------
+# --- the information model (lecture 03, section 6) ------------------------------------------------
 def information(ratio: Tensor | float, i0: float, decay: float) -> Tensor:
     """I(r) = I0 exp(-lambda r): how much the visible part still tells about the masked part."""
     return i0 * torch.exp(-decay * torch.as_tensor(ratio, dtype=torch.float64))

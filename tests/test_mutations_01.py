@@ -1,89 +1,19 @@
-"""Mutation tests for solutions/01_infonce/infonce.ipynb: the graded test cells catch the common
-mistakes, each with a message that names the mistake.
+"""The mistakes infonce.ipynb's test cells must catch: the common mistakes of contrastive learning, each a plausible wrong
+answer (a MUTANT) for one answer cell, and the keyword the failed check's message must contain.
 
-The notebook is executed in-process, cell by cell, in a fresh namespace (IPython magics, which
-only run on Colab, become ``pass``). One solution cell is replaced by a MUTANT, a plausible wrong
-answer written out below; the graded test cell that goes with it must raise AssertionError whose
-message contains the mistake's keyword. The unmodified solution must pass every test cell without
-writing to stderr, and the release stubs (``raise NotImplementedError()``) must fail every one.
+The notebook runs in-process (``notebook_harness``); what every graded notebook promises (the
+solution passes silently, the release fails, the points add up) is ``test_notebook_contract.py``.
 Run with ``-s`` to see the table: mistake -> test cell -> first line of the message.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import re
-import textwrap
-import warnings
-from pathlib import Path
-
-import nbformat
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "01_infonce" / "infonce.ipynb"
-SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*\n?",
-                      re.M | re.S)
-HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?",
-                    re.M | re.S)
-MAGIC = re.compile(r"^([ \t]*)[%!].*$", re.M)
+from notebook_harness import REPO, Notebook, fn
+
+NOTEBOOK = Notebook(REPO / "solutions" / "01_infonce" / "infonce.ipynb")
 
 
-def nbgrader_meta(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def load_cells() -> list:
-    return nbformat.read(NOTEBOOK, as_version=4).cells
-
-
-def release_source(source: str) -> str:
-    """What the student release shows: solutions stubbed (as nbgrader does), hidden tests gone."""
-    source = SOLUTION.sub(lambda m: f"{m.group(1)}raise NotImplementedError()\n", source)
-    return HIDDEN.sub("", source)
-
-
-def run_notebook(replace: dict[str, str] | None = None, *, release: bool = False,
-                 stop_after: str | None = None):
-    """Execute the code cells in order in a fresh namespace, up to the cell ``stop_after``.
-
-    Returns ({test grade_id: exception or None}, stderr text including warnings). Cells that are
-    not graded tests must run without error (a mutant solution cell only defines a function).
-    """
-    replace = replace or {}
-    namespace: dict = {"__name__": "__main__"}
-    results: dict[str, BaseException | None] = {}
-    stderr = io.StringIO()
-    for cell in load_cells():
-        if cell.cell_type != "code":
-            continue
-        meta = nbgrader_meta(cell)
-        grade_id = meta["grade_id"]
-        source = replace.get(grade_id, cell.source)
-        if release:
-            source = release_source(source)
-        code = compile(MAGIC.sub(r"\1pass", source), f"<cell {grade_id}>", "exec")
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), \
-                warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")     # nbgrader sees a warning as stderr output
-            if meta.get("grade"):
-                try:
-                    exec(code, namespace)
-                    results[grade_id] = None
-                except Exception as error:  # noqa: BLE001 - recorded and judged by the test
-                    results[grade_id] = error
-            else:
-                exec(code, namespace)
-        stderr.writelines(f"{w.category.__name__}: {w.message}\n" for w in caught)
-        if grade_id == stop_after:
-            break
-    return results, stderr.getvalue()
-
-
-def fn(source: str) -> str:
-    return textwrap.dedent(source).strip() + "\n"
-
-
-# (mistake, solution cell replaced, test cell that must fail, keyword in the message, mutant)
 MUTANTS = [
     ("similarity: self-similarity left on the diagonal", "solution_similarity_matrix",
      "test_similarity_matrix", "self-similarity", fn('''
@@ -257,58 +187,15 @@ MUTANTS = [
      ''')),
 ]
 
-TABLE: list[tuple[str, str, str]] = []
-
 
 @pytest.fixture(scope="module", autouse=True)
 def print_table():
     yield
-    if TABLE:
-        width = max(len(row[0]) for row in TABLE)
-        print("\n\nmistake".ljust(width + 2) + " | test cell              | first line of the message")
-        for mistake, cell, first_line in TABLE:
-            print(f"{mistake.ljust(width)} | {cell.ljust(22)} | {first_line}")
-
-
-def test_solution_passes_every_test_cell_silently():
-    results, stderr = run_notebook()
-    failed = {cell: repr(err) for cell, err in results.items() if err is not None}
-    assert not failed, f"the solution fails test cells: {failed}"
-    assert len(results) == 6
-    assert stderr == "", f"the solution writes to stderr (scores zero in nbgrader): {stderr!r}"
-
-
-def test_release_stub_fails_every_code_test_cell():
-    results, _ = run_notebook(release=True)
-    assert results and all(isinstance(err, NotImplementedError) for err in results.values()), results
-
-
-def test_release_stub_is_valid_python_that_keeps_signature_and_docstring():
-    for cell in load_cells():
-        if cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
-            stub = release_source(cell.source)
-            compile(stub, nbgrader_meta(cell)["grade_id"], "exec")
-            assert stub.lstrip().startswith("def ") and '"""' in stub and "NotImplementedError" in stub
-
-
-def test_every_solution_has_a_test_cell_and_points_add_up():
-    metas = [nbgrader_meta(c) for c in load_cells()]
-    assert all(m.get("schema_version") == 3 for m in metas)
-    ids = [m["grade_id"] for m in metas]
-    assert len(ids) == len(set(ids))
-    for m in metas:
-        if m.get("solution") and not m.get("grade"):
-            assert "test_" + m["grade_id"].removeprefix("solution_") in ids
-    assert sum(m.get("points", 0) for m in metas if m.get("grade")) == 17
+    NOTEBOOK.print_table()
 
 
 @pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
                          ids=[m[0] for m in MUTANTS])
 def test_mutant_is_caught_with_a_message_naming_the_mistake(mistake, solution_cell, test_cell,
                                                             keyword, mutant):
-    results, _ = run_notebook({solution_cell: mutant}, stop_after=test_cell)
-    error = results[test_cell]
-    assert isinstance(error, AssertionError), f"{mistake}: {test_cell} gave {error!r}, not a failed check"
-    message = str(error)
-    TABLE.append((mistake, test_cell, message.splitlines()[0] if message else ""))
-    assert keyword.lower() in message.lower(), f"{mistake}: message lacks {keyword!r}:\n{message}"
+    NOTEBOOK.assert_caught(mistake, solution_cell, test_cell, keyword, mutant)

@@ -1,94 +1,18 @@
-"""Mutation tests for solutions/03_mae/mae.ipynb: the graded test cells catch the common MAE
-mistakes, each with a message that names the mistake.
-
-The notebook is executed in-process, cell by cell, in a fresh namespace (IPython magics, which
-only run on Colab, become ``pass``). One solution cell is replaced by a MUTANT, a plausible wrong
-answer written out below; the graded test cell that goes with it must raise AssertionError whose
-message contains the mistake's keyword, and so must the hidden part of that cell on its own (the
-random-input tests do not lean on the worked example). The unmodified solution must pass every test
-cell without writing to stderr, the release stubs (``raise NotImplementedError()``) must fail every
-one, and the values the grader's journal records must not depend on the global random state.
+"""The mistakes mae.ipynb's test cells must catch: the common MAE mistakes, each a plausible wrong
+answer (a MUTANT) for one answer cell, and the keyword the failed check's message must contain.
+Each must also be caught by the hidden part of its test cell alone (the random-input tests do not
+lean on the worked example).
+The notebook runs in-process (``notebook_harness``); what every graded notebook promises (the
+solution passes silently, the release fails, the points add up) is ``test_notebook_contract.py``.
 Run with ``-s`` to see the table: mistake -> test cell -> first line of the message.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import re
-import textwrap
-import warnings
-from pathlib import Path
-
-import nbformat
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "03_mae" / "mae.ipynb"
-SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*\n?",
-                      re.M | re.S)
-HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?",
-                    re.M | re.S)
-MAGIC = re.compile(r"^([ \t]*)[%!].*$", re.M)
-N_TEST_CELLS, AUTO_POINTS, MANUAL_POINTS = 5, 17, 3
+from notebook_harness import REPO, Notebook, fn
 
-
-def nbgrader_meta(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def load_cells() -> list:
-    return nbformat.read(NOTEBOOK, as_version=4).cells
-
-
-def release_source(source: str) -> str:
-    """What the student release shows: solutions stubbed (as nbgrader does), hidden tests gone."""
-    source = SOLUTION.sub(lambda m: f"{m.group(1)}raise NotImplementedError()\n", source)
-    return HIDDEN.sub("", source)
-
-
-def run_notebook(replace: dict[str, str] | None = None, *, release: bool = False,
-                 stop_after: str | None = None):
-    """Execute the code cells in order in a fresh namespace, up to the cell ``stop_after``.
-
-    Returns ({test grade_id: exception or None}, stderr text including warnings). The set-up and
-    settings cells must run without error; an answer cell may raise (a release stub does, as in
-    Jupyter), and the next cells still run.
-    """
-    replace = replace or {}
-    namespace: dict = {"__name__": "__main__"}
-    results: dict[str, BaseException | None] = {}
-    stderr = io.StringIO()
-    for cell in load_cells():
-        if cell.cell_type != "code":
-            continue
-        meta = nbgrader_meta(cell)
-        grade_id = meta["grade_id"]
-        source = replace.get(grade_id, cell.source)
-        if release:
-            source = release_source(source)
-        code = compile(MAGIC.sub(r"\1pass", source), f"<cell {grade_id}>", "exec")
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr), \
-                warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")     # nbgrader sees a warning as stderr output
-            if meta.get("grade") or meta.get("solution"):
-                try:
-                    exec(code, namespace)
-                    error = None
-                except Exception as caught_error:  # noqa: BLE001 - recorded and judged by the test
-                    error = caught_error
-                if meta.get("grade"):
-                    results[grade_id] = error
-                elif error is not None and not (release and isinstance(error, NotImplementedError)):
-                    raise error
-            else:
-                exec(code, namespace)
-        stderr.writelines(f"{w.category.__name__}: {w.message}\n" for w in caught)
-        if grade_id == stop_after:
-            break
-    return results, stderr.getvalue()
-
-
-def fn(source: str) -> str:
-    return textwrap.dedent(source).strip() + "\n"
+NOTEBOOK = Notebook(REPO / "solutions" / "03_mae" / "mae.ipynb")
 
 
 class Template:
@@ -383,114 +307,31 @@ ALTERNATIVES = [
      ''')),
 ]
 
-TABLE: list[tuple[str, str, str]] = []
-
 
 @pytest.fixture(scope="module", autouse=True)
 def print_table():
     yield
-    if TABLE:
-        width, cells = (max(len(row[i]) for row in TABLE) for i in (0, 1))
-        print("\n\n" + "mistake".ljust(width) + " | " + "test cell".ljust(cells)
-              + " | first line of the message")
-        for mistake, cell, first_line in TABLE:
-            print(f"{mistake.ljust(width)} | {cell.ljust(cells)} | {first_line}")
-
-
-def test_solution_passes_every_test_cell_silently():
-    results, stderr = run_notebook()
-    failed = {cell: repr(err) for cell, err in results.items() if err is not None}
-    assert not failed, f"the solution fails test cells: {failed}"
-    assert len(results) == N_TEST_CELLS
-    assert stderr == "", f"the solution writes to stderr (scores zero in nbgrader): {stderr!r}"
-
-
-def test_release_stub_fails_every_test_cell():
-    results, _ = run_notebook(release=True)
-    assert len(results) == N_TEST_CELLS
-    for cell, error in results.items():
-        assert isinstance(error, NotImplementedError), (cell, error)
-
-
-def test_release_stubs_are_valid_python_that_keep_signature_and_docstring():
-    for cell in load_cells():
-        if cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
-            stub = release_source(cell.source)
-            compile(stub, nbgrader_meta(cell)["grade_id"], "exec")
-            assert "NotImplementedError" in stub
-            assert stub.lstrip().startswith("def ") and '"""' in stub
-
-
-def test_every_answer_has_a_test_cell_and_points_add_up():
-    metas = [(c.cell_type, nbgrader_meta(c)) for c in load_cells()]
-    assert all(m.get("schema_version") == 3 for _, m in metas)
-    ids = [m["grade_id"] for _, m in metas]
-    assert len(ids) == len(set(ids))
-    for kind, m in metas:
-        if kind == "code" and m.get("solution"):
-            assert "test_" + m["grade_id"].removeprefix("solution_") in ids
-    auto = sum(m.get("points", 0) for kind, m in metas if m.get("grade") and kind == "code")
-    manual = sum(m.get("points", 0) for kind, m in metas if m.get("grade") and kind == "markdown")
-    assert (auto, manual) == (AUTO_POINTS, MANUAL_POINTS)
-
-
-def test_graded_values_do_not_depend_on_the_global_random_state(tmp_path, monkeypatch):
-    """Student code may consume the global RNG: the journal the grader compares (every check's
-    name and value) must come out the same whatever state the test cells start from."""
-    import course_lib.grading as grading
-
-    def journal(seed: int) -> list[str]:
-        path = tmp_path / f"journal-{seed}.jsonl"
-        monkeypatch.setattr(grading, "_journal_path", str(path))
-        replace = {}
-        for cell in load_cells():
-            meta = nbgrader_meta(cell)
-            if meta.get("grade") and cell.cell_type == "code":
-                prefix = f"torch.manual_seed({seed}); torch.rand({seed % 5 + 1})\n"
-                replace[meta["grade_id"]] = prefix + cell.source
-        results, _ = run_notebook(replace)
-        assert all(error is None for error in results.values()), results
-        return path.read_text().splitlines()
-
-    first, second = journal(1), journal(2024)
-    assert len(first) > 100 and first == second
-
-
-@pytest.mark.parametrize("answer, solution_cell, source", ALTERNATIVES,
-                         ids=[a[0] for a in ALTERNATIVES])
-def test_other_right_answers_pass_every_test_cell(answer, solution_cell, source):
-    results, stderr = run_notebook({solution_cell: source})
-    failed = {cell: str(err) for cell, err in results.items() if err is not None}
-    assert not failed, f"{answer} fails: {failed}"
-    assert stderr == "", f"{answer} writes to stderr: {stderr!r}"
+    NOTEBOOK.print_table()
 
 
 @pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
                          ids=[m[0] for m in MUTANTS])
 def test_mutant_is_caught_with_a_message_naming_the_mistake(mistake, solution_cell, test_cell,
                                                             keyword, mutant):
-    results, _ = run_notebook({solution_cell: mutant}, stop_after=test_cell)
-    error = results[test_cell]
-    assert isinstance(error, AssertionError), \
-        f"{mistake}: {test_cell} gave {error!r}, not a failed check"
-    message = str(error)
-    TABLE.append((mistake, test_cell, message.splitlines()[0] if message else ""))
-    assert keyword.lower() in message.lower(), f"{mistake}: message lacks {keyword!r}:\n{message}"
-
-
-def hidden_part(test_cell: str) -> str:
-    source = next(c.source for c in load_cells() if nbgrader_meta(c).get("grade_id") == test_cell)
-    return source[source.index("### BEGIN HIDDEN TESTS"):]
+    NOTEBOOK.assert_caught(mistake, solution_cell, test_cell, keyword, mutant)
 
 
 @pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
                          ids=[m[0] for m in MUTANTS])
 def test_hidden_tests_alone_catch_and_name_the_mistake(mistake, solution_cell, test_cell, keyword,
                                                        mutant):
-    """The random-input tests do not lean on the worked example: with the visible part of the
-    test cell removed, the same mistake still fails, with the same keyword."""
-    results, _ = run_notebook({solution_cell: mutant, test_cell: hidden_part(test_cell)},
-                              stop_after=test_cell)
-    error = results[test_cell]
-    assert isinstance(error, AssertionError), f"{mistake}: hidden tests gave {error!r}"
-    assert keyword.lower() in str(error).lower(), f"{mistake}: message lacks {keyword!r}:\n{error}"
+    NOTEBOOK.assert_caught(mistake, solution_cell, test_cell, keyword, mutant, hidden_only=True)
+
+
+@pytest.mark.parametrize("answer, solution_cell, source", ALTERNATIVES,
+                         ids=[a[0] for a in ALTERNATIVES])
+def test_other_right_answers_pass_every_test_cell(answer, solution_cell, source):
+    results, stderr = NOTEBOOK.run({solution_cell: source})
+    failed = {cell: str(err) for cell, err in results.items() if err is not None}
+    assert not failed, f"{answer} fails: {failed}"
+    assert stderr == "", f"{answer} writes to stderr: {stderr!r}"
