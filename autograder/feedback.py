@@ -110,3 +110,26 @@ def render(student_id: str, assignment: str, notebook: str, executed: NotebookNo
             parts.append(f"<pre>{html.escape(str(cell.source))}</pre>\n{_outputs(cell, redactor)}")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def status_page(student_id: str, assignment: str, notebook: str, status: str, reason: str,
+                   score: float, max_score: float) -> str:
+    """The page of a submission that has no graded notebook to show (missing, refused, stopped)."""
+    explain = {
+        "timeout": "Grading your notebook took longer than the time allowed for a whole "
+                   "notebook, so it was stopped. Usually one cell runs far longer than it should "
+                   "(a loop that never ends, a run at the GPU scale on the grading CPU).",
+        "error": "The grader could not run your notebook. Check that you submitted the .ipynb "
+                 "file itself (Colab: File > Download > Download .ipynb), that it opens in "
+                 "Jupyter, and that it runs top to bottom.",
+        "missing": "No notebook was found in your submission.",
+        "memory": "Your notebook used more memory than grading allows, so it was stopped. Look "
+                  "for a tensor far larger than the exercise needs.",
+    }.get(status, "The grader could not produce the usual feedback page.")
+    esc = lambda text: html.escape(printable(text))  # noqa: E731
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>Feedback: {esc(assignment)}/{esc(notebook)}</title></head>\n"
+            f"<body>\n<h1>{esc(assignment)} / {esc(notebook)}: {esc(student_id)}</h1>\n"
+            f"<p><b>Status: {status}</b> ({esc(reason)})</p>\n<p>{explain}</p>\n"
+            f"<p>Autograded score: {score:g} / {max_score:g}. Contact the course staff if you "
+            f"think this is wrong.</p>\n</body></html>\n")

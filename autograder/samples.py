@@ -22,9 +22,9 @@ from typing import Callable
 
 from nbformat import NotebookNode
 
-from .notebooks import (SOLUTION, grade_id, has_region, is_code_answer, is_solution, is_test,
-                        notebook_bytes, read_notebook, region_flags, replace_region,
-                        solution_source, solved, source_notebooks, without_markers)
+from .notebooks import (SOLUTION, grade_id, has_region, is_code_answer, is_test, notebook_bytes,
+                        read_notebook, region_flags, replace_region, solution_source, solved,
+                        source_notebooks)
 from .release import ReleaseError, build_release
 
 INFINITE_LOOP = "while True:\n    pass"

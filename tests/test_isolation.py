@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autograder import sandbox
+from autograder import memory, sandbox
 from autograder.notebooks import (HIDDEN_TESTS, SOLUTION, grade_id, notebook_bytes,
                                   read_notebook, region_flags, without_markers)
 from autograder.release import build_release
@@ -430,7 +430,7 @@ def test_probe_reports_what_is_enforced():
 
 
 def test_a_memory_cgroup_counts_memfd_pages_or_the_fallback_is_reported(tmp_path):
-    group = sandbox.MemoryCgroup.create(f"autograde-test-{os.getpid()}", 256)
+    group = memory.MemoryCgroup.create(f"autograde-test-{os.getpid()}", 256)
     if group is None:        # no writable memory controller: grade must say so, and fall back
         assert "memory cgroup (none writable here)" in sandbox.probe().summary()
         return
