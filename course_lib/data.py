@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ._checks import check_int, describe
+
 SHAPE_CLASSES: tuple[str, ...] = ("disk", "square", "triangle", "plus", "ring", "star",
                                   "crescent", "ell", "bar", "hourglass")
 N_CLASSES = len(SHAPE_CLASSES)
@@ -227,13 +229,6 @@ def _render(p: dict[str, Tensor], size: int) -> tuple[Tensor, Tensor]:
     return torch.where(mask.unsqueeze(1), f["colour"].view(b, 3, 1, 1), img), mask
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        what = f"an int in [{low}, {high}]" if high is not None else (
-            "a positive int" if low == 1 else f"an int >= {low}")
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-
-
 def make_shapes(n: int, image_size: int = 32, seed: int = 0, *,
                 split: Literal["train", "test"] = "train", clutter: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
     """Generate ``n`` procedural images with labels and exact object masks.
@@ -249,9 +244,9 @@ def make_shapes(n: int, image_size: int = 32, seed: int = 0, *,
     scenes at that resolution. ``clutter`` in [0, 1] scales the background's waves and texture and
     the distractors' width (0: a flat background); the objects stay the same.
     """
-    _check_int("n", n, 1)
-    _check_int("image_size", image_size, *IMAGE_SIZE_RANGE)
-    _check_int("seed", seed, 0)
+    check_int("n", n, 1)
+    check_int("image_size", image_size, *IMAGE_SIZE_RANGE)
+    check_int("seed", seed, 0)
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {tuple(_SPLITS)}, got {split!r}")
     if not isinstance(clutter, (int, float)) or not 0.0 <= clutter <= 1.0:
@@ -309,14 +304,14 @@ class ShapesDataset(Dataset):
     def __init__(self, images: Tensor, labels: Tensor, masks: Tensor | None = None, *,
                  transform: Callable | None = None, return_mask: bool = False) -> None:
         if not isinstance(images, Tensor) or images.dim() != 4 or images.dtype != torch.uint8:
-            raise ValueError(f"images must be a uint8 tensor (n, C, H, W), got {_describe(images)}")
+            raise ValueError(f"images must be a uint8 tensor (n, C, H, W), got {describe(images)}")
         n = images.shape[0]
         if not isinstance(labels, Tensor) or labels.shape != (n,) or labels.dtype != torch.int64:
-            raise ValueError(f"labels must be an int64 tensor of shape ({n},), got {_describe(labels)}")
+            raise ValueError(f"labels must be an int64 tensor of shape ({n},), got {describe(labels)}")
         if masks is not None and (not isinstance(masks, Tensor) or masks.dtype != torch.bool
                                   or masks.shape != (n, *images.shape[2:])):
             raise ValueError(f"masks must be a bool tensor of shape {(n, *images.shape[2:])}, "
-                             f"got {_describe(masks)}")
+                             f"got {describe(masks)}")
         if return_mask and masks is None:
             raise ValueError("return_mask=True needs masks, got masks=None")
         self.images, self.labels, self.masks = images, labels, masks
@@ -343,10 +338,6 @@ class ShapesDataset(Dataset):
             image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
             image, mask = image.as_subclass(Tensor), mask.as_subclass(Tensor)
         return image, label, mask
-
-
-def _describe(x: object) -> str:
-    return f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
 
 
 # --- real data through torchvision (Colab) -----------------------------------------------------
@@ -398,7 +389,7 @@ def load_dataset(name: str = "shapes", *, split: str = "train", n: int | None = 
     if name not in DATASETS:
         raise ValueError(f"name must be one of {DATASETS}, got {name!r}")
     if n is not None:
-        _check_int("n", n, 1)
+        check_int("n", n, 1)
     if name == "shapes":
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {tuple(_SPLITS)} for 'shapes', got {split!r}")
@@ -433,7 +424,7 @@ def sample_photos(size: int = 224) -> dict[str, Tensor]:
 
     Each photo is centre-cropped to a square, then resized (antialiased).
     """
-    _check_int("size", size, 8, 1024)
+    check_int("size", size, 8, 1024)
     from PIL import Image  # a torchvision dependency; torchvision.io's decoders are deprecated
     from torchvision.transforms.v2.functional import center_crop, resize
     photos = {}

@@ -13,26 +13,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_tensor
+
 Tensor = torch.Tensor
-
-
-def _check_2d(name: str, x: Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 2:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a 2-D tensor (B, D), got {shape}")
 
 
 def entropy(probs: Tensor, eps: float = 1e-12) -> Tensor:
     """Mean Shannon entropy (nats) of the rows of ``probs`` (B, K): -sum_k p_k log p_k."""
-    _check_2d("probs", probs)
+    check_tensor("probs", probs, 2, "(B, K)")
     p = probs.float()
     return -(p * torch.log(p.clamp_min(eps))).sum(dim=-1).mean()
 
 
 def kl_divergence(p: Tensor, q: Tensor, eps: float = 1e-12) -> Tensor:
     """Mean KL(p || q) over rows, nats; p, q (B, K) are distributions (rows sum to 1)."""
-    _check_2d("p", p)
-    _check_2d("q", q)
+    check_tensor("p", p, 2, "(B, K)")
+    check_tensor("q", q, 2, "(B, K)")
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
     p, q = p.float(), q.float()
@@ -45,7 +41,7 @@ def feature_std(z: Tensor, normalize: bool = True) -> Tensor:
     For features spread uniformly on the unit sphere each entry is about 1/sqrt(D); a collapsed
     dimension has std near 0 (SimSiam, Chen and He 2021, section 4.1).
     """
-    _check_2d("z", z)
+    check_tensor("z", z, 2, "(B, D)")
     if z.shape[0] < 2:
         raise ValueError(f"z needs at least 2 rows to compute a std, got {z.shape[0]}")
     z = z.float()
@@ -59,7 +55,7 @@ def effective_rank(z: Tensor, eps: float = 1e-12) -> Tensor:
 
     Between 1 (all variance in one direction) and min(B, D) (isotropic). Roy and Vetterli 2007.
     """
-    _check_2d("z", z)
+    check_tensor("z", z, 2, "(B, D)")
     z = z.float()
     s = torch.linalg.svdvals(z - z.mean(dim=0, keepdim=True))
     p = s / s.sum().clamp_min(eps)
@@ -71,8 +67,8 @@ def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
 
     0 when both views map to the same point; at most 2^alpha. Lower is better.
     """
-    _check_2d("z1", z1)
-    _check_2d("z2", z2)
+    check_tensor("z1", z1, 2, "(B, D)")
+    check_tensor("z2", z2, 2, "(B, D)")
     if z1.shape != z2.shape:
         raise ValueError(f"z1 and z2 must have the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
     z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
@@ -86,7 +82,7 @@ def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
     average orthogonal (large B, high D), never below -4t (squared distances are at most 4).
     Wang and Isola 2020, eq. (2) with t = 2.
     """
-    _check_2d("z", z)
+    check_tensor("z", z, 2, "(B, D)")
     if z.shape[0] < 2:
         raise ValueError(f"z needs at least 2 rows, got {z.shape[0]}")
     z = F.normalize(z.float(), dim=-1)

@@ -37,23 +37,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from ._checks import check_int, describe
 from .augment import batched_multi_crop
 from .ema import ema_update
 from .schedules import cosine_schedule, linear_warmup_then_constant
 from .train import Method
 
 Tensor = torch.Tensor
-
-
-def _check_int(name: str, value: object, low: int = 1, high: int | None = None) -> None:
-    if (isinstance(value, bool) or not isinstance(value, int) or value < low
-            or (high is not None and value > high)):
-        what = f"an int in [{low}, {high}]" if high is not None else f"an int >= {low}"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-
-
-def _describe(x: object) -> str:
-    return str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__
 
 
 # --- 1. the head ---------------------------------------------------------------------------------
@@ -74,7 +64,7 @@ class DINOHead(nn.Module):
         super().__init__()
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("hidden_dim", hidden_dim),
                             ("bottleneck_dim", bottleneck_dim), ("n_layers", n_layers)):
-            _check_int(name, value)
+            check_int(name, value)
         widths = [in_dim] + [hidden_dim] * (n_layers - 1) + [bottleneck_dim]
         layers: list[nn.Module] = []
         for k, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -119,8 +109,8 @@ def cancel_last_layer_gradients(head_or_model: nn.Module, step: int, freeze_step
     the count is in optimizer steps. :class:`DINO` gets the same effect inside the shared loop
     (which has no call between backward and step) by calling ``head(x, freeze_last_layer=True)``.
     """
-    _check_int("step", step, 0)
-    _check_int("freeze_steps", freeze_steps, 0)
+    check_int("step", step, 0)
+    check_int("freeze_steps", freeze_steps, 0)
     heads = [m for m in head_or_model.modules() if isinstance(m, DINOHead)]
     if not heads:
         raise ValueError(f"head_or_model must be or contain a DINOHead, got "
@@ -149,7 +139,7 @@ class MultiCropWrapper(nn.Module):
     def forward(self, crops: list[Tensor], freeze_last_layer: bool = False) -> Tensor:
         if not isinstance(crops, (list, tuple)) or not crops:
             raise ValueError(f"crops must be a non-empty list of (B, C, H, W) tensors, got "
-                             f"{_describe(crops)}")
+                             f"{describe(crops)}")
         features = [self.backbone(torch.cat(list(same_size)))        # (n*B, D) per size
                     for _, same_size in itertools.groupby(crops, key=lambda c: c.shape[-2:])]
         return self.head(torch.cat(features), freeze_last_layer)      # (V*B, K)
@@ -185,8 +175,8 @@ class DINOLoss(nn.Module):
                  center_momentum: float = 0.9, use_centering: bool = True,
                  use_sharpening: bool = True) -> None:
         super().__init__()
-        _check_int("out_dim", out_dim)
-        _check_int("n_global_crops", n_global_crops)
+        check_int("out_dim", out_dim)
+        check_int("n_global_crops", n_global_crops)
         if not student_temp > 0:
             raise ValueError(f"student_temp must be positive, got {student_temp!r}")
         if not 0.0 <= center_momentum <= 1.0:
@@ -199,7 +189,7 @@ class DINOLoss(nn.Module):
 
     def _check(self, name: str, logits: Tensor) -> None:
         if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] != self.out_dim:
-            raise ValueError(f"{name} must be (rows, K={self.out_dim}), got {_describe(logits)}")
+            raise ValueError(f"{name} must be (rows, K={self.out_dim}), got {describe(logits)}")
         if logits.device != self.center.device:
             raise ValueError(f"{name} is on {logits.device} but the center is on "
                              f"{self.center.device}; move the loss with .to(device)")
@@ -293,9 +283,9 @@ def teacher_temperature_schedule(warmup_temp: float, final_temp: float, warmup_e
     for name, value in (("warmup_temp", warmup_temp), ("final_temp", final_temp)):
         if not (isinstance(value, (int, float)) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    _check_int("epochs", epochs)
-    _check_int("steps_per_epoch", steps_per_epoch)
-    _check_int("warmup_epochs", warmup_epochs, 0, epochs)
+    check_int("epochs", epochs)
+    check_int("steps_per_epoch", steps_per_epoch)
+    check_int("warmup_epochs", warmup_epochs, 0, epochs)
     per_epoch = linear_warmup_then_constant(warmup_temp, final_temp, warmup_epochs, epochs)
     return per_epoch.repeat_interleave(steps_per_epoch)
 
@@ -334,9 +324,9 @@ class DINOConfig:
     def __post_init__(self) -> None:
         for name in ("out_dim", "hidden_dim", "bottleneck_dim", "n_layers", "global_size",
                      "local_size"):
-            _check_int(name, getattr(self, name))
+            check_int(name, getattr(self, name))
         for name in ("n_local_crops", "warmup_teacher_temp_steps", "freeze_last_layer_steps"):
-            _check_int(name, getattr(self, name), 0)
+            check_int(name, getattr(self, name), 0)
         for name in ("student_temp", "warmup_teacher_temp", "teacher_temp"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -365,8 +355,8 @@ class DINO(Method):
                  crops: Callable[[Tensor], list[Tensor]] | None = None,
                  teacher_backbone: nn.Module | None = None) -> None:
         super().__init__()
-        _check_int("feature_dim", feature_dim)
-        _check_int("steps", steps)
+        check_int("feature_dim", feature_dim)
+        check_int("steps", steps)
         if not isinstance(config, DINOConfig):
             raise ValueError(f"config must be a DINOConfig, got {type(config).__name__}")
         if config.warmup_teacher_temp_steps > steps:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._checks import check_int, describe
 from .backbones import (embed_tokens, encode_tokens, freeze_pos_embed, num_prefix_tokens,
                         transformer_blocks)
 from .data import normalize
@@ -34,28 +35,19 @@ from .train import Method
 Tensor = torch.Tensor
 
 
-def _describe(x: object) -> str:
-    return f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
-
-
 def _check_ratio(mask_ratio: object) -> None:
     if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) \
             or not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"mask_ratio must be a float in [0, 1), got {mask_ratio!r}")
 
 
-def _check_int(name: str, value: object, low: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-
-
 # --- 1. patches ----------------------------------------------------------------------------------
 def patchify(imgs: Tensor, patch_size: int) -> Tensor:
     """(B, C, H, W) -> (B, N, p*p*C): row-major patches, each flattened as (row, col, channel),
     the layout of the MAE code (``einsum('nchpwq->nhwpqc')``). Lecture 03, section 2."""
-    _check_int("patch_size", patch_size)
+    check_int("patch_size", patch_size)
     if not isinstance(imgs, Tensor) or imgs.dim() != 4:
-        raise ValueError(f"imgs must be a 4-D tensor (B, C, H, W), got {_describe(imgs)}")
+        raise ValueError(f"imgs must be a 4-D tensor (B, C, H, W), got {describe(imgs)}")
     B, C, H, W = imgs.shape
     if H % patch_size or W % patch_size:
         raise ValueError(f"image height and width must be multiples of patch_size={patch_size}, "
@@ -68,10 +60,10 @@ def patchify(imgs: Tensor, patch_size: int) -> Tensor:
 
 def unpatchify(patches: Tensor, patch_size: int, channels: int = 3) -> Tensor:
     """(B, N, p*p*C) -> (B, C, H, W), the inverse of :func:`patchify` for a square grid."""
-    _check_int("patch_size", patch_size)
-    _check_int("channels", channels)
+    check_int("patch_size", patch_size)
+    check_int("channels", channels)
     if not isinstance(patches, Tensor) or patches.dim() != 3:
-        raise ValueError(f"patches must be a 3-D tensor (B, N, p*p*C), got {_describe(patches)}")
+        raise ValueError(f"patches must be a 3-D tensor (B, N, p*p*C), got {describe(patches)}")
     B, N, L = patches.shape
     side = math.isqrt(N)
     if side * side != N:
@@ -103,7 +95,7 @@ def sincos_2d(dim: int, grid_size: int, *, cls_token: bool = False) -> Tensor:
     code builds ``np.meshgrid(grid_w, grid_h)`` (w first) and embeds ``grid[0]`` first. A
     checkpoint's decoder only works with this exact order (Lecture 03, pitfalls).
     """
-    _check_int("grid_size", grid_size)
+    check_int("grid_size", grid_size)
     if dim % 4:
         raise ValueError(f"dim must be a multiple of 4 (sin and cos for each axis), got {dim}")
     rows = torch.arange(grid_size).repeat_interleave(grid_size)   # (N,) 0,0,..,1,1,..
@@ -126,7 +118,7 @@ def random_masking(x: Tensor, mask_ratio: float,
     """
     _check_ratio(mask_ratio)
     if not isinstance(x, Tensor) or x.dim() != 3:
-        raise ValueError(f"x must be a 3-D tensor (B, N, D), got {_describe(x)}")
+        raise ValueError(f"x must be a 3-D tensor (B, N, D), got {describe(x)}")
     B, N, D = x.shape
     n_keep = int(N * (1 - mask_ratio))
     if n_keep < 1:
@@ -148,10 +140,10 @@ def mask_from_boolean(x: Tensor, masked: Tensor) -> tuple[Tensor, Tensor, Tensor
     with the same number of masked tokens in every row (block-wise and grid masking use this).
     Visible tokens keep their patch order."""
     if not isinstance(x, Tensor) or x.dim() != 3:
-        raise ValueError(f"x must be a 3-D tensor (B, N, D), got {_describe(x)}")
+        raise ValueError(f"x must be a 3-D tensor (B, N, D), got {describe(x)}")
     if not isinstance(masked, Tensor) or masked.dtype != torch.bool or masked.shape != x.shape[:2]:
         raise ValueError(f"masked must be a bool tensor (B, N) = {tuple(x.shape[:2])}, "
-                         f"got {_describe(masked)}")
+                         f"got {describe(masked)}")
     counts = masked.sum(1)
     if (counts != counts[0]).any() or counts[0] >= x.shape[1]:
         raise ValueError(f"masked must mask the same number (< N) of tokens in every row, got "
@@ -173,8 +165,8 @@ def block_mask(batch: int, grid_size: int, mask_ratio: float, *,
     exactly ``int(N * mask_ratio)`` patches are masked; the last rectangle is trimmed to the count.
     Returns a bool (batch, N), True = masked. CPU, from ``generator``."""
     _check_ratio(mask_ratio)
-    _check_int("batch", batch)
-    _check_int("grid_size", grid_size)
+    check_int("batch", batch)
+    check_int("grid_size", grid_size)
     n = grid_size * grid_size
     target = n - int(n * (1 - mask_ratio))    # the same count random_masking masks
     gen = generator if generator is not None else torch.Generator().manual_seed(
@@ -207,9 +199,9 @@ def grid_mask(batch: int, grid_size: int, *, stride: int = 2,
     """Grid masking (MAE Figure 6 right): keep one patch in every ``stride`` x ``stride`` cell
     (stride 2: mask 75 %), at a random offset per image. Needs grid_size divisible by stride.
     Returns a bool (batch, N), True = masked."""
-    _check_int("batch", batch)
-    _check_int("stride", stride, 2)
-    _check_int("grid_size", grid_size)
+    check_int("batch", batch)
+    check_int("stride", stride, 2)
+    check_int("grid_size", grid_size)
     if grid_size % stride:
         raise ValueError(f"grid_size={grid_size} must be divisible by stride={stride}")
     offsets = torch.randint(0, stride, (batch, 2), generator=generator)         # (batch, 2)
@@ -244,12 +236,12 @@ def mae_loss(pred: Tensor, target: Tensor, mask: Tensor, norm_pix: bool = True) 
     """
     for name, value in (("pred", pred), ("target", target)):
         if not isinstance(value, Tensor) or value.dim() != 3:
-            raise ValueError(f"{name} must be a 3-D tensor (B, N, p*p*C), got {_describe(value)}")
+            raise ValueError(f"{name} must be a 3-D tensor (B, N, p*p*C), got {describe(value)}")
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
     if not isinstance(mask, Tensor) or mask.shape != pred.shape[:2]:
-        raise ValueError(f"mask must be (B, N) = {tuple(pred.shape[:2])}, got {_describe(mask)}")
+        raise ValueError(f"mask must be (B, N) = {tuple(pred.shape[:2])}, got {describe(mask)}")
     if mask.dtype == torch.bool:
         raise ValueError("mask must be 0/1 floats as random_masking returns (1 = masked), got bool;"
                          " use mask.float()")
@@ -283,7 +275,7 @@ class MAEConfig:
         if self.masking == "grid":
             grid_stride_for(self.mask_ratio)
         for name in ("decoder_dim", "decoder_depth", "decoder_heads"):
-            _check_int(name, getattr(self, name))
+            check_int(name, getattr(self, name))
         if self.decoder_dim % self.decoder_heads or self.decoder_dim % 4:
             raise ValueError(f"decoder_dim must be divisible by decoder_heads and by 4, got "
                              f"{self.decoder_dim} with {self.decoder_heads} heads")

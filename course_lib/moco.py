@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_int, check_tensor
 from .ema import ema_update
 from .simclr import ProjectionHead, default_views
 from .train import Method
@@ -36,10 +37,8 @@ class MoCoQueue(nn.Module):
 
     def __init__(self, dim: int, size: int, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if not isinstance(dim, int) or dim <= 0:
-            raise ValueError(f"dim must be a positive int, got {dim!r}")
-        if not isinstance(size, int) or size <= 0:
-            raise ValueError(f"size must be a positive int, got {size!r}")
+        check_int("dim", dim)
+        check_int("size", size)
         self.register_buffer("queue", F.normalize(torch.randn(size, dim, generator=generator), dim=1))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
 
@@ -74,9 +73,7 @@ def moco_loss(q: Tensor, k: Tensor, queue: Tensor | MoCoQueue, temperature: floa
     """
     negatives = queue.negatives if isinstance(queue, MoCoQueue) else queue
     for name, x in (("q", q), ("k", k), ("queue", negatives)):
-        if not isinstance(x, torch.Tensor) or x.dim() != 2:
-            raise ValueError(f"{name} must be a 2-D tensor, got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        check_tensor(name, x, 2, "(size, D)" if name == "queue" else "(B, D)")
     if q.shape != k.shape:
         raise ValueError(f"q and k must have the same shape (B, D), got {tuple(q.shape)} and {tuple(k.shape)}")
     if negatives.shape[1] != q.shape[1]:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_tensor
 from .train import Method
 
 Tensor = torch.Tensor
@@ -27,9 +28,7 @@ Tensor = torch.Tensor
 
 def _check_pair(z1: Tensor, z2: Tensor) -> None:
     for name, z in (("z1", z1), ("z2", z2)):
-        if not isinstance(z, torch.Tensor) or z.dim() != 2:
-            raise ValueError(f"{name} must be a 2-D tensor (N, D), got "
-                             f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+        check_tensor(name, z, 2, "(N, D)")
         if not z.is_floating_point():
             raise ValueError(f"{name} must be floating point, got {z.dtype}")
     if z1.shape != z2.shape:
