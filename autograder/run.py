@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import journal, sandbox
-from .memory import MemoryCgroup
 from .course import run_process
+from .memory import MemoryCgroup
 from .notebooks import write_notebook
 from .submissions import read_submission
 
@@ -105,7 +105,7 @@ def run_in_jail(nb, host_dir: Path, *, timeout: float, cell_timeout: int, thread
         argv, cwd, out = command, host_dir / "in", host_dir / "in"
         preexec = _unjailed_limits(limits)
     group = MemoryCgroup.create(f"autograde-{os.getpid()}-{time.monotonic_ns()}",
-                                        limits.memory_mb) if support.memory_cgroup else None
+                                limits.memory_mb) if support.memory_cgroup else None
     try:
         run = run_process(argv, cwd, timeout=timeout, env=env, log_path=host_dir / "run.log",
                           memory_mb=int(limits.memory_mb * 1.5),
