@@ -113,7 +113,7 @@ def render(student_id: str, assignment: str, notebook: str, executed: NotebookNo
 
 
 def status_page(student_id: str, assignment: str, notebook: str, status: str, reason: str,
-                   score: float, max_score: float) -> str:
+                score: float, max_score: float) -> str:
     """The page of a submission that has no graded notebook to show (missing, refused, stopped)."""
     explain = {
         "timeout": "Grading your notebook took longer than the time allowed for a whole "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -55,7 +56,7 @@ def _insert(nb: dict, position: int | str, source: str) -> dict:
     cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
             "source": source}
     if nb.get("nbformat_minor", 0) >= 5:
-        cell["id"] = f"added-{at}-{abs(hash(source)) % 10**8}"
+        cell["id"] = f"added-{at}-{zlib.crc32(source.encode()):08x}"   # same bytes every run
     _cells(nb).insert(at if at >= 0 else len(_cells(nb)), cell)
     return nb
 
