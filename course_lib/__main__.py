@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from .masking import MASKINGS
+
 
 def _write_json(path: str | None, payload: dict) -> None:
     if path:
@@ -122,7 +124,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_dino_ablation(args: argparse.Namespace) -> int:
     """The collapse ablation of Lecture 02: every variant at one scale, figures to JSON."""
-    from .dino_lab import VARIANTS, collapse_ablation
+    from .labs.dino import VARIANTS, collapse_ablation
     from .runtime import course_settings
     settings = course_settings(scale=args.scale, seed=args.seed)
     start = time.perf_counter()
@@ -143,7 +145,7 @@ def cmd_dino_ablation(args: argparse.Namespace) -> int:
 
 def cmd_mae_speedup(args: argparse.Namespace) -> int:
     """Lecture 03: the asymmetric encoder's measured saving, in one process."""
-    from .mae_lab import measure_speedup
+    from .labs.mae import measure_speedup
     from .runtime import course_settings
     settings = course_settings(scale=args.scale, seed=0)
     result = measure_speedup(settings.scale, mask_ratio=args.mask_ratio, device=settings.device,
@@ -162,7 +164,7 @@ def cmd_mae_speedup(args: argparse.Namespace) -> int:
 
 def cmd_mae_sweep(args: argparse.Namespace) -> int:
     """Lecture 03: the masking-ratio sweep and the masking strategies at 0.75."""
-    from .mae_lab import masking_sweep
+    from .labs.mae import masking_sweep
     from .runtime import course_settings
     settings = course_settings(scale=args.scale, seed=args.seed)
     start = time.perf_counter()
@@ -253,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-steps", type=int, default=None,
                    help="fine-tuning steps per encoder (default: the scale's)")
     p.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75, 0.9])
-    p.add_argument("--strategies", nargs="*", default=["random", "block", "grid"],
-                   choices=["random", "block", "grid"], help="compared at ratio 0.75")
+    p.add_argument("--strategies", nargs="*", default=list(MASKINGS), choices=MASKINGS,
+                   help="compared at ratio 0.75 (default: all)")
     p.add_argument("--json", help="write the figures and loss curves to this JSON file")
     p.set_defaults(func=cmd_mae_sweep)
     return parser

@@ -2,7 +2,8 @@
 
 - ``entropy`` and ``kl_divergence`` of the teacher / student distributions: the two curves of the
   DINO paper's collapse study (Caron et al. 2021, Fig. 7). Uniform collapse: entropy = log K,
-  KL = 0. One-hot collapse: entropy = 0, KL = 0.
+  KL = 0. One-hot collapse: entropy = 0, KL = 0. The entropy of the batch-mean distribution
+  tells the second from an image-dependent target (low per image, high on average).
 - ``feature_std`` per dimension and ``effective_rank`` (Roy and Vetterli 2007): dimensional
   collapse shows as a few directions carrying all the variance.
 - ``alignment`` and ``uniformity`` (Wang and Isola 2020, section 4.1): positives close, all
@@ -13,16 +14,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_tensor
+from ._checks import check_tensor, describe
 
 Tensor = torch.Tensor
 
 
-def entropy(probs: Tensor, eps: float = 1e-12) -> Tensor:
-    """Mean Shannon entropy (nats) of the rows of ``probs`` (B, K): -sum_k p_k log p_k."""
-    check_tensor("probs", probs, 2, "(B, K)")
+def entropy(probs: Tensor) -> Tensor:
+    """Shannon entropy in nats over the last axis, 0 log 0 = 0: (..., K) -> (...).
+
+    The one entropy of the course: ``entropy(p).mean()`` is the mean per-image entropy of a batch
+    of distributions (B, K), ``entropy(p.mean(0))`` the entropy of their average."""
+    if not isinstance(probs, Tensor) or probs.dim() < 1:
+        raise ValueError(f"probs must be a tensor (..., K), got {describe(probs)}")
     p = probs.float()
-    return -(p * torch.log(p.clamp_min(eps))).sum(dim=-1).mean()
+    return -torch.special.xlogy(p, p).sum(dim=-1)
 
 
 def kl_divergence(p: Tensor, q: Tensor, eps: float = 1e-12) -> Tensor:

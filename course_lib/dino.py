@@ -39,6 +39,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from ._checks import check_int, describe
 from .augment import batched_multi_crop
+from .diagnostics import entropy
 from .ema import ema_update
 from .schedules import cosine_schedule, linear_warmup_then_constant
 from .train import Method
@@ -146,6 +147,18 @@ class MultiCropWrapper(nn.Module):
 
 
 # --- 3. the loss ---------------------------------------------------------------------------------
+def teacher_distribution(logits: Tensor, center: Tensor | float = 0.0,
+                         temperature: float = 0.04) -> Tensor:
+    """P_t = softmax((logits - center) / temperature) over the last axis: the teacher's target.
+
+    Centering subtracts a running mean (it pulls every output towards the same score, against
+    one-hot collapse); a temperature below the student's sharpens (against uniform collapse).
+    :meth:`DINOLoss.teacher_probs` is this with the loss's own center and flags."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    return F.softmax((logits - center) / temperature, dim=-1)
+
+
 class DINOLoss(nn.Module):
     """Cross-entropy from the teacher's global crops to the student's other crops, with centering.
 
@@ -161,14 +174,17 @@ class DINOLoss(nn.Module):
     Ablation flags: ``use_centering=False`` never subtracts nor updates c. ``use_sharpening=False``
     replaces tau_t by tau_s: the teacher is then no sharper than the student (any ``teacher_temp``
     passed is ignored). After each call ``last_stats`` holds floats for the collapse plots:
-    ``teacher_entropy`` = mean_b H(P_t) over the G*B teacher rows and ``kl`` = KL(P_t || P_s)
-    averaged over the same pairs as the loss. Since H(p, q) = H(p) + KL(p || q) and every teacher
-    crop appears in V - 1 pairs, kl = L - teacher_entropy.
+    ``teacher_entropy`` = mean_b H(P_t) over the G*B teacher rows, ``batch_mean_entropy`` =
+    H(mean_b P_t) (the entropy of the average target) and ``kl`` = KL(P_t || P_s) averaged over
+    the same pairs as the loss. Since H(p, q) = H(p) + KL(p || q) and every teacher crop appears
+    in V - 1 pairs, kl = L - teacher_entropy. The two entropies together tell the failures apart:
+    both near log K is uniform collapse, both near 0 is one-hot collapse, and a low per-image
+    entropy under a high batch-mean entropy is a target that depends on the image.
 
     Example:
         >>> loss_fn = DINOLoss(out_dim=65536)
         >>> loss = loss_fn(student(crops), teacher(crops[:2]), teacher_temp=0.04)
-        >>> loss_fn.last_stats        # {"teacher_entropy": ..., "kl": ...}
+        >>> loss_fn.last_stats  # {"teacher_entropy": ..., "batch_mean_entropy": ..., "kl": ...}
     """
 
     def __init__(self, out_dim: int, n_global_crops: int = 2, student_temp: float = 0.1,
@@ -208,10 +224,8 @@ class DINOLoss(nn.Module):
         if not self.use_sharpening:
             tau_t = self.student_temp  # "no sharpening": the teacher is no sharper than the student
         with torch.no_grad():
-            t = teacher_logits.detach().float()                        # (rows, K)
-            if self.use_centering:
-                t = t - self.center
-            return F.softmax(t / tau_t, dim=-1)
+            center = self.center if self.use_centering else 0.0
+            return teacher_distribution(teacher_logits.detach().float(), center, tau_t)  # (rows, K)
 
     def forward(self, student_logits: Tensor, teacher_logits: Tensor,
                 teacher_temp: float) -> Tensor:
@@ -243,8 +257,9 @@ class DINOLoss(nn.Module):
         loss = total / n_pairs
 
         with torch.no_grad():
-            teacher_entropy = -torch.special.xlogy(probs_t, probs_t).sum(dim=-1).mean()
+            teacher_entropy = entropy(probs_t).mean()                 # mean over images of H(P_t)
             self.last_stats = {"teacher_entropy": teacher_entropy.item(),
+                               "batch_mean_entropy": entropy(probs_t.mean(0)).item(),
                                "kl": (loss.detach() - teacher_entropy).item()}
         if self.use_centering:
             self.update_center(teacher_logits)

@@ -4,6 +4,8 @@
 ``eval_knn.py``, itself from Wu et al. 2018): L2-normalised features, cosine similarity to every
 training feature, the k nearest neighbours vote for their class with weight exp(sim / T).
 Everything runs on the device of the features. Lecture 07 compares methods with these.
+``attention_jaccard`` scores where a ViT's CLS token looks: its attention thresholded the way the
+DINO paper does (keep the patches holding 60 % of the mass), against the object masks.
 """
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .backbones import cls_attention
+from .data import normalize
 
 Tensor = torch.Tensor
 
@@ -139,7 +144,6 @@ def evaluate_backbone(backbone: nn.Module, train_images: Tensor, train_labels: T
     ``transform`` maps a uint8 batch to the backbone input; default: the shapes dataset's
     ``course_lib.data.normalize``.
     """
-    from .data import normalize
     from .diagnostics import effective_rank, feature_std, uniformity
     transform = transform if transform is not None else normalize
     train_x = extract_features(backbone, train_images, transform=transform, device=device)
@@ -152,3 +156,61 @@ def evaluate_backbone(backbone: nn.Module, train_images: Tensor, train_labels: T
     if probe:
         report["linear_probe"] = linear_probe(train_x, train_y, test_x, test_y)
     return report
+
+
+# --- attention that finds the object (Lecture 02; DINO, Caron et al. 2021, section 4.2.1) --------
+def attention_masks(attention: Tensor, mass: float = 0.6) -> Tensor:
+    """Keep, per map, the fewest patches holding ``mass`` of its attention: bool, same shape.
+
+    ``attention`` (..., gh, gw) is normalised to sum to 1 per map; patches are taken from the
+    largest down until their total reaches ``mass`` (the one that crosses it included). This is
+    the thresholding of DINO's ``visualize_attention.py`` (``--threshold 0.6``).
+    """
+    if not 0.0 < mass <= 1.0:
+        raise ValueError(f"mass must be in (0, 1], got {mass!r}")
+    if attention.dim() < 2:
+        raise ValueError(f"attention must be (..., gh, gw), got {tuple(attention.shape)}")
+    flat = attention.flatten(-2).float()                                # (..., N)
+    flat = flat / flat.sum(-1, keepdim=True).clamp_min(1e-12)
+    values, order = flat.sort(-1, descending=True)
+    keep_sorted = (values.cumsum(-1) - values) < mass                   # mass of larger ones < mass
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return keep.reshape(attention.shape)
+
+
+def jaccard(pred: Tensor, target: Tensor) -> Tensor:
+    """Intersection over union of boolean masks over the last two axes (1 when both are empty)."""
+    inter = (pred & target).flatten(-2).sum(-1).float()
+    union = (pred | target).flatten(-2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+@torch.no_grad()
+def attention_jaccard(model: nn.Module, images: Tensor, masks: Tensor, *, mass: float = 0.6,
+                      batch_size: int = 256) -> dict:
+    """Jaccard of each head's thresholded CLS attention with the object masks, on ``images``.
+
+    ``images`` uint8 (B, 3, H, W), ``masks`` bool (B, H, W). The patch masks of
+    :func:`attention_masks` are upsampled (nearest) to pixels. Returns ``per_head`` (mean over
+    images, one float per head), ``mean_over_heads``, ``best_head`` (the head with the highest
+    mean; chosen on these images, so slightly optimistic) and ``head_average`` (the map averaged
+    over heads, then thresholded).
+    """
+    if masks.shape != (images.shape[0], *images.shape[-2:]) or masks.dtype != torch.bool:
+        raise ValueError(f"masks must be bool (B, H, W) = {(images.shape[0], *images.shape[-2:])}, "
+                         f"got {masks.dtype} {tuple(masks.shape)}")
+    device = next(model.parameters()).device
+    per_head, averaged = [], []
+    for start in range(0, images.shape[0], batch_size):
+        x = normalize(images[start:start + batch_size]).to(device)
+        target = masks[start:start + batch_size].to(device)
+        att = cls_attention(model, x)                                    # (b, h, gh, gw)
+        size = tuple(target.shape[-2:])
+        keep = F.interpolate(attention_masks(att, mass).float(), size=size, mode="nearest") > 0.5
+        per_head.append(jaccard(keep, target[:, None]).cpu())            # (b, h)
+        mean_keep = attention_masks(att.mean(1, keepdim=True), mass).float()
+        mean_keep = F.interpolate(mean_keep, size=size, mode="nearest")[:, 0] > 0.5
+        averaged.append(jaccard(mean_keep, target).cpu())                # (b,)
+    heads = torch.cat(per_head).mean(0)                                  # (h,)
+    return {"per_head": heads.tolist(), "mean_over_heads": heads.mean().item(),
+            "best_head": heads.max().item(), "head_average": torch.cat(averaged).mean().item()}

@@ -40,24 +40,24 @@ from typing import Any, Callable, Mapping
 import numpy
 import torch
 
-# Every reference implementation a unit-1 answer could call instead of its own code.
-UNIT1_REFERENCES = (
+# Every reference implementation an InfoNCE (unit 1) answer could call instead of its own code.
+INFONCE_REFERENCES = (
     "course_lib.simclr.similarity_matrix", "course_lib.simclr.info_nce",
     "course_lib.moco.moco_loss", "course_lib.moco.MoCoQueue.enqueue", "course_lib.ema.ema_update",
     "course_lib.diagnostics.alignment", "course_lib.diagnostics.uniformity",
 )
-# Every reference implementation a unit-2 (DINO) answer could call instead of its own code.
-UNIT2_REFERENCES = (
+# Every reference implementation a DINO (unit 2) answer could call instead of its own code.
+DINO_REFERENCES = (
     "course_lib.dino.DINOLoss.forward", "course_lib.dino.DINOLoss.teacher_probs",
     "course_lib.dino.DINOLoss.update_center", "course_lib.dino.teacher_temperature_schedule",
-    "course_lib.dino_lab.teacher_distribution", "course_lib.ema.ema_update",
+    "course_lib.dino.teacher_distribution", "course_lib.ema.ema_update",
     "course_lib.schedules.cosine_schedule", "course_lib.schedules.linear_warmup_then_constant",
 )
-# Every reference implementation a unit-3 (MAE) answer could call instead of its own code.
-UNIT3_REFERENCES = (
+# Every reference implementation an MAE (unit 3) answer could call instead of its own code.
+MAE_REFERENCES = (
     "course_lib.mae.patchify", "course_lib.mae.unpatchify", "course_lib.mae.random_masking",
-    "course_lib.mae.mask_from_boolean", "course_lib.mae.mae_loss",
-    "course_lib.mae.MAE.forward_decoder", "course_lib.mae_lab.optimal_ratio",
+    "course_lib.masking.mask_from_boolean", "course_lib.mae.mae_loss",
+    "course_lib.mae.MAE.forward_decoder", "course_lib.mae.optimal_ratio",
 )
 _forbidden_calls: list[str] = []   # names of references called inside a forbid_reference block
 

@@ -11,8 +11,9 @@ from torch import nn
 
 from course_lib.backbones import build_vit
 from course_lib.data import make_shapes
+from course_lib.diagnostics import entropy
 from course_lib.dino import (DINO, DINOConfig, DINOHead, DINOLoss, cancel_last_layer_gradients,
-                             teacher_temperature_schedule)
+                             teacher_distribution, teacher_temperature_schedule)
 from course_lib.train import TrainConfig, param_groups, train
 
 
@@ -446,3 +447,14 @@ def test_bad_method_arguments(images):
         tiny_dino(steps=2, warmup_teacher_temp_steps=3)
     with pytest.raises(ValueError, match="step"):
         tiny_dino(steps=2).training_step(images[:4], None, 2)
+
+
+def test_teacher_distribution_sharpens_and_centers():
+    logits = torch.tensor([2.0, 1.0, 0.0])
+    soft = teacher_distribution(logits, 0.0, 1.0)
+    assert soft.tolist() == pytest.approx((torch.exp(logits) / torch.exp(logits).sum()).tolist())
+    sharp = teacher_distribution(logits, 0.0, 0.04)
+    assert sharp[0] > 0.999 and entropy(sharp) < entropy(soft)
+    flat = teacher_distribution(logits, logits, 0.04)   # the centre equals the logits
+    assert flat.tolist() == pytest.approx([1 / 3] * 3)
+    assert entropy(flat).item() == pytest.approx(math.log(3))

@@ -4,7 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.evaluate import extract_features, knn_accuracy, linear_probe
+from course_lib.backbones import build_vit
+from course_lib.data import make_shapes
+from course_lib.evaluate import (attention_jaccard, attention_masks, extract_features, jaccard,
+                                 knn_accuracy, linear_probe)
 
 
 def knn_loop(train_x, train_y, test_x, k, T):
@@ -71,3 +74,47 @@ def test_knn_k_out_of_range():
     x, y = torch.randn(5, 3), torch.zeros(5, dtype=torch.long)
     with pytest.raises(ValueError, match="k must be"):
         knn_accuracy(x, y, x, y, k=6)
+
+
+# --- CLS attention against object masks -------------------------------------------------------
+def test_attention_masks_keep_the_fewest_patches_holding_the_mass():
+    att = torch.tensor([[0.5, 0.1], [0.3, 0.1]])             # sorted: 0.5, 0.3, 0.1, 0.1
+    keep = attention_masks(att, mass=0.6)            # 0.5 < 0.6, 0.5 + 0.3 crosses it
+    assert keep.tolist() == [[True, False], [True, False]]
+    assert attention_masks(att, mass=0.5).tolist() == [[True, False], [False, False]]
+    assert attention_masks(att, mass=1.0).all()
+    scaled = attention_masks(7 * att, mass=0.6)      # maps need not sum to 1
+    assert torch.equal(scaled, keep)
+
+
+def test_attention_masks_match_dinos_ascending_cumsum_rule():
+    gen = torch.Generator().manual_seed(0)
+    att = torch.rand(4, 3, 5, 5, generator=gen)
+    for mass in (0.3, 0.6, 0.9):
+        flat = att.flatten(-2) / att.flatten(-2).sum(-1, keepdim=True)
+        val, idx = torch.sort(flat, dim=-1)                   # visualize_attention.py, ascending
+        th = torch.cumsum(val, dim=-1) > (1 - mass)
+        dino = torch.zeros_like(th).scatter(-1, idx, th).reshape(att.shape)
+        assert torch.equal(attention_masks(att, mass), dino)
+
+
+def test_jaccard_by_hand():
+    a = torch.tensor([[True, True], [False, False]])
+    b = torch.tensor([[True, False], [True, False]])
+    assert jaccard(a, b).item() == pytest.approx(1 / 3)
+    assert jaccard(a, a).item() == 1.0
+    empty = torch.zeros(2, 2, dtype=torch.bool)
+    assert jaccard(empty, empty).item() == 1.0 and jaccard(a, empty).item() == 0.0
+
+
+def test_attention_jaccard_shapes_and_bounds():
+    torch.manual_seed(0)
+    model = build_vit("cpu-fine")
+    images, _, masks = make_shapes(6, 32, seed=0)
+    out = attention_jaccard(model, images, masks, batch_size=4)
+    assert len(out["per_head"]) == model.blocks[-1].attn.num_heads
+    assert out["best_head"] == max(out["per_head"])
+    for key in ("mean_over_heads", "best_head", "head_average"):
+        assert 0.0 <= out[key] <= 1.0
+    with pytest.raises(ValueError, match="masks"):
+        attention_jaccard(model, images, masks.float())

@@ -9,7 +9,7 @@ import course_lib.diagnostics
 import course_lib.ema
 import course_lib.moco
 import course_lib.simclr
-from course_lib.grading import (UNIT1_REFERENCES, check_close, check_shape, check_true, fail,
+from course_lib.grading import (INFONCE_REFERENCES, check_close, check_shape, check_true, fail,
                                 forbid_reference)
 from course_lib.simclr import info_nce as aliased_info_nce   # alias made before the block
 
@@ -152,7 +152,7 @@ def test_forbid_reference_reports_the_reference_call_behind_a_later_failure():
 def test_forbid_reference_restores_on_error_and_lets_own_code_run():
     original = course_lib.simclr.similarity_matrix.__code__
     with pytest.raises(ZeroDivisionError):
-        with forbid_reference(*UNIT1_REFERENCES):
+        with forbid_reference(*INFONCE_REFERENCES):
             assert torch.zeros(2).sum() == 0          # ordinary torch code is untouched
             1 / 0
     assert course_lib.simclr.similarity_matrix.__code__ is original

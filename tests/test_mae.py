@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from course_lib.backbones import build_vit, embed_tokens, encode_tokens
 from course_lib.data import make_shapes
-from course_lib.mae import (MAE, MAEConfig, block_mask, grid_mask, grid_stride_for,
-                            mae_loss, mask_from_boolean, patchify, random_masking, reconstruct,
-                            sincos_2d, unpatchify)
+from course_lib.mae import (MAE, MAEConfig, information, mae_loss, optimal_ratio, patchify,
+                            random_masking, reconstruct, sincos_2d, unpatchify)
 from course_lib.train import TrainConfig, train
 
 
@@ -138,45 +137,6 @@ def test_random_masking_hand_counts_and_determinism():
 def test_random_masking_rejects_bad_ratios(ratio):
     with pytest.raises(ValueError, match="mask_ratio"):
         random_masking(torch.randn(1, 16, 4), ratio)
-
-
-def test_mask_from_boolean_keeps_patch_order():
-    x = torch.arange(6.0).reshape(1, 6, 1)
-    masked = torch.tensor([[True, False, True, False, False, True]])
-    visible, mask, ids_restore = mask_from_boolean(x, masked)
-    assert visible.flatten().tolist() == [1.0, 3.0, 4.0]
-    assert mask.tolist() == [[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]]
-    filled = torch.cat([visible, torch.full((1, 3, 1), -1.0)], dim=1)
-    restored = torch.gather(filled, 1, ids_restore.unsqueeze(-1))
-    assert restored.flatten().tolist() == [-1.0, 1.0, -1.0, 3.0, 4.0, -1.0]
-    with pytest.raises(ValueError, match="same number"):
-        mask_from_boolean(torch.randn(2, 4, 1), torch.tensor([[True, False, False, False],
-                                                              [True, True, False, False]]))
-
-
-@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75, 0.9])
-def test_block_mask_masks_the_same_count_as_random(ratio):
-    masked = block_mask(16, 8, ratio, generator=torch.Generator().manual_seed(0))
-    assert masked.dtype == torch.bool and masked.shape == (16, 64)
-    assert (masked.sum(1) == 64 - int(64 * (1 - ratio))).all()
-
-
-def test_block_mask_is_blocky_and_grid_mask_is_regular():
-    """Block masks have far fewer masked/visible borders than random ones; grid masks keep
-    exactly one patch per 2x2 cell."""
-    def borders(m):  # horizontally or vertically adjacent pairs that differ
-        g = m.view(-1, 8, 8)
-        return (g[:, 1:] != g[:, :-1]).sum() + (g[:, :, 1:] != g[:, :, :-1]).sum()
-    gen = torch.Generator().manual_seed(0)
-    blocks = block_mask(64, 8, 0.75, generator=gen)
-    random = torch.stack([torch.randperm(64, generator=gen) < 48 for _ in range(64)])
-    assert borders(blocks) < 0.6 * borders(random)
-    grid = grid_mask(32, 8, generator=gen).view(32, 4, 2, 4, 2)          # (b, cell_r, i, cell_c, j)
-    visible_per_cell = (~grid).sum(dim=(2, 4))
-    assert (visible_per_cell == 1).all()
-    assert grid_stride_for(0.75) == 2 and grid_stride_for(8 / 9) == 3
-    with pytest.raises(ValueError, match="1 - 1/s"):
-        grid_stride_for(0.5)
 
 
 # --- the loss --------------------------------------------------------------------------------------
@@ -328,3 +288,21 @@ def test_a_short_training_run_lowers_the_loss():
     history = train(mae, images, TrainConfig(steps=40, batch_size=64, lr=2e-3, warmup_steps=5,
                                              log_every=5, progress=False))
     assert history["loss"][-1] < 0.8 * history["loss"][0]
+
+
+# --- the information model ---------------------------------------------------------------------------
+@pytest.mark.parametrize("decay", [1.0, 4 / 3, 2.5, 6.7, 10.0])
+def test_optimal_ratio_is_the_numeric_argmax(decay):
+    grid = [i / 100000 for i in range(1, 100001)]
+    numeric = max(grid, key=lambda r: r * math.exp(-decay * r))
+    assert optimal_ratio(decay) == pytest.approx(numeric, abs=2e-5)
+    assert information(0.5, 2.0, decay).item() == pytest.approx(2.0 * math.exp(-decay / 2))
+
+
+def test_optimal_ratio_orders_text_below_images_and_clips():
+    text, images = optimal_ratio(6.7), optimal_ratio(4 / 3)       # fast vs slow decay
+    assert text == pytest.approx(0.149, abs=1e-3) and images == pytest.approx(0.75)
+    assert optimal_ratio(0.5) == 1.0                               # r cannot exceed 1
+    for bad in (0, -1.0, "2", True):
+        with pytest.raises(ValueError, match="decay"):
+            optimal_ratio(bad)

@@ -57,9 +57,9 @@ MUTANTS = [
             loss.center.copy_(center)
             return loss.teacher_probs(teacher_logits, teacher_temp)
      ''')),
-    ("targets: calls dino_lab.teacher_distribution", "solution_teacher_targets",
+    ("targets: calls dino.teacher_distribution", "solution_teacher_targets",
      "test_teacher_targets", "reference", fn('''
-        from course_lib.dino_lab import teacher_distribution
+        from course_lib.dino import teacher_distribution
         def teacher_targets(teacher_logits, center, teacher_temp):
             return teacher_distribution(teacher_logits, center, teacher_temp).detach()
      ''')),

@@ -252,9 +252,9 @@ MUTANTS = [
         def optimal_masking_ratio(decay):
             return 1.0 / decay
      ''')),
-    ("ratio: calls course_lib.mae_lab.optimal_ratio", "solution_optimal_masking_ratio",
+    ("ratio: calls course_lib.mae.optimal_ratio", "solution_optimal_masking_ratio",
      "test_optimal_masking_ratio", "reference", fn('''
-        from course_lib.mae_lab import optimal_ratio
+        from course_lib.mae import optimal_ratio
         def optimal_masking_ratio(decay):
             return optimal_ratio(decay)
      ''')),

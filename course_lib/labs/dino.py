@@ -12,9 +12,9 @@ between teacher and student, over training. The two collapse modes read off thos
 
 With both, the entropy settles in between and the KL stays positive: the student still has
 something to learn. ``no_ema`` keeps both tricks but makes the teacher a copy of the student
-after every step. :func:`teacher_distribution` is the numeric walk-through behind the lecture's
-widget. :func:`attention_jaccard` thresholds CLS attention the way the DINO paper does (keep the
-patches holding ``mass`` of the attention) and scores the overlap with the object masks.
+after every step. :func:`plot_teacher` draws the lecture's widget from
+``course_lib.dino.teacher_distribution``; the attention scores come from
+``course_lib.evaluate.attention_jaccard``.
 """
 from __future__ import annotations
 
@@ -23,15 +23,14 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
-from .backbones import build_vit, cls_attention
-from .data import N_CLASSES, make_shapes, normalize
-from .dino import DINO, DINOConfig
-from .evaluate import extract_features, knn_accuracy
-from .train import TrainConfig, train
+from ..backbones import build_vit
+from ..data import N_CLASSES, make_shapes, normalize
+from ..diagnostics import entropy
+from ..dino import DINO, DINOConfig, teacher_distribution
+from ..evaluate import extract_features, knn_accuracy
+from ..train import TrainConfig, train
 
 Tensor = torch.Tensor
 
@@ -144,78 +143,6 @@ def collapse_ablation(scale: str = "cpu", *, seed: int = 0, variants: list[str] 
                          "dino": asdict(setup.dino),
                          "train": {k: v for k, v in asdict(setup.train).items()}},
             "variants": results}
-
-
-# --- the widget's numbers ----------------------------------------------------------------------------
-def teacher_distribution(logits: Tensor, center: Tensor | float = 0.0,
-                         temperature: float = 0.04) -> Tensor:
-    """softmax((logits - center) / temperature) over the last axis: the teacher's target."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature!r}")
-    return F.softmax((logits - center) / temperature, dim=-1)
-
-
-def entropy(probs: Tensor) -> Tensor:
-    """Shannon entropy in nats over the last axis (0 log 0 = 0)."""
-    return -torch.special.xlogy(probs, probs).sum(-1)
-
-
-# --- attention that finds the object -----------------------------------------------------------------
-def attention_masks(attention: Tensor, mass: float = 0.6) -> Tensor:
-    """Keep, per map, the fewest patches holding ``mass`` of its attention: bool, same shape.
-
-    ``attention`` (..., gh, gw) is normalised to sum to 1 per map; patches are taken from the
-    largest down until their total reaches ``mass`` (the one that crosses it included). This is
-    the thresholding of DINO's ``visualize_attention.py`` (``--threshold 0.6``).
-    """
-    if not 0.0 < mass <= 1.0:
-        raise ValueError(f"mass must be in (0, 1], got {mass!r}")
-    if attention.dim() < 2:
-        raise ValueError(f"attention must be (..., gh, gw), got {tuple(attention.shape)}")
-    flat = attention.flatten(-2).float()                                # (..., N)
-    flat = flat / flat.sum(-1, keepdim=True).clamp_min(1e-12)
-    values, order = flat.sort(-1, descending=True)
-    keep_sorted = (values.cumsum(-1) - values) < mass                   # mass of larger ones < mass
-    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
-    return keep.reshape(attention.shape)
-
-
-def jaccard(pred: Tensor, target: Tensor) -> Tensor:
-    """Intersection over union of boolean masks over the last two axes (1 when both are empty)."""
-    inter = (pred & target).flatten(-2).sum(-1).float()
-    union = (pred | target).flatten(-2).sum(-1).float()
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
-
-
-@torch.no_grad()
-def attention_jaccard(model: nn.Module, images: Tensor, masks: Tensor, *, mass: float = 0.6,
-                      batch_size: int = 256) -> dict:
-    """Jaccard of each head's thresholded CLS attention with the object masks, on ``images``.
-
-    ``images`` uint8 (B, 3, H, W), ``masks`` bool (B, H, W). The patch masks of
-    :func:`attention_masks` are upsampled (nearest) to pixels. Returns ``per_head`` (mean over
-    images, one float per head), ``mean_over_heads``, ``best_head`` (the head with the highest
-    mean; chosen on these images, so slightly optimistic) and ``head_average`` (the map averaged
-    over heads, then thresholded).
-    """
-    if masks.shape != (images.shape[0], *images.shape[-2:]) or masks.dtype != torch.bool:
-        raise ValueError(f"masks must be bool (B, H, W) = {(images.shape[0], *images.shape[-2:])}, "
-                         f"got {masks.dtype} {tuple(masks.shape)}")
-    device = next(model.parameters()).device
-    per_head, averaged = [], []
-    for start in range(0, images.shape[0], batch_size):
-        x = normalize(images[start:start + batch_size]).to(device)
-        target = masks[start:start + batch_size].to(device)
-        att = cls_attention(model, x)                                    # (b, h, gh, gw)
-        size = tuple(target.shape[-2:])
-        keep = F.interpolate(attention_masks(att, mass).float(), size=size, mode="nearest") > 0.5
-        per_head.append(jaccard(keep, target[:, None]).cpu())            # (b, h)
-        mean_keep = attention_masks(att.mean(1, keepdim=True), mass).float()
-        mean_keep = F.interpolate(mean_keep, size=size, mode="nearest")[:, 0] > 0.5
-        averaged.append(jaccard(mean_keep, target).cpu())                # (b,)
-    heads = torch.cat(per_head).mean(0)                                  # (h,)
-    return {"per_head": heads.tolist(), "mean_over_heads": heads.mean().item(),
-            "best_head": heads.max().item(), "head_average": torch.cat(averaged).mean().item()}
 
 
 def plot_teacher(logits: Tensor, *, center: float | Tensor = 0.0, teacher_temp: float = 0.04,

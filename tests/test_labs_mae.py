@@ -1,8 +1,6 @@
-"""Tests of course_lib.mae_lab: r* against a numeric argmax, the full-sequence baseline's token
-count, the speed-up record, the pooled features, and the sweep's plumbing on a tiny run; the
-CLI commands end to end (slow)."""
+"""Tests of course_lib.labs.mae: the full-sequence baseline's token count, the speed-up record,
+the pooled features, and the sweep's plumbing on a tiny run; the CLI commands end to end (slow)."""
 import json
-import math
 import subprocess
 import sys
 
@@ -11,27 +9,8 @@ import torch
 
 from course_lib.backbones import build_vit
 from course_lib.mae import MAE, MAEConfig, mae_loss, patchify
-from course_lib.mae_lab import (MeanPooled, full_sequence_loss, information, masking_sweep,
-                                measure_speedup, optimal_ratio, plot_information, plot_sweep,
-                                use_fused_attention)
-
-
-# --- the information model ---------------------------------------------------------------------------
-@pytest.mark.parametrize("decay", [1.0, 4 / 3, 2.5, 6.7, 10.0])
-def test_optimal_ratio_is_the_numeric_argmax(decay):
-    grid = [i / 100000 for i in range(1, 100001)]
-    numeric = max(grid, key=lambda r: r * math.exp(-decay * r))
-    assert optimal_ratio(decay) == pytest.approx(numeric, abs=2e-5)
-    assert information(0.5, 2.0, decay).item() == pytest.approx(2.0 * math.exp(-decay / 2))
-
-
-def test_optimal_ratio_orders_text_below_images_and_clips():
-    text, images = optimal_ratio(6.7), optimal_ratio(4 / 3)       # fast vs slow decay
-    assert text == pytest.approx(0.149, abs=1e-3) and images == pytest.approx(0.75)
-    assert optimal_ratio(0.5) == 1.0                               # r cannot exceed 1
-    for bad in (0, -1.0, "2", True):
-        with pytest.raises(ValueError, match="decay"):
-            optimal_ratio(bad)
+from course_lib.labs.mae import (MeanPooled, full_sequence_loss, masking_sweep, measure_speedup,
+                                 plot_information, plot_sweep, use_fused_attention)
 
 
 # --- the speed-up ---------------------------------------------------------------------------------
@@ -115,7 +94,7 @@ def test_mae_cli_commands_write_their_json(tmp_path):
 def test_neighbour_fill_error_matches_a_patch_loop():
     from course_lib.data import make_shapes, normalize
     from course_lib.mae import random_masking
-    from course_lib.mae_lab import neighbour_fill_error
+    from course_lib.labs.mae import neighbour_fill_error
     images, _, _ = make_shapes(3, seed=0)
     p, g, ratio = 8, 4, 0.5
     got = neighbour_fill_error(images, ratio, patch_size=p, seed=5)
@@ -146,7 +125,7 @@ def test_masking_figure_rows():
     import matplotlib
     matplotlib.use("Agg")
     from course_lib.data import make_shapes
-    from course_lib.mae_lab import masking_figure
+    from course_lib.labs.mae import masking_figure
     images, _, _ = make_shapes(3, seed=0)
     for masking in ("random", "block", "grid"):
         fig = masking_figure(images, 0.75, masking, patch_size=4)

@@ -1,11 +1,11 @@
-"""Tests for course_lib.infonce_lab: the Lecture 01 runners return finite, seeded metrics."""
+"""Tests for course_lib.labs.infonce: the Lecture 01 runners return finite, seeded metrics."""
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from course_lib import infonce_lab as lab
+from course_lib.labs import infonce as lab
 from course_lib.train import TrainConfig
 
 FEATURE_DIM = 16

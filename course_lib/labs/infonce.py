@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .diagnostics import alignment, uniformity
-from .evaluate import extract_features, knn_accuracy
-from .moco import MoCo
-from .simclr import SimCLR, default_views
-from .train import Method, TrainConfig, train
+from ..diagnostics import alignment, uniformity
+from ..evaluate import extract_features, knn_accuracy
+from ..moco import MoCo
+from ..simclr import SimCLR, default_views
+from ..train import Method, TrainConfig, train
 
 Tensor = torch.Tensor
 Views = Callable[[Tensor], tuple[Tensor, Tensor]]

@@ -9,14 +9,13 @@ encoder, the masking-ratio sweep, and the numeric model of the BERT-vs-MAE ratio
 - :func:`masking_sweep` pretrains from one seeded initialisation at several masking ratios (and
   with block-wise and grid masking at 0.75) and judges each encoder the three ways the paper does:
   k-NN and a linear probe on frozen features, and a short fine-tune (Figure 5, Table 1).
-- :func:`optimal_ratio` is lecture 03's masking-ratio argument (section 6) as a function: with a
-  visible-to-masked mutual information I(r) = I0 exp(-lambda r), the useful signal r I(r) peaks
-  at r* = 1 / lambda.
+- :func:`plot_information` draws lecture 03's masking-ratio argument (section 6) from
+  ``course_lib.mae.information`` and ``optimal_ratio``: with a visible-to-masked mutual
+  information I(r) = I0 exp(-lambda r), the useful signal r I(r) peaks at r* = 1 / lambda.
 """
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from statistics import median
@@ -25,19 +24,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import augment_batch, simclr_view_spec
-from .backbones import build_vit, embed_tokens, encode_tokens, num_prefix_tokens
-from .data import N_CLASSES, SHAPES_MEAN, SHAPES_STD, make_shapes, normalize
-from .evaluate import extract_features, knn_accuracy, linear_probe
-from .mae import (MAE, MAEConfig, block_mask, grid_mask, grid_stride_for, mae_loss, patchify,
+from ..augment import augment_batch, simclr_view_spec
+from ..backbones import build_vit, embed_tokens, encode_tokens, num_prefix_tokens
+from ..data import N_CLASSES, SHAPES_MEAN, SHAPES_STD, make_shapes, normalize
+from ..evaluate import extract_features, knn_accuracy, linear_probe
+from ..masking import MASKINGS, block_mask, grid_mask, grid_stride_for
+from ..mae import (MAE, MAEConfig, information, mae_loss, optimal_ratio, patchify,
                   random_masking, reconstruct, unpatchify)
-from .supervised import Supervised
-from .train import TrainConfig, train
+from ..supervised import Supervised
+from ..train import TrainConfig, train
 
 Tensor = torch.Tensor
 
 RATIOS = (0.1, 0.25, 0.5, 0.75, 0.9)
-STRATEGIES = ("random", "block", "grid")
+STRATEGIES = MASKINGS  # the masking strategies the sweep compares at r = 0.75
 
 
 class MeanPooled(nn.Module):
@@ -52,20 +52,6 @@ class MeanPooled(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         tokens = self.encoder.forward_features(images)               # (B, P + N, D)
         return tokens[:, num_prefix_tokens(self.encoder):].mean(1)   # (B, D)
-
-
-# --- the information model (lecture 03, section 6) ------------------------------------------------
-def information(ratio: Tensor | float, i0: float, decay: float) -> Tensor:
-    """I(r) = I0 exp(-lambda r): how much the visible part still tells about the masked part."""
-    return i0 * torch.exp(-decay * torch.as_tensor(ratio, dtype=torch.float64))
-
-
-def optimal_ratio(decay: float) -> float:
-    """r* = argmax_r r I0 exp(-lambda r) = 1 / lambda (set the derivative I0 e^{-lambda r}
-    (1 - lambda r) to zero), clipped to the masking ratios that exist, (0, 1]."""
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not decay > 0:
-        raise ValueError(f"decay must be a positive number, got {decay!r}")
-    return min(1.0, 1.0 / decay)
 
 
 # --- how redundant are images? ----------------------------------------------------------------------
@@ -149,7 +135,7 @@ def measure_speedup(scale: str = "cpu", *, mask_ratio: float = 0.75,
     return median seconds and ratios: encoder fwd + bwd on visible vs all tokens
     (``encoder_speedup``), and a whole MAE step (fwd, bwd, AdamW) vs the full-sequence
     autoencoder's (``step_speedup``). ``token_ratio`` is (1 + N) / (1 + N_keep)."""
-    from .runtime import autocast
+    from ..runtime import autocast
     setup = speedup_scale(scale)
     repeats = repeats or setup.repeats
     device = torch.device(device)
@@ -435,7 +421,7 @@ def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
     """Original, masked and (with ``model``) reconstructed images (uint8 (B, C, H, W)) at any
     ratio and strategy: the lecture's widget draws this. Without a model, only the first two
     rows, masked on a ``patch_size`` grid; with one, the model's own patch size is used."""
-    from .viz import masked_reconstruction_grid
+    from ..viz import masked_reconstruction_grid
     x = normalize(images)
     mean = torch.tensor(SHAPES_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(SHAPES_STD).view(1, 3, 1, 1)
