@@ -111,7 +111,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
               "batch_size": config.batch_size, "train_seconds": round(time.perf_counter() - start, 2),
               "final_loss": history.last("loss"), "chance": 1 / len(train_y.unique())}
     result.update(evaluate_backbone(method.backbone, train_x, train_y, test_x, test_y,
-                                    device=settings.device, probe=not args.no_probe))
+                                    device=settings.device, probe_epochs=0 if args.no_probe else 100))
     if args.command == "supervised":                         # the trained classifier itself
         from .data import normalize
         from .evaluate import extract_features

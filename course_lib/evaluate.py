@@ -4,18 +4,22 @@
 ``eval_knn.py``, itself from Wu et al. 2018): L2-normalised features, cosine similarity to every
 training feature, the k nearest neighbours vote for their class with weight exp(sim / T).
 Everything runs on the device of the features. Lecture 07 compares methods with these.
+``evaluate_backbone`` is the one entry point every lab and lecture uses: k-NN, linear probe and an
+optional fine-tune of a backbone under one set of keys, with CLS or mean-of-patches pooling.
 ``attention_jaccard`` scores where a ViT's CLS token looks: its attention thresholded the way the
 DINO paper does (keep the patches holding 60 % of the mass), against the object masks.
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import cls_attention
+from ._checks import check_int
+from .backbones import cls_attention, num_prefix_tokens
 from .data import normalize
 
 Tensor = torch.Tensor
@@ -134,27 +138,93 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
         return (head(xte).argmax(1) == yte).float().mean().item()
 
 
-def evaluate_backbone(backbone: nn.Module, train_images: Tensor, train_labels: Tensor,
-                      test_images: Tensor, test_labels: Tensor, *,
-                      transform: Callable[[Tensor], Tensor] | None = None, k: int = 20,
-                      probe: bool = True, device: torch.device | str | None = None) -> dict[str, float]:
-    """Frozen-feature report of a backbone on uint8 images: k-NN and linear-probe accuracy, plus
-    the representation diagnostics (uniformity, effective rank, mean per-dimension std).
+POOLINGS = ("cls", "mean")
 
-    ``transform`` maps a uint8 batch to the backbone input; default: the shapes dataset's
-    ``course_lib.data.normalize``.
+
+class Pooled(nn.Module):
+    """A ViT's image feature, pooled one of two ways: (B, C, H, W) -> (B, D).
+
+    "cls": the model's own forward, the final-norm CLS token (SimCLR, MoCo, DINO, supervised).
+    "mean": the final-norm patch tokens averaged over the N patches: MAE fine-tunes and probes
+    this way (He et al. 2022, appendix A.2) and I-JEPA has no CLS token at all.
+    """
+
+    def __init__(self, backbone: nn.Module, pooling: str = "cls") -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.backbone, self.pooling = backbone, pooling
+
+    def forward(self, images: Tensor) -> Tensor:
+        if self.pooling == "cls":
+            return self.backbone(images)                                       # (B, D)
+        tokens = self.backbone.forward_features(images)                        # (B, P + N, D)
+        return tokens[:, num_prefix_tokens(self.backbone):].mean(1)            # (B, D)
+
+
+def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
+             test_labels: Tensor, *, steps: int, pooling: str = "cls", seed: int = 0,
+             device: torch.device | str | None = None) -> float:
+    """Fine-tune a copy of ``backbone`` with a linear head on its pooled feature for ``steps``
+    steps of the shared loop (crop and flip only: MAE's recipe without mixup or cutmix); return
+    the copy's top-1 accuracy on the test images. ``backbone`` itself is left untouched."""
+    from .augment import augment_batch, simclr_view_spec
+    from .supervised import Supervised
+    from .train import TrainConfig, train
+    check_int("steps", steps)
+    model = Pooled(copy.deepcopy(backbone), pooling)
+    n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    spec = simclr_view_spec(train_images.shape[-1], strength=0.0, scale=(0.6, 1.0))
+    method = Supervised(model, backbone.embed_dim, n_classes,
+                        augment=lambda x: augment_batch(x, [spec])[0])
+    config = TrainConfig(steps=steps, batch_size=min(128, train_images.shape[0]), lr=1e-3,
+                         warmup_steps=min(20, steps), seed=seed, progress=False,
+                         log_every=steps)
+    device = device if device is not None else next(backbone.parameters()).device
+    train(method, train_images, config, labels=train_labels, device=device)
+    logits = extract_features(method, test_images, transform=normalize, device=device)
+    return (logits.argmax(1).cpu() == test_labels.cpu()).float().mean().item()
+
+
+def evaluate_backbone(backbone: nn.Module, train_images: Tensor, train_labels: Tensor,
+                      test_images: Tensor, test_labels: Tensor, *, pooling: str = "cls",
+                      k: int = 20, probe_epochs: int = 100, finetune_steps: int = 0,
+                      diagnostics: bool = True, seed: int = 0,
+                      transform: Callable[[Tensor], Tensor] | None = None,
+                      device: torch.device | str | None = None) -> dict[str, float]:
+    """The course's one evaluation of a backbone on labelled uint8 images, under one set of keys:
+
+    - ``knn_accuracy`` (weighted k-NN on frozen features, DINO's protocol) and ``knn_stderr``
+      (its binomial standard error over the test images);
+    - ``linear_probe`` (frozen features; ``probe_epochs=0`` skips it);
+    - ``finetune_accuracy`` (a copy trained end to end for ``finetune_steps``; 0 skips it);
+    - with ``diagnostics``: ``uniformity``, ``effective_rank`` and ``feature_std`` of the test
+      features (course_lib.diagnostics).
+
+    ``pooling`` is "cls" or "mean" (see :class:`Pooled`). ``transform`` maps a uint8 batch to the
+    backbone input; default: the shapes dataset's ``course_lib.data.normalize``.
     """
     from .diagnostics import effective_rank, feature_std, uniformity
+    check_int("probe_epochs", probe_epochs, 0)
+    check_int("finetune_steps", finetune_steps, 0)
     transform = transform if transform is not None else normalize
-    train_x = extract_features(backbone, train_images, transform=transform, device=device)
-    test_x = extract_features(backbone, test_images, transform=transform, device=device)
+    features = Pooled(backbone, pooling)
+    train_x = extract_features(features, train_images, transform=transform, device=device)
+    test_x = extract_features(features, test_images, transform=transform, device=device)
     train_y, test_y = train_labels.to(train_x.device), test_labels.to(train_x.device)
-    report = {"knn_accuracy": knn_accuracy(train_x, train_y, test_x, test_y, k=k),
-              "uniformity": uniformity(test_x[:1000]).item(),
-              "effective_rank": effective_rank(test_x).item(),
-              "feature_std": feature_std(test_x).mean().item()}
-    if probe:
-        report["linear_probe"] = linear_probe(train_x, train_y, test_x, test_y)
+    knn = knn_accuracy(train_x, train_y, test_x, test_y, k=k)
+    report = {"knn_accuracy": knn, "knn_stderr": (knn * (1 - knn) / test_x.shape[0]) ** 0.5}
+    if probe_epochs:
+        report["linear_probe"] = linear_probe(train_x, train_y, test_x, test_y,
+                                              epochs=probe_epochs, seed=seed)
+    if finetune_steps:
+        report["finetune_accuracy"] = finetune(backbone, train_images, train_labels, test_images,
+                                               test_labels, steps=finetune_steps, pooling=pooling,
+                                               seed=seed, device=device)
+    if diagnostics:
+        report.update(uniformity=uniformity(test_x[:1000]).item(),
+                      effective_rank=effective_rank(test_x).item(),
+                      feature_std=feature_std(test_x).mean().item())
     return report
 
 

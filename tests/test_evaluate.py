@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from course_lib.backbones import build_vit
 from course_lib.data import make_shapes
-from course_lib.evaluate import (attention_jaccard, attention_masks, extract_features, jaccard,
-                                 knn_accuracy, linear_probe)
+from course_lib.evaluate import (Pooled, attention_jaccard, attention_masks, evaluate_backbone,
+                                 extract_features, jaccard, knn_accuracy, linear_probe)
 
 
 def knn_loop(train_x, train_y, test_x, k, T):
@@ -118,3 +118,41 @@ def test_attention_jaccard_shapes_and_bounds():
         assert 0.0 <= out[key] <= 1.0
     with pytest.raises(ValueError, match="masks"):
         attention_jaccard(model, images, masks.float())
+
+
+# --- the one evaluator ---------------------------------------------------------------------------
+def test_pooled_cls_is_the_forward_and_mean_averages_the_patch_tokens():
+    torch.manual_seed(0)
+    vit = build_vit("cpu", depth=1).eval()
+    x = torch.randn(2, 3, 32, 32)
+    tokens = vit.forward_features(x)                  # (2, 1 + 16, D), after the final norm
+    torch.testing.assert_close(Pooled(vit, "cls")(x), vit(x))
+    torch.testing.assert_close(Pooled(vit, "cls")(x), tokens[:, 0])
+    torch.testing.assert_close(Pooled(vit, "mean")(x), tokens[:, 1:].mean(1))
+    with pytest.raises(ValueError, match="pooling"):
+        Pooled(vit, "max")
+
+
+def test_evaluate_backbone_keys_and_knn_match_the_direct_computation():
+    torch.manual_seed(0)
+    vit = build_vit("cpu", depth=1)
+    train_x, train_y, _ = make_shapes(60, 32, seed=0)
+    test_x, test_y, _ = make_shapes(20, 32, seed=0, split="test")
+    before = [p.detach().clone() for p in vit.parameters()]
+    report = evaluate_backbone(vit, train_x, train_y, test_x, test_y, pooling="mean", k=5,
+                               probe_epochs=2, finetune_steps=2)
+    assert set(report) == {"knn_accuracy", "knn_stderr", "linear_probe", "finetune_accuracy",
+                           "uniformity", "effective_rank", "feature_std"}
+    from course_lib.data import normalize
+    bank = extract_features(Pooled(vit, "mean"), train_x, transform=normalize)
+    query = extract_features(Pooled(vit, "mean"), test_x, transform=normalize)
+    knn = knn_accuracy(bank, train_y, query, test_y, k=5)
+    assert report["knn_accuracy"] == knn
+    assert report["knn_stderr"] == pytest.approx((knn * (1 - knn) / 20) ** 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(before, vit.parameters()))  # fine-tuned a copy
+    small = evaluate_backbone(vit, train_x, train_y, test_x, test_y, k=5, probe_epochs=0,
+                              diagnostics=False)
+    assert set(small) == {"knn_accuracy", "knn_stderr"}
+    with pytest.raises(ValueError, match="finetune_steps"):
+        evaluate_backbone(vit, train_x, train_y, test_x, test_y, finetune_steps=-1)
+

@@ -39,13 +39,13 @@ def common(config):
 
 
 CONFIG = TrainConfig(steps=3, batch_size=8, warmup_steps=1, progress=False, log_every=1)
-KEYS = {"knn", "knn_stderr", "alignment", "uniformity", "positive_cosine", "negative_cosine", "steps", "loss",
+KEYS = {"knn_accuracy", "knn_stderr", "alignment", "uniformity", "positive_cosine", "negative_cosine", "steps", "loss",
         "train_seconds"}
 
 
 def check_metrics(result):
     assert set(result) == KEYS
-    assert 0.0 <= result["knn"] <= 1.0
+    assert 0.0 <= result["knn_accuracy"] <= 1.0
     assert 0.0 <= result["alignment"] <= 4.0          # squared distance of unit vectors
     assert -8.0 <= result["uniformity"] <= 0.0        # never below -4t with t = 2
     for key in ("positive_cosine", "negative_cosine"):
@@ -76,7 +76,7 @@ def test_runs_are_deterministic_for_a_seed(data):
     images, eval_data = data
     a = lab.train_simclr(images[:32], eval_data, temperature=0.2, **common(CONFIG))
     b = lab.train_simclr(images[:32], eval_data, temperature=0.2, **common(CONFIG))
-    for key in ("knn", "alignment", "uniformity", "loss"):
+    for key in ("knn_accuracy", "alignment", "uniformity", "loss"):
         assert a[key] == b[key], key
 
 

@@ -9,8 +9,9 @@ import torch
 
 from course_lib.backbones import build_vit
 from course_lib.mae import MAE, MAEConfig, mae_loss, patchify
-from course_lib.labs.mae import (MeanPooled, full_sequence_loss, masking_sweep, measure_speedup,
-                                 plot_information, plot_sweep, use_fused_attention)
+from course_lib.evaluate import Pooled
+from course_lib.labs.mae import (full_sequence_loss, masking_sweep, measure_speedup, plot_information,
+                                 plot_sweep, use_fused_attention)
 
 
 # --- the speed-up ---------------------------------------------------------------------------------
@@ -43,11 +44,11 @@ def test_mean_pooled_is_the_mean_of_the_patch_tokens_and_fusion_changes_nothing(
     encoder = build_vit("cpu", stem="patch", patch_size=8, depth=2).eval()
     images = torch.randn(3, 3, 32, 32)
     tokens = encoder.forward_features(images)
-    torch.testing.assert_close(MeanPooled(encoder)(images), tokens[:, 1:].mean(1))
-    fused = MeanPooled(encoder)(images)
+    torch.testing.assert_close(Pooled(encoder, "mean")(images), tokens[:, 1:].mean(1))
+    fused = Pooled(encoder, "mean")(images)
     use_fused_attention(encoder, False)
     assert all(not b.attn.fused_attn for b in encoder.blocks)
-    torch.testing.assert_close(MeanPooled(encoder)(images), fused, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(Pooled(encoder, "mean")(images), fused, rtol=1e-5, atol=1e-5)
 
 
 # --- the sweep ------------------------------------------------------------------------------------

@@ -26,10 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones import build_vit
-from ..data import N_CLASSES, make_shapes, normalize
+from ..data import N_CLASSES, make_shapes
 from ..diagnostics import entropy
 from ..dino import DINO, DINOConfig, teacher_distribution
-from ..evaluate import extract_features, knn_accuracy
+from ..evaluate import evaluate_backbone
 from ..train import TrainConfig, train
 
 Tensor = torch.Tensor
@@ -95,13 +95,12 @@ def run_variant(name: str, images: Tensor, bank: tuple[Tensor, Tensor], test: tu
     start = time.perf_counter()
     history = train(method, images, setup.train, device=device)
     seconds = time.perf_counter() - start
-    teacher = method.teacher.backbone                    # DINO evaluates the teacher
-    bank_x = extract_features(teacher, bank[0], transform=normalize, device=device)
-    test_x = extract_features(teacher, test[0], transform=normalize, device=device)
+    scores = evaluate_backbone(method.teacher.backbone, *bank, *test, probe_epochs=0,  # DINO evaluates
+                               diagnostics=False, device=device)                    # the teacher
     last = lambda key: sum(history[key][-5:]) / len(history[key][-5:])  # noqa: E731 - mean of the last 5 logs
     return {"final_teacher_entropy": last("teacher_entropy"), "final_kl": last("kl"),
             "final_loss": last("loss"),
-            "knn_accuracy": knn_accuracy(bank_x, bank[1], test_x, test[1], k=20),
+            "knn_accuracy": scores["knn_accuracy"],
             "train_seconds": round(seconds, 2),
             "curves": {"step": history.steps, "teacher_entropy": history["teacher_entropy"],
                        "kl": history["kl"], "loss": history["loss"]},
@@ -131,9 +130,8 @@ def collapse_ablation(scale: str = "cpu", *, seed: int = 0, variants: list[str] 
     bank, test = (images, labels), (test_x, test_y)
     torch.manual_seed(seed)
     init = build_vit(**setup.vit)
-    init_knn = knn_accuracy(extract_features(init, images, transform=normalize, device=device),
-                            labels, extract_features(init, test_x, transform=normalize,
-                                                     device=device), test_y, k=20)
+    init_knn = evaluate_backbone(init.to(device), *bank, *test, probe_epochs=0, diagnostics=False,
+                                 device=device)["knn_accuracy"]
     results = {name: run_variant(name, images, bank, test, setup, device, keep_models)
                for name in tqdm(names, desc="DINO ablation", disable=not progress)}
     return {"scale": scale, "seed": seed, "out_dim": setup.dino.out_dim,

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..diagnostics import alignment, uniformity
-from ..evaluate import extract_features, knn_accuracy
+from ..evaluate import evaluate_backbone
 from ..moco import MoCo
 from ..simclr import SimCLR, default_views
 from ..train import Method, TrainConfig, train
@@ -67,12 +67,12 @@ def evaluate(backbone: nn.Module, encoder: nn.Module, data: EvalData, *,
              transform: Callable[[Tensor], Tensor], views: Views = default_views,
              seed: int = 0) -> dict[str, float]:
     """Weighted 20-NN accuracy of ``backbone`` features (bank -> held-out queries; DINO's k-NN,
-    T = 0.07) and :func:`view_geometry` of ``encoder`` outputs on the held-out images."""
-    bank = extract_features(backbone, data.bank_images, transform=transform)    # (n, D)
-    test = extract_features(backbone, data.test_images, transform=transform)    # (m, D)
-    knn = knn_accuracy(bank, data.bank_labels, test, data.test_labels, k=20)
-    return {"knn": knn, "knn_stderr": (knn * (1 - knn) / test.shape[0]) ** 0.5,  # binomial
-            **view_geometry(encoder, data.test_images, views, seed=seed)}
+    T = 0.07) with its standard error (``course_lib.evaluate.evaluate_backbone``), and
+    :func:`view_geometry` of ``encoder`` outputs on the held-out images."""
+    scores = evaluate_backbone(backbone, data.bank_images, data.bank_labels, data.test_images,
+                               data.test_labels, probe_epochs=0, diagnostics=False,
+                               transform=transform)
+    return {**scores, **view_geometry(encoder, data.test_images, views, seed=seed)}
 
 
 def _simclr(build_backbone: Callable[[], nn.Module], feature_dim: int, seed: int, views: Views,
@@ -183,10 +183,11 @@ def plot_sweep(results: dict[float, dict], *, random_init: dict[str, float], cha
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     taus = sorted(results)
-    panels = (("knn", "k-NN top-1 accuracy, held-out (%)", 100), ("alignment", "alignment (lower = tighter)", 1),
+    panels = (("knn_accuracy", "k-NN top-1 accuracy, held-out (%)", 100),
+              ("alignment", "alignment (lower = tighter)", 1),
               ("uniformity", "uniformity (lower = more uniform)", 1))
     for ax, (key, label, scale) in zip(axes, panels):
-        errors = [100 * results[t]["knn_stderr"] for t in taus] if key == "knn" else None
+        errors = [100 * results[t]["knn_stderr"] for t in taus] if key == "knn_accuracy" else None
         ax.errorbar(taus, [scale * results[t][key] for t in taus], yerr=errors, fmt="o-", capsize=3,
                     label="SimCLR after training" + (" (+- 1 s.e.)" if errors else ""))
         ax.axhline(scale * random_init[key], color="gray", ls="--", lw=1, label="same model at init")
@@ -210,10 +211,10 @@ def plot_queue(results: dict[int, dict], *, random_init: dict[str, float], batch
                 title=f"batch {batch_size}; dashed: chance level log(#candidates)")
     axes[0].legend(fontsize=8)
     axes[0].grid(alpha=0.3)
-    bars = axes[1].bar(names, [100 * r["knn"] for r in results.values()],
+    bars = axes[1].bar(names, [100 * r["knn_accuracy"] for r in results.values()],
                        yerr=[100 * r["knn_stderr"] for r in results.values()], capsize=3)
     axes[1].bar_label(bars, fmt="%.1f", fontsize=8, label_type="center")
-    axes[1].axhline(100 * random_init["knn"], color="gray", ls="--", lw=1, label="at init")
+    axes[1].axhline(100 * random_init["knn_accuracy"], color="gray", ls="--", lw=1, label="at init")
     axes[1].set(ylabel="k-NN top-1 accuracy (%, +- 1 s.e.)")
     axes[1].legend(fontsize=8, loc="lower right")
     for offset, key in ((-0.2, "alignment"), (0.2, "uniformity")):

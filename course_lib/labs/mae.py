@@ -15,7 +15,6 @@ encoder, the masking-ratio sweep, and the numeric model of the BERT-vs-MAE ratio
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass, replace
 from statistics import median
@@ -24,34 +23,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..augment import augment_batch, simclr_view_spec
-from ..backbones import build_vit, embed_tokens, encode_tokens, num_prefix_tokens
+from ..backbones import build_vit, embed_tokens, encode_tokens
 from ..data import N_CLASSES, SHAPES_MEAN, SHAPES_STD, make_shapes, normalize
-from ..evaluate import extract_features, knn_accuracy, linear_probe
+from ..evaluate import evaluate_backbone
 from ..masking import MASKINGS, block_mask, grid_mask, grid_stride_for
 from ..mae import (MAE, MAEConfig, information, mae_loss, optimal_ratio, patchify,
                   random_masking, reconstruct, unpatchify)
-from ..supervised import Supervised
 from ..train import TrainConfig, train
 
 Tensor = torch.Tensor
 
 RATIOS = (0.1, 0.25, 0.5, 0.75, 0.9)
 STRATEGIES = MASKINGS  # the masking strategies the sweep compares at r = 0.75
-
-
-class MeanPooled(nn.Module):
-    """An encoder's final-norm patch tokens averaged over the patches: (B, C, H, W) -> (B, D).
-    MAE's fine-tuning pools this way (He et al. 2022, appendix A.2); MAE's CLS token gets no
-    training signal of its own, so we probe and fine-tune the mean of the patch tokens."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, images: Tensor) -> Tensor:
-        tokens = self.encoder.forward_features(images)               # (B, P + N, D)
-        return tokens[:, num_prefix_tokens(self.encoder):].mean(1)   # (B, D)
 
 
 # --- how redundant are images? ----------------------------------------------------------------------
@@ -242,34 +225,15 @@ def sweep_scale(scale: str, seed: int = 0) -> SweepScale:
     raise ValueError(f"scale must be 'cpu' or 'gpu', got {scale!r}")
 
 
-def finetune(encoder: nn.Module, train_data: tuple[Tensor, Tensor], test_data: tuple[Tensor, Tensor],
-             steps: int, *, seed: int = 0, device: torch.device | str = "cpu") -> float:
-    """Fine-tune a copy of ``encoder`` with a linear head on mean-pooled tokens for ``steps``
-    steps (crop and flip only, as MAE's recipe minus mixup); return its test accuracy."""
-    model = MeanPooled(copy.deepcopy(encoder))
-    spec = simclr_view_spec(32, strength=0.0, scale=(0.6, 1.0))
-    method = Supervised(model, encoder.embed_dim, N_CLASSES,
-                        augment=lambda x: augment_batch(x, [spec])[0])
-    config = TrainConfig(steps=steps, batch_size=128, lr=1e-3, warmup_steps=min(20, steps),
-                         seed=seed, progress=False, log_every=max(1, steps))
-    train(method, train_data[0], config, labels=train_data[1], device=device)
-    logits = extract_features(method, test_data[0], transform=normalize, device=device)
-    return (logits.argmax(1).cpu() == test_data[1]).float().mean().item()
-
-
 def evaluate_encoder(encoder: nn.Module, train_data: tuple[Tensor, Tensor],
                      test_data: tuple[Tensor, Tensor], setup: SweepScale,
                      device: torch.device | str = "cpu") -> dict[str, float]:
-    """k-NN and linear probe on frozen mean-pooled features, and a short fine-tune."""
-    pooled = MeanPooled(encoder)
-    train_x = extract_features(pooled, train_data[0], transform=normalize, device=device)
-    test_x = extract_features(pooled, test_data[0], transform=normalize, device=device)
-    train_y, test_y = train_data[1].to(train_x.device), test_data[1].to(train_x.device)
-    return {"knn_accuracy": knn_accuracy(train_x, train_y, test_x, test_y, k=20),
-            "linear_probe": linear_probe(train_x, train_y, test_x, test_y,
-                                         epochs=setup.probe_epochs, seed=setup.train.seed),
-            "finetune_accuracy": finetune(encoder, train_data, test_data, setup.finetune_steps,
-                                          seed=setup.train.seed, device=device)}
+    """k-NN and linear probe on frozen mean-pooled features, and a short fine-tune
+    (``course_lib.evaluate.evaluate_backbone`` with MAE's pooling)."""
+    report = evaluate_backbone(encoder, *train_data, *test_data, pooling="mean",
+                               probe_epochs=setup.probe_epochs, finetune_steps=setup.finetune_steps,
+                               diagnostics=False, seed=setup.train.seed, device=device)
+    return {key: report[key] for key in ("knn_accuracy", "linear_probe", "finetune_accuracy")}
 
 
 def pretrain(mask_ratio: float, masking: str, images: Tensor, setup: SweepScale,
