@@ -1,6 +1,6 @@
 """Command line for the jobs a homework or an instructor runs outside a notebook.
 
-    python -m course_lib --help
+    python -m course_lib --help                     # the commands; COMMAND --help for options
     python -m course_lib info                       # versions, device, scale
     python -m course_lib shapes --n 64 --out grid.png
     python -m course_lib supervised --json out.json # the learnability smoke run
@@ -19,43 +19,130 @@ import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from .masking import MASKINGS
+from . import __version__
+from .labs.dino import VARIANTS as DINO_VARIANTS
+from .labs.dino import ablation_summary
+from .labs.mae import RATIOS as MAE_RATIOS
+from .labs.mae import STRATEGIES as MAE_STRATEGIES
+from .labs.mae import speedup_summary, sweep_summary
+from .runtime import SCALES
 
 
-def _write_json(path: str | None, payload: dict) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        print(f"wrote {path}")
+# --- argument types: a bad value is one parser error line (exit 2), never a traceback ----------
+def positive_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
-def cmd_info(args: argparse.Namespace) -> int:
+def non_negative_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def mask_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a masking ratio in [0, 1), got {text!r}")
+    return value
+
+
+def output_file(*suffixes: str) -> Callable[[str], str]:
+    """A path whose folder exists and whose name ends in one of ``suffixes``."""
+    def check(text: str) -> str:
+        path = Path(text)
+        if path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"expected a file name ending in {' or '.join(suffixes)}, "
+                                             f"got {text!r}")
+        if not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} does not exist "
+                                             f"(for {text!r}); create it first")
+        return text
+    check.__name__ = "output_file"
+    return check
+
+
+def _scale_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", choices=SCALES, default=None,
+                        help="the scale's settings; default: gpu on CUDA, cpu otherwise "
+                             "($COURSE_SCALE overrides)")
+
+
+def _seed_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the data, the initial weights and the batches")
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=output_file(".json"), default=None,
+                        help="also write the figures to this JSON file")
+
+
+def _settings(args: argparse.Namespace):
+    from .runtime import course_settings
+    return course_settings(scale=args.scale, seed=getattr(args, "seed", 0))
+
+
+# --- the commands: arguments, run(args) -> dict, summary(result) -> str ------------------------
+def info_arguments(p: argparse.ArgumentParser) -> None:
+    _json_option(p)
+
+
+def info_run(args: argparse.Namespace) -> dict:
     import timm
     import torch
     import torchvision
 
-    from . import __version__
     from .runtime import default_device, default_scale, in_colab
     device = default_device()
-    info = {"course_lib": __version__, "python": platform.python_version(), "torch": torch.__version__,
+    return {"course_lib": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "timm": timm.__version__,
             "device": str(device), "scale": default_scale(device), "colab": in_colab(),
             "cuda_available": torch.cuda.is_available(), "threads": torch.get_num_threads()}
-    for key, value in info.items():
-        print(f"{key:>15}: {value}")
-    _write_json(args.json, info)
-    return 0
 
 
-def cmd_shapes(args: argparse.Namespace) -> int:
+def info_summary(result: dict) -> str:
+    return "\n".join(f"{key:>15}: {value}" for key, value in result.items())
+
+
+def shapes_arguments(p: argparse.ArgumentParser) -> None:
+    from .data import IMAGE_SIZE_RANGE
+    p.add_argument("--n", type=positive_int, default=10000, help="number of images")
+    p.add_argument("--size", type=positive_int, default=32,
+                   help=f"image side in pixels, {IMAGE_SIZE_RANGE[0]} to {IMAGE_SIZE_RANGE[1]}")
+    _seed_option(p)
+    p.add_argument("--out", type=output_file(".png"), default=None,
+                   help="PNG file for a grid of the first 64 images")
+    _json_option(p)
+
+
+def shapes_run(args: argparse.Namespace) -> dict:
     from .data import SHAPE_CLASSES, make_shapes
     start = time.perf_counter()
     images, labels, masks = make_shapes(args.n, image_size=args.size, seed=args.seed)
-    seconds = time.perf_counter() - start
-    print(f"make_shapes({args.n}, image_size={args.size}, seed={args.seed}): {seconds:.2f} s, "
-          f"{len(SHAPE_CLASSES)} classes, mean mask fraction {masks.float().mean():.3f}")
+    result = {"n": args.n, "image_size": args.size, "seed": args.seed,
+              "seconds": round(time.perf_counter() - start, 3), "classes": len(SHAPE_CLASSES),
+              "mask_fraction": masks.float().mean().item()}
     if args.out:
         import matplotlib
         matplotlib.use("Agg")
@@ -63,13 +150,45 @@ def cmd_shapes(args: argparse.Namespace) -> int:
         shown = min(args.n, 64)
         fig = image_grid(images[:shown], labels=[SHAPE_CLASSES[i] for i in labels[:shown]])
         fig.savefig(args.out, dpi=120)
-        print(f"wrote {args.out}")
-    return 0
+        result["grid"] = args.out
+    return result
 
 
-def _build_method(args: argparse.Namespace, settings):
-    """The method a pretraining command trains, built explicitly (no registry): backbone, then
-    the method around it."""
+def shapes_summary(result: dict) -> str:
+    return (f"make_shapes({result['n']}, image_size={result['image_size']}, seed={result['seed']}): "
+            f"{result['seconds']:.2f} s, {result['classes']} classes, mean mask fraction "
+            f"{result['mask_fraction']:.3f}" + (f"\nwrote {result['grid']}" if "grid" in result else ""))
+
+
+PRETRAIN_STEPS = {"cpu": 300, "gpu": 5000}
+PRETRAIN_BATCH = {"cpu": 128, "gpu": 512}
+PRETRAIN_TEMPERATURE = {"simclr": 0.1, "moco": 0.2}   # SimCLR's CIFAR value; MoCo v2's
+
+
+def pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    from .backbones import PRESETS
+    _scale_option(p)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="ViT preset of course_lib.backbones")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help=f"optimizer steps; default: the scale's ({_per_scale(PRETRAIN_STEPS)})")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"images per step; default: the scale's ({_per_scale(PRETRAIN_BATCH)})")
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate")
+    p.add_argument("--temperature", type=positive_float, default=None,
+                   help="InfoNCE temperature; default: the method's (simclr 0.1, moco 0.2)")
+    p.add_argument("--queue-size", type=non_negative_int, default=4096,
+                   help="MoCo's queue of negatives; 0: the other keys of the batch instead")
+    p.add_argument("--n-train", type=positive_int, default=5000, help="training images")
+    p.add_argument("--n-test", type=positive_int, default=1000, help="held-out images")
+    p.add_argument("--size", type=positive_int, default=32, help="image side in pixels")
+    _seed_option(p)
+    p.add_argument("--no-probe", action="store_true", help="skip the linear probe")
+    _json_option(p)
+
+
+def _build_method(args: argparse.Namespace, scale: str):
+    """The method a pretraining command trains, built explicitly: backbone, then the method."""
     from .augment import augment_batch, batched_simclr_views, simclr_view_spec
     from .backbones import build_vit
     from .data import N_CLASSES
@@ -82,29 +201,31 @@ def _build_method(args: argparse.Namespace, settings):
                           augment=lambda x: augment_batch(x, [spec])[0])
     # CPU scale: milder views (crops of 60-100 %, colour strength 0.3), with which a few hundred
     # steps lift the k-NN accuracy off chance (Lecture 01, settings); GPU scale: SimCLR's CIFAR views.
-    view_args = settings.pick(cpu=dict(strength=0.3, scale=(0.6, 1.0)), gpu=dict(strength=0.5, scale=(0.2, 1.0)))
-    views = lambda x: batched_simclr_views(x, **view_args)  # noqa: E731
+    view_args = {"cpu": dict(strength=0.3, scale=(0.6, 1.0)), "gpu": dict(strength=0.5, scale=(0.2, 1.0))}
+    views = lambda x: batched_simclr_views(x, **view_args[scale])  # noqa: E731
+    temperature = args.temperature if args.temperature is not None else PRETRAIN_TEMPERATURE[args.command]
     if args.command == "simclr":
         from .simclr import SimCLR
-        return SimCLR(backbone, backbone.embed_dim, temperature=args.temperature or 0.1, views=views)
+        return SimCLR(backbone, backbone.embed_dim, temperature=temperature, views=views)
     from .moco import MoCo
-    return MoCo(backbone, backbone.embed_dim, queue_size=args.queue_size,
-                temperature=args.temperature or 0.2, views=views, seed=args.seed)
+    return MoCo(backbone, backbone.embed_dim, queue_size=args.queue_size, temperature=temperature,
+                views=views, seed=args.seed)
 
 
-def cmd_pretrain(args: argparse.Namespace) -> int:
+def pretrain_run(args: argparse.Namespace) -> dict:
     """supervised / simclr / moco: train on the shapes data, then k-NN and linear probe."""
     from .data import make_shapes
     from .evaluate import evaluate_backbone
-    from .runtime import course_settings
     from .train import TrainConfig, train
-    settings = course_settings(scale=args.scale, seed=args.seed)
+    settings = _settings(args)
     train_x, train_y, _ = make_shapes(args.n_train, image_size=args.size, seed=args.seed)
     test_x, test_y, _ = make_shapes(args.n_test, image_size=args.size, seed=args.seed, split="test")
-    method = _build_method(args, settings)
-    config = TrainConfig(steps=args.steps or settings.pick(cpu=300, gpu=5000),
-                         batch_size=args.batch_size or settings.pick(cpu=128, gpu=512),
-                         lr=args.lr, warmup_steps=min(20, (args.steps or 300) // 10), seed=args.seed)
+    method = _build_method(args, settings.scale)
+    steps = args.steps if args.steps is not None else PRETRAIN_STEPS[settings.scale]
+    config = TrainConfig(steps=steps,
+                         batch_size=args.batch_size if args.batch_size is not None
+                         else PRETRAIN_BATCH[settings.scale],
+                         lr=args.lr, warmup_steps=min(20, steps // 10), seed=args.seed)
     start = time.perf_counter()
     history = train(method, train_x, config, labels=train_y, device=settings.device)
     result = {"command": args.command, "preset": args.preset, "steps": config.steps,
@@ -117,154 +238,140 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         from .evaluate import extract_features
         logits = extract_features(method, test_x, transform=normalize, device=settings.device)
         result["head_accuracy"] = (logits.argmax(1).cpu() == test_y).float().mean().item()
-    print(json.dumps(result, indent=2, sort_keys=True))
-    _write_json(args.json, result)
-    return 0
+    return result
 
 
-def cmd_dino_ablation(args: argparse.Namespace) -> int:
-    """The collapse ablation of Lecture 02: every variant at one scale, figures to JSON."""
-    from .labs.dino import VARIANTS, collapse_ablation
-    from .runtime import course_settings
-    settings = course_settings(scale=args.scale, seed=args.seed)
-    start = time.perf_counter()
-    result = collapse_ablation(settings.scale, seed=args.seed, variants=args.variants,
-                               device=settings.device)
-    result["total_seconds"] = round(time.perf_counter() - start, 1)
-    print(f"{'variant':<11} {'teacher entropy':>15} {'KL':>7} {'k-NN':>6}   (log K = "
-          f"{result['log_k']:.3f}, chance {result['chance']:.2f}, random init "
-          f"{result['random_init_knn']:.3f})")
-    for name in (n for n in VARIANTS if n in result["variants"]):
-        run = result["variants"][name]
-        print(f"{name:<11} {run['final_teacher_entropy']:>15.3f} {run['final_kl']:>7.3f} "
-              f"{run['knn_accuracy']:>6.3f}")
-    print(f"total {result['total_seconds']} s")
-    _write_json(args.json, result)
-    return 0
+def pretrain_summary(result: dict) -> str:
+    return json.dumps(result, indent=2, sort_keys=True)
 
 
-def cmd_mae_speedup(args: argparse.Namespace) -> int:
-    """Lecture 03: the asymmetric encoder's measured saving, in one process."""
+def dino_ablation_arguments(p: argparse.ArgumentParser) -> None:
+    _scale_option(p)
+    _seed_option(p)
+    p.add_argument("--variants", nargs="+", choices=list(DINO_VARIANTS), default=list(DINO_VARIANTS),
+                   help="which runs of the ablation")
+    _json_option(p)
+
+
+def dino_ablation_run(args: argparse.Namespace) -> dict:
+    from .labs.dino import collapse_ablation
+    settings = _settings(args)
+    return collapse_ablation(settings.scale, seed=args.seed, variants=args.variants,
+                             device=settings.device)
+
+
+def mae_speedup_arguments(p: argparse.ArgumentParser) -> None:
+    _scale_option(p)
+    p.add_argument("--mask-ratio", type=mask_ratio, default=0.75, help="share of patches masked")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="timed rounds; default: the scale's (cpu 7, gpu 20)")
+    _json_option(p)
+
+
+def mae_speedup_run(args: argparse.Namespace) -> dict:
     from .labs.mae import measure_speedup
-    from .runtime import course_settings
-    settings = course_settings(scale=args.scale, seed=0)
-    result = measure_speedup(settings.scale, mask_ratio=args.mask_ratio, device=settings.device,
-                             repeats=args.repeats)
-    ms = {name: round(value * 1e3, 1) for name, value in result["median_seconds"].items()}
-    print(f"tokens {result['n_tokens']} -> {result['n_visible_tokens']} visible at mask ratio "
-          f"{result['mask_ratio']} (token ratio {result['token_ratio']:.2f}), batch "
-          f"{result['batch_size']}, {result['device']}, median of {result['repeats']}")
-    print(f"encoder fwd+bwd: all tokens {ms['encoder_all']} ms, visible {ms['encoder_visible']} ms"
-          f" -> encoder_speedup {result['encoder_speedup']:.2f}x")
-    print(f"whole step: full-sequence autoencoder {ms['full_sequence_step']} ms, MAE "
-          f"{ms['mae_step']} ms -> step_speedup {result['step_speedup']:.2f}x")
-    _write_json(args.json, result)
-    return 0
+    settings = _settings(args)
+    return measure_speedup(settings.scale, mask_ratio=args.mask_ratio, device=settings.device,
+                           repeats=args.repeats)
 
 
-def cmd_mae_sweep(args: argparse.Namespace) -> int:
-    """Lecture 03: the masking-ratio sweep and the masking strategies at 0.75."""
+def mae_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    _scale_option(p)
+    _seed_option(p)
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="pretraining steps per run; default: the scale's (cpu 800, gpu 4000)")
+    p.add_argument("--finetune-steps", type=positive_int, default=None,
+                   help="fine-tuning steps per encoder; default: the scale's (cpu 150, gpu 1000)")
+    p.add_argument("--ratios", type=mask_ratio, nargs="+", default=list(MAE_RATIOS),
+                   help="masking ratios of the sweep (random masking)")
+    p.add_argument("--strategies", nargs="*", choices=MAE_STRATEGIES, default=list(MAE_STRATEGIES),
+                   help="masking strategies compared at ratio 0.75")
+    _json_option(p)
+
+
+def mae_sweep_run(args: argparse.Namespace) -> dict:
     from .labs.mae import masking_sweep
-    from .runtime import course_settings
-    settings = course_settings(scale=args.scale, seed=args.seed)
-    start = time.perf_counter()
-    result = masking_sweep(settings.scale, seed=args.seed, ratios=tuple(args.ratios),
-                           strategies=tuple(args.strategies), steps=args.steps,
-                           finetune_steps=args.finetune_steps, device=settings.device)
-    result["total_seconds"] = round(time.perf_counter() - start, 1)
-    init = result["random_init"]
-    print(f"{'run':<16} {'recon loss':>10} {'k-NN':>6} {'probe':>6} {'fine-tune':>9}   (chance "
-          f"{result['chance']:.2f}; random init: k-NN {init['knn_accuracy']:.3f}, probe "
-          f"{init['linear_probe']:.3f}, fine-tune {init['finetune_accuracy']:.3f})")
-    for group, label in (("ratios", "ratio {}"), ("strategies", "{} @ 0.75")):
-        for key, run in result[group].items():
-            print(f"{label.format(key):<16} {run['reconstruction_loss']:>10.3f} "
-                  f"{run['knn_accuracy']:>6.3f} {run['linear_probe']:>6.3f} "
-                  f"{run['finetune_accuracy']:>9.3f}")
-    if "best_ratio" in result:
-        print(f"best ratio by fine-tune accuracy: {result['best_ratio']}")
-    print(f"total {result['total_seconds']} s")
-    _write_json(args.json, result)
-    return 0
+    settings = _settings(args)
+    return masking_sweep(settings.scale, seed=args.seed, ratios=tuple(args.ratios),
+                         strategies=tuple(args.strategies), steps=args.steps,
+                         finetune_steps=args.finetune_steps, device=settings.device)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``python -m course_lib`` command: its options, the job, and the lines it prints."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], dict]
+    summary: Callable[[dict], str]
+
+
+COMMANDS = (
+    Command("info", "library versions, device and the scale notebooks will use",
+            info_arguments, info_run, info_summary),
+    Command("shapes", "generate the embedded shapes dataset, time it, save a grid",
+            shapes_arguments, shapes_run, shapes_summary),
+    Command("supervised", "train the backbone with labels (the learnability smoke run)",
+            pretrain_arguments, pretrain_run, pretrain_summary),
+    Command("simclr", "pretrain with SimCLR (NT-Xent), then k-NN and linear probe",
+            pretrain_arguments, pretrain_run, pretrain_summary),
+    Command("moco", "pretrain with MoCo (queue + momentum encoder), then k-NN and linear probe",
+            pretrain_arguments, pretrain_run, pretrain_summary),
+    Command("dino-ablation", "DINO collapse ablation: centering / sharpening / EMA on and off; "
+            "teacher entropy, KL and k-NN", dino_ablation_arguments, dino_ablation_run,
+            ablation_summary),
+    Command("mae-speedup", "MAE: time the encoder on the visible tokens against all tokens, and "
+            "the MAE step against a full-sequence autoencoder", mae_speedup_arguments,
+            mae_speedup_run, speedup_summary),
+    Command("mae-sweep", "MAE: pretrain at several masking ratios and strategies; k-NN, linear "
+            "probe and fine-tune each", mae_sweep_arguments, mae_sweep_run,
+            sweep_summary),
+)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, except None (those say in words what they default to)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _per_scale(values: dict) -> str:
+    return ", ".join(f"{scale} {value}" for scale, value in values.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"course_lib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("info", help="library versions, device and the scale notebooks will use")
-    p.add_argument("--json", help="also write the facts to this JSON file")
-    p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("shapes", help="generate the embedded shapes dataset, time it, save a grid")
-    p.add_argument("--n", type=int, default=10000)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="PNG file for a grid of the first 64 images")
-    p.set_defaults(func=cmd_shapes)
-
-    helps = {"supervised": "train the backbone with labels (the learnability smoke run)",
-             "simclr": "pretrain with SimCLR (NT-Xent), then k-NN and linear probe",
-             "moco": "pretrain with MoCo (queue + momentum encoder), then k-NN and linear probe"}
-    for name, text in helps.items():
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--scale", choices=["cpu", "gpu"], default=None,
-                       help="default: gpu on CUDA, cpu otherwise ($COURSE_SCALE overrides)")
-        p.add_argument("--preset", default="cpu", help="ViT preset of course_lib.backbones")
-        p.add_argument("--steps", type=int, default=None, help="default: the scale's")
-        p.add_argument("--batch-size", type=int, default=None)
-        p.add_argument("--lr", type=float, default=2e-3)
-        p.add_argument("--temperature", type=float, default=None)
-        p.add_argument("--queue-size", type=int, default=4096)
-        p.add_argument("--n-train", type=int, default=5000)
-        p.add_argument("--n-test", type=int, default=1000)
-        p.add_argument("--size", type=int, default=32, help="image size in pixels")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--no-probe", action="store_true", help="skip the linear probe")
-        p.add_argument("--json", help="write the figures to this JSON file")
-        p.set_defaults(func=cmd_pretrain)
-
-    p = sub.add_parser("dino-ablation", help="DINO collapse ablation: centering / sharpening / "
-                                             "EMA on and off; teacher entropy, KL and k-NN")
-    p.add_argument("--scale", choices=["cpu", "gpu"], default=None,
-                   help="default: gpu on CUDA, cpu otherwise ($COURSE_SCALE overrides)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variants", nargs="+", default=None,
-                   choices=["none", "centering", "sharpening", "both", "no_ema"],
-                   help="default: all five")
-    p.add_argument("--json", help="write the figures and curves to this JSON file")
-    p.set_defaults(func=cmd_dino_ablation)
-
-    p = sub.add_parser("mae-speedup", help="MAE: time the encoder on the visible tokens against "
-                                           "all tokens, and the MAE step against a full-sequence "
-                                           "autoencoder")
-    p.add_argument("--scale", choices=["cpu", "gpu"], default=None,
-                   help="default: gpu on CUDA, cpu otherwise ($COURSE_SCALE overrides)")
-    p.add_argument("--mask-ratio", type=float, default=0.75)
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: the scale's)")
-    p.add_argument("--json", help="write the timings and ratios to this JSON file")
-    p.set_defaults(func=cmd_mae_speedup)
-
-    p = sub.add_parser("mae-sweep", help="MAE: pretrain at several masking ratios and "
-                                         "strategies; k-NN, linear probe and fine-tune each")
-    p.add_argument("--scale", choices=["cpu", "gpu"], default=None,
-                   help="default: gpu on CUDA, cpu otherwise ($COURSE_SCALE overrides)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the scale's)")
-    p.add_argument("--finetune-steps", type=int, default=None,
-                   help="fine-tuning steps per encoder (default: the scale's)")
-    p.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75, 0.9])
-    p.add_argument("--strategies", nargs="*", default=list(MASKINGS), choices=MASKINGS,
-                   help="compared at ratio 0.75 (default: all)")
-    p.add_argument("--json", help="write the figures and loss curves to this JSON file")
-    p.set_defaults(func=cmd_mae_sweep)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help,
+                           formatter_class=_HelpFormatter)
+        command.arguments(p)
+        p.set_defaults(command_spec=command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command = args.command_spec
+    start = time.perf_counter()
+    try:
+        result = command.run(args)
+    except ValueError as error:   # a value the library rejects: one line, exit 2, like the parser's
+        parser.exit(2, f"{parser.prog} {command.name}: error: {error}\n")
+    result.setdefault("total_seconds", round(time.perf_counter() - start, 1))
+    print(command.summary(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 Scale = Literal["cpu", "gpu"]
+SCALES: tuple[str, ...] = ("cpu", "gpu")
 SCALE_ENV = "COURSE_SCALE"  # "cpu" or "gpu"; overrides the automatic choice
 DEVICE_ENV = "COURSE_DEVICE"  # e.g. "cpu", "cuda", "cuda:1"
 

@@ -53,3 +53,41 @@ def test_supervised_cpu_preset_learns_the_shapes_well_above_chance(tmp_path):
     assert result["chance"] == pytest.approx(0.1)
     assert result["knn_accuracy"] >= 0.2, result
     assert result["head_accuracy"] >= 0.15, result
+
+
+# --- the parser: every option documented, bad values one line and exit 2, nothing replaced ------
+def test_version_and_every_option_has_help(capsys):
+    from course_lib import __version__
+    from course_lib.__main__ import COMMANDS, build_parser
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"course_lib {__version__}"
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert list(sub.choices) == [c.name for c in COMMANDS]
+    for name, command_parser in sub.choices.items():
+        for action in command_parser._actions:
+            assert action.help, f"{name} {action.option_strings} has no help text"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["simclr", "--steps", "0"], "--steps: expected a positive integer, got '0'"),
+    (["simclr", "--batch-size", "0"], "--batch-size: expected a positive integer"),
+    (["simclr", "--temperature", "0"], "--temperature: expected a positive number"),
+    (["moco", "--queue-size", "-1"], "--queue-size: expected an integer >= 0"),
+    (["mae-speedup", "--repeats", "0"], "--repeats: expected a positive integer"),
+    (["mae-sweep", "--ratios", "0.5", "1.0"], "--ratios: expected a masking ratio in [0, 1)"),
+    (["simclr", "--json", "missing-folder/out.json"], "folder 'missing-folder' does not exist"),
+    (["simclr", "--json", "out.txt"], "expected a file name ending in .json"),
+    (["shapes", "--out", "grid.jpg"], "expected a file name ending in .png"),
+    (["dino-ablation", "--variants", "all"], "invalid choice: 'all'"),
+    (["shapes", "--size", "16", "--n", "4"], "image_size must be an int in [32, 128], got 16"),
+])
+def test_bad_values_are_one_error_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert message in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"python -m course_lib {argv[0]}: error:")

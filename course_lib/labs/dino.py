@@ -98,12 +98,14 @@ def run_variant(name: str, images: Tensor, bank: tuple[Tensor, Tensor], test: tu
     scores = evaluate_backbone(method.teacher.backbone, *bank, *test, probe_epochs=0,  # DINO evaluates
                                diagnostics=False, device=device)                    # the teacher
     last = lambda key: sum(history[key][-5:]) / len(history[key][-5:])  # noqa: E731 - mean of the last 5 logs
-    return {"final_teacher_entropy": last("teacher_entropy"), "final_kl": last("kl"),
+    return {"final_teacher_entropy": last("teacher_entropy"),
+            "final_batch_mean_entropy": last("batch_mean_entropy"), "final_kl": last("kl"),
             "final_loss": last("loss"),
             "knn_accuracy": scores["knn_accuracy"],
             "train_seconds": round(seconds, 2),
             "curves": {"step": history.steps, "teacher_entropy": history["teacher_entropy"],
-                       "kl": history["kl"], "loss": history["loss"]},
+                       "batch_mean_entropy": history["batch_mean_entropy"], "kl": history["kl"],
+                       "loss": history["loss"]},
             **({"model": method} if keep_model else {})}
 
 
@@ -141,6 +143,22 @@ def collapse_ablation(scale: str = "cpu", *, seed: int = 0, variants: list[str] 
                          "dino": asdict(setup.dino),
                          "train": {k: v for k, v in asdict(setup.train).items()}},
             "variants": results}
+
+
+def ablation_summary(result: dict) -> str:
+    """The ablation as a table: one line per variant (what ``python -m course_lib dino-ablation``
+    prints)."""
+    lines = [f"{'variant':<11} {'teacher entropy':>15} {'batch-mean H':>12} {'KL':>7} {'k-NN':>6}   "
+             f"(log K = {result['log_k']:.3f}, chance {result['chance']:.2f}, random init "
+             f"{result['random_init_knn']:.3f})"]
+    for name in (n for n in VARIANTS if n in result["variants"]):
+        run = result["variants"][name]
+        lines.append(f"{name:<11} {run['final_teacher_entropy']:>15.3f} "
+                     f"{run['final_batch_mean_entropy']:>12.3f} {run['final_kl']:>7.3f} "
+                     f"{run['knn_accuracy']:>6.3f}")
+    if "total_seconds" in result:
+        lines.append(f"total {result['total_seconds']} s")
+    return "\n".join(lines)
 
 
 def plot_teacher(logits: Tensor, *, center: float | Tensor = 0.0, teacher_temp: float = 0.04,

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._checks import check_int
 from ..backbones import build_vit, embed_tokens, encode_tokens
 from ..data import N_CLASSES, SHAPES_MEAN, SHAPES_STD, make_shapes, normalize
 from ..evaluate import evaluate_backbone
@@ -120,7 +121,9 @@ def measure_speedup(scale: str = "cpu", *, mask_ratio: float = 0.75,
     autoencoder's (``step_speedup``). ``token_ratio`` is (1 + N) / (1 + N_keep)."""
     from ..runtime import autocast
     setup = speedup_scale(scale)
-    repeats = repeats or setup.repeats
+    if repeats is not None:
+        check_int("repeats", repeats)
+    repeats = setup.repeats if repeats is None else repeats
     device = torch.device(device)
     torch.manual_seed(0)
     mae = MAE(build_vit(**setup.vit), setup.decoder).to(device)
@@ -319,6 +322,37 @@ def masking_sweep(scale: str = "cpu", *, seed: int = 0, ratios: tuple[float, ...
 
 
 # --- figures ---------------------------------------------------------------------------------------
+def speedup_summary(result: dict) -> str:
+    """:func:`measure_speedup`'s figures in three lines (``python -m course_lib mae-speedup``)."""
+    ms = {name: round(value * 1e3, 1) for name, value in result["median_seconds"].items()}
+    return "\n".join([
+        f"tokens {result['n_tokens']} -> {result['n_visible_tokens']} visible at mask ratio "
+        f"{result['mask_ratio']} (token ratio {result['token_ratio']:.2f}), batch "
+        f"{result['batch_size']}, {result['device']}, median of {result['repeats']}",
+        f"encoder fwd+bwd: all tokens {ms['encoder_all']} ms, visible {ms['encoder_visible']} ms"
+        f" -> encoder_speedup {result['encoder_speedup']:.2f}x",
+        f"whole step: full-sequence autoencoder {ms['full_sequence_step']} ms, MAE "
+        f"{ms['mae_step']} ms -> step_speedup {result['step_speedup']:.2f}x"])
+
+
+def sweep_summary(result: dict) -> str:
+    """:func:`masking_sweep` as a table, one line per run (``python -m course_lib mae-sweep``)."""
+    init = result["random_init"]
+    lines = [f"{'run':<16} {'recon loss':>10} {'k-NN':>6} {'probe':>6} {'fine-tune':>9}   (chance "
+             f"{result['chance']:.2f}; random init: k-NN {init['knn_accuracy']:.3f}, probe "
+             f"{init['linear_probe']:.3f}, fine-tune {init['finetune_accuracy']:.3f})"]
+    for group, label in (("ratios", "ratio {}"), ("strategies", "{} @ 0.75")):
+        for key, run in result[group].items():
+            lines.append(f"{label.format(key):<16} {run['reconstruction_loss']:>10.3f} "
+                         f"{run['knn_accuracy']:>6.3f} {run['linear_probe']:>6.3f} "
+                         f"{run['finetune_accuracy']:>9.3f}")
+    if "best_ratio" in result:
+        lines.append(f"best ratio by fine-tune accuracy: {result['best_ratio']}")
+    if "total_seconds" in result:
+        lines.append(f"total {result['total_seconds']} s")
+    return "\n".join(lines)
+
+
 def plot_sweep(result: dict, axes=None):
     """Left: k-NN, linear probe and fine-tune accuracy against the masking ratio, with chance and
     the untrained encoder dashed (He et al. 2022, Figure 5). Right: the three masking strategies at
