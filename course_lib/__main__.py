@@ -26,10 +26,11 @@ from typing import Callable
 from . import __version__
 from .labs.dino import VARIANTS as DINO_VARIANTS
 from .labs.dino import ablation_summary
+from .labs.infonce import PRETRAIN_SCALES, TEMPERATURES
 from .labs.mae import RATIOS as MAE_RATIOS
 from .labs.mae import STRATEGIES as MAE_STRATEGIES
 from .labs.mae import speedup_summary, sweep_summary
-from .runtime import SCALES
+from .runtime import SCALES, at_scale
 
 
 # --- argument types: a bad value is one parser error line (exit 2), never a traceback ----------
@@ -160,23 +161,20 @@ def shapes_summary(result: dict) -> str:
             f"{result['mask_fraction']:.3f}" + (f"\nwrote {result['grid']}" if "grid" in result else ""))
 
 
-PRETRAIN_STEPS = {"cpu": 300, "gpu": 5000}
-PRETRAIN_BATCH = {"cpu": 128, "gpu": 512}
-PRETRAIN_TEMPERATURE = {"simclr": 0.1, "moco": 0.2}   # SimCLR's CIFAR value; MoCo v2's
-
-
 def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     from .backbones import PRESETS
     _scale_option(p)
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="ViT preset of course_lib.backbones")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help=f"optimizer steps; default: the scale's ({_per_scale(PRETRAIN_STEPS)})")
+                   help="optimizer steps; default: the scale's "
+                        f"({_per_scale({k: s.steps for k, s in PRETRAIN_SCALES.items()})})")
     p.add_argument("--batch-size", type=positive_int, default=None,
-                   help=f"images per step; default: the scale's ({_per_scale(PRETRAIN_BATCH)})")
+                   help="images per step; default: the scale's "
+                        f"({_per_scale({k: s.batch_size for k, s in PRETRAIN_SCALES.items()})})")
     p.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate")
     p.add_argument("--temperature", type=positive_float, default=None,
-                   help="InfoNCE temperature; default: the method's (simclr 0.1, moco 0.2)")
+                   help=f"InfoNCE temperature; default: the method's ({_per_scale(TEMPERATURES)})")
     p.add_argument("--queue-size", type=non_negative_int, default=4096,
                    help="MoCo's queue of negatives; 0: the other keys of the batch instead")
     p.add_argument("--n-train", type=positive_int, default=5000, help="training images")
@@ -199,11 +197,10 @@ def _build_method(args: argparse.Namespace, scale: str):
         spec = simclr_view_spec(args.size, strength=0.0, scale=(0.6, 1.0))
         return Supervised(backbone, backbone.embed_dim, N_CLASSES,
                           augment=lambda x: augment_batch(x, [spec])[0])
-    # CPU scale: milder views (crops of 60-100 %, colour strength 0.3), with which a few hundred
-    # steps lift the k-NN accuracy off chance (Lecture 01, settings); GPU scale: SimCLR's CIFAR views.
-    view_args = {"cpu": dict(strength=0.3, scale=(0.6, 1.0)), "gpu": dict(strength=0.5, scale=(0.2, 1.0))}
-    views = lambda x: batched_simclr_views(x, **view_args[scale])  # noqa: E731
-    temperature = args.temperature if args.temperature is not None else PRETRAIN_TEMPERATURE[args.command]
+    setup = at_scale(PRETRAIN_SCALES, scale)
+    views = lambda x: batched_simclr_views(x, strength=setup.view_strength,  # noqa: E731
+                                           scale=setup.crop_scale)
+    temperature = args.temperature if args.temperature is not None else TEMPERATURES[args.command]
     if args.command == "simclr":
         from .simclr import SimCLR
         return SimCLR(backbone, backbone.embed_dim, temperature=temperature, views=views)
@@ -221,10 +218,10 @@ def pretrain_run(args: argparse.Namespace) -> dict:
     train_x, train_y, _ = make_shapes(args.n_train, image_size=args.size, seed=args.seed)
     test_x, test_y, _ = make_shapes(args.n_test, image_size=args.size, seed=args.seed, split="test")
     method = _build_method(args, settings.scale)
-    steps = args.steps if args.steps is not None else PRETRAIN_STEPS[settings.scale]
+    setup = at_scale(PRETRAIN_SCALES, settings.scale)
+    steps = args.steps if args.steps is not None else setup.steps
     config = TrainConfig(steps=steps,
-                         batch_size=args.batch_size if args.batch_size is not None
-                         else PRETRAIN_BATCH[settings.scale],
+                         batch_size=args.batch_size if args.batch_size is not None else setup.batch_size,
                          lr=args.lr, warmup_steps=min(20, steps // 10), seed=args.seed)
     start = time.perf_counter()
     history = train(method, train_x, config, labels=train_y, device=settings.device)

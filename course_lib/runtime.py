@@ -22,6 +22,20 @@ SCALE_ENV = "COURSE_SCALE"  # "cpu" or "gpu"; overrides the automatic choice
 DEVICE_ENV = "COURSE_DEVICE"  # e.g. "cpu", "cuda", "cuda:1"
 
 
+def at_scale(scales: dict, scale: str, *, seed: int | None = None):
+    """``scales[scale]`` from a lab's table ``{"cpu": ..., "gpu": ...}``, with a clear error for a
+    scale the table lacks. With ``seed``, the entry's ``train`` (a ``TrainConfig``) gets it."""
+    if not isinstance(scales, dict) or set(scales) != set(SCALES):
+        raise ValueError(f"scales must map exactly {SCALES} to settings, got {sorted(scales)}")
+    if scale not in scales:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    setup = scales[scale]
+    if seed is not None:
+        from dataclasses import replace
+        setup = replace(setup, train=replace(setup.train, seed=seed))
+    return setup
+
+
 def in_colab() -> bool:
     """True inside Google Colab (its kernel imports ``google.colab``)."""
     return "google.colab" in sys.modules

@@ -30,6 +30,7 @@ from ..data import N_CLASSES, make_shapes
 from ..diagnostics import entropy
 from ..dino import DINO, DINOConfig, teacher_distribution
 from ..evaluate import evaluate_backbone
+from ..runtime import at_scale
 from ..train import TrainConfig, train
 
 Tensor = torch.Tensor
@@ -56,28 +57,30 @@ class AblationScale:
     train: TrainConfig
 
 
+# Both scales as data. CPU: a few minutes on 2 cores for all five variants; GPU: ViT-Ti, 3000 steps.
+ABLATION_SCALES: dict[str, AblationScale] = {
+    "cpu": AblationScale(
+        n_train=4000, n_test=1000, clutter=0.3,
+        vit=dict(preset="cpu", embed_dim=64, depth=2, num_heads=2),
+        # BatchNorm in the head (DINO's --use_bn_in_head): without it this 2-block ViT maps
+        # every image to nearly the same logits, centering removes that common part, and
+        # even "both" ends uniform within 30 steps (measured: entropy 5.54 of log K = 5.55).
+        dino=DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, n_local_crops=4,
+                        use_bn_in_head=True, teacher_temp=0.04, warmup_teacher_temp=0.04),
+        train=TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup_steps=10, log_every=5,
+                          progress=False)),
+    "gpu": AblationScale(
+        n_train=20000, n_test=2000, clutter=1.0,
+        vit=dict(preset="tiny", img_size=32, patch_size=4, stem="conv"),
+        dino=DINOConfig(out_dim=4096, n_local_crops=6, warmup_teacher_temp=0.04,
+                        teacher_temp=0.07, warmup_teacher_temp_steps=300),
+        train=TrainConfig(steps=3000, batch_size=256, lr=1e-3, warmup_steps=200, log_every=20)),
+}
+
+
 def ablation_scale(scale: str, seed: int = 0) -> AblationScale:
-    """The CPU scale (a few minutes on 2 cores for all five variants) or the GPU scale."""
-    if scale == "cpu":
-        return AblationScale(
-            n_train=4000, n_test=1000, clutter=0.3,
-            vit=dict(preset="cpu", embed_dim=64, depth=2, num_heads=2),
-            # BatchNorm in the head (DINO's --use_bn_in_head): without it this 2-block ViT maps
-            # every image to nearly the same logits, centering removes that common part, and
-            # even "both" ends uniform within 30 steps (measured: entropy 5.54 of log K = 5.55).
-            dino=DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, n_local_crops=4,
-                            use_bn_in_head=True, teacher_temp=0.04, warmup_teacher_temp=0.04),
-            train=TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup_steps=10, seed=seed,
-                              log_every=5, progress=False))
-    if scale == "gpu":
-        return AblationScale(
-            n_train=20000, n_test=2000, clutter=1.0,
-            vit=dict(preset="tiny", img_size=32, patch_size=4, stem="conv"),
-            dino=DINOConfig(out_dim=4096, n_local_crops=6, warmup_teacher_temp=0.04,
-                            teacher_temp=0.07, warmup_teacher_temp_steps=300),
-            train=TrainConfig(steps=3000, batch_size=256, lr=1e-3, warmup_steps=200, seed=seed,
-                              log_every=20))
-    raise ValueError(f"scale must be 'cpu' or 'gpu', got {scale!r}")
+    """``ABLATION_SCALES[scale]`` with its training seeded by ``seed``."""
+    return at_scale(ABLATION_SCALES, scale, seed=seed)
 
 
 def run_variant(name: str, images: Tensor, bank: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],

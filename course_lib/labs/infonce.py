@@ -33,6 +33,26 @@ Views = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 @dataclass(frozen=True)
+class PretrainScale:
+    """One scale of ``python -m course_lib supervised|simclr|moco``: steps, batch and the views."""
+
+    steps: int
+    batch_size: int
+    view_strength: float               # colour-jitter strength of course_lib.augment's SimCLR views
+    crop_scale: tuple[float, float]    # area fraction of the random crops
+
+
+PRETRAIN_SCALES: dict[str, PretrainScale] = {
+    # CPU: milder views (crops of 60-100 %, colour strength 0.3), with which a few hundred steps
+    # lift the k-NN accuracy off chance (lecture 01, settings)
+    "cpu": PretrainScale(steps=300, batch_size=128, view_strength=0.3, crop_scale=(0.6, 1.0)),
+    # GPU: SimCLR's CIFAR-10 views (Chen et al. 2020, appendix B.9)
+    "gpu": PretrainScale(steps=5000, batch_size=512, view_strength=0.5, crop_scale=(0.2, 1.0)),
+}
+TEMPERATURES = {"simclr": 0.1, "moco": 0.2}   # SimCLR's CIFAR value; MoCo v2's
+
+
+@dataclass(frozen=True)
 class EvalData:
     """Labelled uint8 images for frozen-feature evaluation: the k-NN bank (n, C, H, W), (n,) and the
     held-out queries (m, C, H, W), (m,), whose views also give alignment and uniformity."""

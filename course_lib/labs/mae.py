@@ -30,6 +30,7 @@ from ..evaluate import evaluate_backbone
 from ..masking import MASKINGS, block_mask, grid_mask, grid_stride_for
 from ..mae import (MAE, MAEConfig, information, mae_loss, optimal_ratio, patchify,
                   random_masking, reconstruct, unpatchify)
+from ..runtime import at_scale
 from ..train import TrainConfig, train
 
 Tensor = torch.Tensor
@@ -86,18 +87,21 @@ class SpeedupScale:
     repeats: int
 
 
+SPEEDUP_SCALES: dict[str, SpeedupScale] = {
+    # CPU: the sweep's encoder (64 tokens of 4 px)
+    "cpu": SpeedupScale(vit=dict(preset="cpu", stem="patch", patch_size=4), batch_size=128,
+                        decoder=MAEConfig(decoder_dim=64, decoder_depth=2, decoder_heads=4),
+                        repeats=7),
+    # GPU: ViT-Ti at 96 px with 8 px patches (144 tokens), bfloat16 autocast
+    "gpu": SpeedupScale(vit=dict(preset="tiny"), batch_size=256,
+                        decoder=MAEConfig(decoder_dim=128, decoder_depth=2, decoder_heads=4),
+                        repeats=20),
+}
+
+
 def speedup_scale(scale: str) -> SpeedupScale:
-    """CPU: the sweep's encoder (64 tokens of 4 px); GPU: ViT-Ti at 96 px with 8 px patches
-    (144 tokens), bfloat16 autocast."""
-    if scale == "cpu":
-        return SpeedupScale(vit=dict(preset="cpu", stem="patch", patch_size=4), batch_size=128,
-                            decoder=MAEConfig(decoder_dim=64, decoder_depth=2, decoder_heads=4),
-                            repeats=7)
-    if scale == "gpu":
-        return SpeedupScale(vit=dict(preset="tiny"), batch_size=256,
-                            decoder=MAEConfig(decoder_dim=128, decoder_depth=2, decoder_heads=4),
-                            repeats=20)
-    raise ValueError(f"scale must be 'cpu' or 'gpu', got {scale!r}")
+    """``SPEEDUP_SCALES[scale]``."""
+    return at_scale(SPEEDUP_SCALES, scale)
 
 
 def full_sequence_loss(mae: MAE, images: Tensor, mask_ratio: float, mask_token: Tensor) -> Tensor:
@@ -206,26 +210,29 @@ class SweepScale:
     fused_attention: bool
 
 
+SWEEP_SCALES: dict[str, SweepScale] = {
+    # CPU: 4x4 patches of 8 px on the 32 px shapes (the CPU ViT's width and depth with a plain
+    # patch stem), a one-block decoder
+    "cpu": SweepScale(
+        n_train=5000, n_test=1000,
+        vit=dict(preset="cpu", stem="patch", patch_size=8),
+        mae=MAEConfig(decoder_dim=64, decoder_depth=1, decoder_heads=4),
+        train=TrainConfig(steps=800, batch_size=128, lr=1.5e-3, warmup_steps=20, log_every=20,
+                          progress=False),
+        finetune_steps=150, probe_epochs=30, fused_attention=False),
+    # GPU: ViT-Ti on 8x8 patches of 4 px
+    "gpu": SweepScale(
+        n_train=20000, n_test=2000,
+        vit=dict(preset="tiny", img_size=32, patch_size=4),
+        mae=MAEConfig(decoder_dim=128, decoder_depth=2, decoder_heads=4),
+        train=TrainConfig(steps=4000, batch_size=256, lr=1.5e-3, warmup_steps=200, log_every=50),
+        finetune_steps=1000, probe_epochs=100, fused_attention=True),
+}
+
+
 def sweep_scale(scale: str, seed: int = 0) -> SweepScale:
-    """CPU: 4x4 patches of 8 px on the 32 px shapes (the CPU ViT's width and depth with a plain
-    patch stem), a one-block decoder; GPU: ViT-Ti on 8x8 patches of 4 px."""
-    if scale == "cpu":
-        return SweepScale(
-            n_train=5000, n_test=1000,
-            vit=dict(preset="cpu", stem="patch", patch_size=8),
-            mae=MAEConfig(decoder_dim=64, decoder_depth=1, decoder_heads=4),
-            train=TrainConfig(steps=800, batch_size=128, lr=1.5e-3, warmup_steps=20, seed=seed,
-                              log_every=20, progress=False),
-            finetune_steps=150, probe_epochs=30, fused_attention=False)
-    if scale == "gpu":
-        return SweepScale(
-            n_train=20000, n_test=2000,
-            vit=dict(preset="tiny", img_size=32, patch_size=4),
-            mae=MAEConfig(decoder_dim=128, decoder_depth=2, decoder_heads=4),
-            train=TrainConfig(steps=4000, batch_size=256, lr=1.5e-3, warmup_steps=200, seed=seed,
-                              log_every=50),
-            finetune_steps=1000, probe_epochs=100, fused_attention=True)
-    raise ValueError(f"scale must be 'cpu' or 'gpu', got {scale!r}")
+    """``SWEEP_SCALES[scale]`` with its training seeded by ``seed``."""
+    return at_scale(SWEEP_SCALES, scale, seed=seed)
 
 
 def evaluate_encoder(encoder: nn.Module, train_data: tuple[Tensor, Tensor],
