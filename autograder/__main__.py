@@ -7,6 +7,29 @@ import sys
 from pathlib import Path
 
 
+def _grade_arguments(grade: argparse.ArgumentParser) -> None:
+    """The options of ``grade``: what is graded, where the results go, and the limits."""
+    grade.add_argument("assignment", metavar="ASSIGNMENT")
+    grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
+                       help="folder with one sub-folder per student holding the .ipynb")
+    grade.add_argument("--out", type=Path, required=True, help="output folder")
+    grade.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                       help="submissions graded in parallel (default: min(4, CPUs))")
+    grade.add_argument("--timeout", type=float, default=900,
+                       help="wall-clock limit in s for grading one submission, all cells "
+                            "together (default: 900); past it everything it started is killed")
+    grade.add_argument("--cell-timeout", type=int, default=None,
+                       help="limit in s for one cell; a cell past it is interrupted and the "
+                            "rest still runs (default: 120)")
+    grade.add_argument("--memory-mb", type=int, default=4096,
+                       help="memory limit of one submission in MB: data segment of each of its "
+                            "processes; the whole jail is killed at 1.5x this resident (default: "
+                            "4096)")
+    grade.add_argument("--keep-work", action="store_true",
+                       help="keep each submission's work folder (notebook in, executed notebook "
+                            "and journal out, run log) under OUT/work")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m autograder",
@@ -30,29 +53,10 @@ def _parser() -> argparse.ArgumentParser:
         help="fail if exercises/ differs from what release writes, leaks a solution or hidden "
              "test, or lacks the Colab badge / set-up cell")
 
-    grade = commands.add_parser(
+    _grade_arguments(commands.add_parser(
         "grade", parents=[common],
         help="autograde SUBMISSIONS/<student_id>/*.ipynb; write grades.csv, cells.csv and "
-             "feedback HTML under --out")
-    grade.add_argument("assignment", metavar="ASSIGNMENT")
-    grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
-                       help="folder with one sub-folder per student holding the .ipynb")
-    grade.add_argument("--out", type=Path, required=True, help="output folder")
-    grade.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                       help="submissions graded in parallel (default: min(4, CPUs))")
-    grade.add_argument("--timeout", type=float, default=900,
-                       help="wall-clock limit in s for grading one submission, all cells "
-                            "together (default: 900); past it everything it started is killed")
-    grade.add_argument("--cell-timeout", type=int, default=None,
-                       help="limit in s for one cell; a cell past it is interrupted and the "
-                            "rest still runs (default: 120)")
-    grade.add_argument("--memory-mb", type=int, default=4096,
-                       help="memory limit of one submission in MB: data segment of each of its "
-                            "processes; the whole jail is killed at 1.5x this resident (default: "
-                            "4096)")
-    grade.add_argument("--keep-work", action="store_true",
-                       help="keep each submission's work folder (notebook in, executed notebook "
-                            "and journal out, run log) under OUT/work")
+             "feedback HTML under --out"))
 
     samples = commands.add_parser(
         "samples", parents=[common],

@@ -357,6 +357,12 @@ def grade(root: Path, assignment: str, submissions: Path, out: Path, *, workers:
                       max(1, (os.cpu_count() or 1) // workers), uid, keep_work)
                  for job, uid in runnable]
         results += _run_batch(tasks, workers)
+    _write_results(results, out, start)
+    return 0 if len(results) == len(jobs) else 1
+
+
+def _write_results(results: list[Result], out: Path, start: float) -> None:
+    """grades.csv and cells.csv, one row per student in a stable order, and the closing line."""
     results.sort(key=lambda r: printable(r.row["student_id"]))
     _write_csv(out / "grades.csv", GRADES_COLUMNS, [r.row for r in results])
     _write_csv(out / "cells.csv", CELLS_COLUMNS, [c for r in results for c in r.cells])
@@ -364,4 +370,3 @@ def grade(root: Path, assignment: str, submissions: Path, out: Path, *, workers:
     print(printable(f"grade: {len(results)} row(s) in {out / 'grades.csv'} (")
           + ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
           + f"), feedback in {printable(out / 'feedback')}, total {time.monotonic() - start:.1f} s")
-    return 0 if len(results) == len(jobs) else 1

@@ -129,19 +129,29 @@ _probe_cache: Support | None = None
 def probe(refresh: bool = False) -> Support:
     """Try the jail once on this machine (about 0.3 s); cached for the process."""
     global _probe_cache
-    if _probe_cache is not None and not refresh:
-        return _probe_cache
+    if _probe_cache is None or refresh:
+        _probe_cache = _probe()
+    return _probe_cache
+
+
+def _probe() -> Support:
     if os.environ.get("AUTOGRADER_SANDBOX", "").lower() in ("0", "off", "no"):
-        _probe_cache = Support(False, reason="turned off by AUTOGRADER_SANDBOX=off")
-        return _probe_cache
+        return Support(False, reason="turned off by AUTOGRADER_SANDBOX=off")
     if not sys.platform.startswith("linux"):
-        _probe_cache = Support(False, reason=f"not Linux ({sys.platform})")
-        return _probe_cache
+        return Support(False, reason=f"not Linux ({sys.platform})")
     if shutil.which("unshare") is None:
-        _probe_cache = Support(False, reason="the `unshare` program (util-linux) is not installed")
-        return _probe_cache
-    import tempfile
+        return Support(False, reason="the `unshare` program (util-linux) is not installed")
     as_root = os.geteuid() == 0
+    words, error = _try_jail(as_root)
+    if error:
+        return Support(False, reason=f"the jail did not start: {error}")
+    return _describe_jail(*words, as_root=as_root)
+
+
+def _try_jail(as_root: bool) -> tuple[list[str], str]:
+    """Run a probe script in a jail: (its uid, whether it sees the repository, whether the
+    network answers), or an error line."""
+    import tempfile
     with tempfile.TemporaryDirectory(prefix="autograde-probe-") as tmp:
         host = Path(tmp)
         (host / "in").mkdir()
@@ -155,14 +165,15 @@ def probe(refresh: bool = False) -> Support:
         try:
             run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as error:
-            _probe_cache = Support(False, reason=f"the jail did not start: {error}")
-            return _probe_cache
+            return [], str(error)
     words = run.stdout.split()
     if run.returncode != 0 or len(words) != 3:
-        tail = (run.stderr.strip().splitlines() or ["no output"])[-1]
-        _probe_cache = Support(False, reason=f"the jail did not start: {tail}")
-        return _probe_cache
-    uid, sees_repo, net = words
+        return [], (run.stderr.strip().splitlines() or ["no output"])[-1]
+    return words, ""
+
+
+def _describe_jail(uid: str, sees_repo: str, net: str, *, as_root: bool) -> Support:
+    """What the probe's answers say is enforced, and what is not."""
     support = Support(True, as_root=as_root)
     support.enforced.append("private mount, network, PID, IPC and UTS namespaces")
     support.enforced.append("read-only minimal root: system, Python, venv, course_lib, autograder"
@@ -186,7 +197,6 @@ def probe(refresh: bool = False) -> Support:
                                     "counts resident and fd-held shared memory every 0.2 s")
     support.not_enforced.append("CPU share between parallel submissions (threads are capped, not "
                                 "cgroup-limited)")
-    _probe_cache = support
     return support
 
 
@@ -308,7 +318,8 @@ def _drop(uid: int | None, args) -> None:
         resource.setrlimit(limit, (value, value))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The jail's options, then the command after ``--``."""
     parser = argparse.ArgumentParser(prog="autograder.sandbox")
     parser.add_argument("host_dir")
     parser.add_argument("--uid", type=int, default=None)
@@ -319,9 +330,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collect-mb", type=int, default=Limits.collect_mb)
     parser.add_argument("--collect", action="append", default=[])
     parser.add_argument("--ro", action="append", default=[])
-    argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
-    args, command = parser.parse_args(argv[:split]), argv[split + 1:]
+    return parser.parse_args(argv[:split]), argv[split + 1:]
+
+
+def _run_command(command: list[str], args: argparse.Namespace, host_out: int) -> int:
+    """Fork the command as the student's user; as process 1, reap every orphan until it ends."""
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(host_out)
+            _drop(args.uid, args)
+            os.execvpe(command[0], command, os.environ)
+        except BaseException as error:  # noqa: BLE001 - report and leave the child
+            print(f"autograder.sandbox: cannot start {command[0]}: {error}", file=sys.stderr)
+        os._exit(127)
+    while True:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            return 0
+        if pid == child:
+            return os.waitstatus_to_exitcode(wait_status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, command = _arguments(sys.argv[1:] if argv is None else argv)
     if os.getpid() != 1 or not command:
         print("autograder.sandbox: run through jail_command (process 1 of a new PID namespace)",
               file=sys.stderr)
@@ -345,25 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.uid is not None:
             os.chown(f"/tmp/{name}", args.uid, args.uid)
     os.close(host_in)
-
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(host_out)
-            _drop(args.uid, args)
-            os.execvpe(command[0], command, os.environ)
-        except BaseException as error:  # noqa: BLE001 - report and leave the child
-            print(f"autograder.sandbox: cannot start {command[0]}: {error}", file=sys.stderr)
-        os._exit(127)
-    status = 0
-    while True:                        # process 1 reaps every orphan until the command is done
-        try:
-            pid, wait_status = os.wait()
-        except ChildProcessError:
-            break
-        if pid == child:
-            status = os.waitstatus_to_exitcode(wait_status)
-            break
+    status = _run_command(command, args, host_out)
     _copy_out(WORK, host_out, args.collect, args.collect_mb << 20)
     return status if status >= 0 else 128 - status
 

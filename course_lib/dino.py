@@ -21,7 +21,8 @@ dimension from dominating but pushes towards the uniform distribution; sharpenin
 pushes away from uniform. The collapse ablation turns each off (``use_centering``,
 ``use_sharpening``) and tracks the teacher's entropy and the teacher-student KL (Figure 7).
 
-The file reads in the lecture's order: head, multi-crop encoder, loss, schedules, the method.
+The file reads in the lecture's order: head, multi-crop encoder, loss, the method (its
+schedules, for the EMA momentum and the teacher temperature, are in ``course_lib.schedules``).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from ._checks import check_int, describe
 from .augment import batched_multi_crop
 from .diagnostics import entropy
 from .ema import ema_update
-from .schedules import cosine_schedule, linear_warmup_then_constant
+from .schedules import cosine_schedule, teacher_temperature_schedule
 from .train import Method
 
 Tensor = torch.Tensor
@@ -92,35 +93,15 @@ class DINOHead(nn.Module):
 
     def forward(self, x: Tensor, freeze_last_layer: bool = False) -> Tensor:
         """(B, in_dim) -> (B, out_dim). With ``freeze_last_layer`` no gradient reaches the last
-        layer (its ``.grad`` stays None, as after :func:`cancel_last_layer_gradients`); the
-        gradient still flows through it to the bottleneck and the backbone."""
+        layer (its ``.grad`` stays None, so the optimizer leaves the prototypes alone); the
+        gradient still flows through it to the bottleneck and the backbone. DINO's code gets
+        this by setting the grads to None after backward during the first epoch
+        (``--freeze_last_layer 1``, ``utils.cancel_gradients_last_layer``); the shared loop has
+        no call between backward and step, so :class:`DINO` asks the head instead."""
         z = self.bottleneck(x)                                        # (B, bottleneck_dim)
         if freeze_last_layer:
             return F.linear(z, self.last_layer.weight.detach())       # (B, out_dim)
         return self.last_layer(z)                                     # (B, out_dim)
-
-
-def cancel_last_layer_gradients(head_or_model: nn.Module, step: int, freeze_steps: int) -> None:
-    """Set ``.grad`` of every DINOHead's last layer inside ``head_or_model`` to None while
-    ``step < freeze_steps``; call it between ``loss.backward()`` and ``optimizer.step()``.
-
-    The optimizer skips parameters whose grad is None, so the prototypes stay at their random
-    initialisation while the rest of the network settles. DINO does this during the first epoch
-    (``--freeze_last_layer 1``, ``utils.cancel_gradients_last_layer``, counted in epochs); here
-    the count is in optimizer steps. :class:`DINO` gets the same effect inside the shared loop
-    (which has no call between backward and step) by calling ``head(x, freeze_last_layer=True)``.
-    """
-    check_int("step", step, 0)
-    check_int("freeze_steps", freeze_steps, 0)
-    heads = [m for m in head_or_model.modules() if isinstance(m, DINOHead)]
-    if not heads:
-        raise ValueError(f"head_or_model must be or contain a DINOHead, got "
-                         f"{type(head_or_model).__name__}")
-    if step >= freeze_steps:
-        return
-    for head in heads:
-        for p in head.last_layer.parameters():
-            p.grad = None
 
 
 # --- 2. multi-crop: one encoder, crops of several sizes -----------------------------------------
@@ -280,32 +261,7 @@ class DINOLoss(nn.Module):
         self.center.mul_(m).add_(batch_sum / n_rows, alpha=1.0 - m)
 
 
-# --- 4. schedules --------------------------------------------------------------------------------
-def teacher_temperature_schedule(warmup_temp: float, final_temp: float, warmup_epochs: int,
-                                 epochs: int, steps_per_epoch: int = 1) -> Tensor:
-    """Per-step tau_t, shape (epochs * steps_per_epoch,), float64: DINO's per-epoch schedule
-    ``linspace(warmup_temp, final_temp, warmup_epochs)`` then ``final_temp``, each epoch's value
-    repeated for its ``steps_per_epoch`` steps.
-
-    A teacher that starts too soft makes early training unstable; the paper's ViT-S/16 recipe warms
-    tau_t from 0.04 to 0.07 over the first 30 epochs (section 3.2). Pass
-    ``steps_per_epoch=1`` to count in steps instead of epochs.
-
-    Example:
-        >>> [round(t, 4) for t in teacher_temperature_schedule(0.04, 0.07, 3, 4).tolist()]
-        [0.04, 0.055, 0.07, 0.07]
-    """
-    for name, value in (("warmup_temp", warmup_temp), ("final_temp", final_temp)):
-        if not (isinstance(value, (int, float)) and value > 0):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    check_int("epochs", epochs)
-    check_int("steps_per_epoch", steps_per_epoch)
-    check_int("warmup_epochs", warmup_epochs, 0, epochs)
-    per_epoch = linear_warmup_then_constant(warmup_temp, final_temp, warmup_epochs, epochs)
-    return per_epoch.repeat_interleave(steps_per_epoch)
-
-
-# --- 5. the method on the shared training loop ---------------------------------------------------
+# --- 4. the method on the shared training loop ---------------------------------------------------
 @dataclass(frozen=True)
 class DINOConfig:
     """DINO's hyperparameters. Defaults are the official ``main_dino.py`` defaults except the

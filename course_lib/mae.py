@@ -31,8 +31,8 @@ from ._checks import check_int, describe
 from .backbones import (embed_tokens, encode_tokens, freeze_pos_embed, num_prefix_tokens,
                         transformer_blocks)
 from .data import normalize
-from .masking import (MASKINGS, block_mask, check_ratio, grid_mask, grid_stride_for,
-                      mask_from_boolean)
+from .masking import (MASKINGS, check_ratio, grid_stride_for, mask_from_boolean,
+                      structured_mask)
 from .train import Method
 
 Tensor = torch.Tensor
@@ -230,13 +230,8 @@ class MAE(Method):
         masking = self.config.masking if masking is None else masking
         if masking == "random":
             return random_masking(patches, ratio, generator)
-        if masking == "block":
-            masked = block_mask(patches.shape[0], self.grid_size, ratio, generator=generator)
-        elif masking == "grid":
-            masked = grid_mask(patches.shape[0], self.grid_size, stride=grid_stride_for(ratio),
-                               generator=generator)
-        else:
-            raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
+        masked = structured_mask(masking, patches.shape[0], self.grid_size, ratio,
+                                 generator=generator)
         return mask_from_boolean(patches, masked.to(patches.device))
 
     def forward_encoder(self, images: Tensor, mask_ratio: float | None = None, *,
@@ -285,6 +280,18 @@ class MAE(Method):
         return self.encoder
 
 
+def full_sequence_loss(mae: MAE, images: Tensor, mask_ratio: float, mask_token: Tensor) -> Tensor:
+    """The baseline MAE is compared with: masked patches become ``mask_token`` *inside* the
+    encoder, which runs on all 1 + N tokens; the same decoder (no unshuffle needed) and loss."""
+    grid = mae.grid_size
+    _, mask, _ = random_masking(images.new_zeros(images.shape[0], grid * grid, 1), mask_ratio)
+    tokens = embed_tokens(mae.encoder, images, mask=mask.bool(), mask_token=mask_token)
+    latent = encode_tokens(mae.encoder, tokens)                         # (B, 1 + N, D)
+    x = mae.decoder_embed(latent) + mae.decoder_pos_embed.to(latent.dtype)
+    pred = mae.decoder_pred(mae.decoder_norm(mae.decoder_blocks(x)))[:, 1:]
+    return mae_loss(pred, patchify(images, mae.patch_size), mask, mae.config.norm_pix_loss)
+
+
 # --- 7. reconstructions --------------------------------------------------------------------------
 @torch.no_grad()
 def reconstruct(model: MAE, images: Tensor, mask_ratio: float | None = None, *,
@@ -315,6 +322,18 @@ def reconstruct(model: MAE, images: Tensor, mask_ratio: float | None = None, *,
     recon = unpatchify(pred, p, model.channels)
     pasted = unpatchify(target * (1 - m) + pred * m, p, model.channels)
     return masked, recon, pasted
+
+
+@torch.no_grad()
+def reconstruction_loss(mae: MAE, images: Tensor, mask_ratio: float, *, seed: int = 0,
+                        device: torch.device | str = "cpu") -> float:
+    """Held-out MAE loss at ``mask_ratio`` (one fixed mask draw per image)."""
+    mae.eval()
+    generator = torch.Generator().manual_seed(seed)
+    losses = [mae(normalize(images[i:i + 500].to(device)), mask_ratio, generator=generator)[0]
+              for i in range(0, images.shape[0], 500)]
+    mae.train()
+    return torch.stack(losses).mean().item()
 
 
 # --- 8. the masking-ratio argument: an information model (lecture 03, section 6) ----------------

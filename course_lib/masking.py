@@ -112,3 +112,17 @@ def grid_stride_for(mask_ratio: float) -> int:
 
 
 MASKINGS = ("random", "block", "grid")
+
+
+def structured_mask(masking: str, batch: int, grid_size: int, mask_ratio: float, *,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """A bool (batch, N) mask, True = masked, for ``masking`` "block" (:func:`block_mask`) or
+    "grid" (:func:`grid_mask`, whose stride follows from ``mask_ratio``). Random masking is
+    ``course_lib.mae.random_masking``, which draws and gathers in one go."""
+    if masking == "block":
+        return block_mask(batch, grid_size, mask_ratio, generator=generator)
+    if masking == "grid":
+        return grid_mask(batch, grid_size, stride=grid_stride_for(mask_ratio), generator=generator)
+    raise ValueError(f"masking must be 'block' or 'grid' here (one of {MASKINGS}; 'random' is "
+                     f"random_masking), got {masking!r}")
+

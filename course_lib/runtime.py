@@ -104,3 +104,26 @@ def course_settings(scale: Scale | None = None, device: str | torch.device | Non
         raise ValueError(f"scale must be 'cpu' or 'gpu', got {scale!r}")
     seed_everything(seed)
     return Settings(scale=scale, device=dev, seed=seed)
+
+
+def median_seconds(closures: dict, repeats: int, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Time each closure once per round, round-robin, for ``repeats`` rounds after one warm-up
+    round; return each one's median seconds. Round-robin spreads slow moments of a shared machine
+    over all closures alike, so their ratios are fairer than back-to-back loops (CUDA is
+    synchronised around each call)."""
+    import time
+    from statistics import median
+    device = torch.device(device)
+    times: dict[str, list[float]] = {name: [] for name in closures}
+    for round_ in range(repeats + 1):
+        for name, fn in closures.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: median(t) for name, t in times.items()}
+

@@ -12,8 +12,8 @@ from torch import nn
 from course_lib.backbones import build_vit
 from course_lib.data import make_shapes
 from course_lib.diagnostics import entropy
-from course_lib.dino import (DINO, DINOConfig, DINOHead, DINOLoss, cancel_last_layer_gradients,
-                             teacher_distribution, teacher_temperature_schedule)
+from course_lib.dino import DINO, DINOConfig, DINOHead, DINOLoss, teacher_distribution
+from course_lib.schedules import teacher_temperature_schedule
 from course_lib.train import TrainConfig, param_groups, train
 
 
@@ -125,20 +125,20 @@ def test_frozen_last_layer_gets_no_gradient_but_passes_one_through():
         torch.testing.assert_close(p.grad, before)
 
 
-def test_cancel_last_layer_gradients_only_while_frozen():
+def test_freeze_last_layer_leaves_the_prototypes_without_gradient():
     head = DINOHead(8, 10, hidden_dim=16, bottleneck_dim=4)
     model = nn.Sequential(nn.Linear(3, 8), head)
     direction = head.last_layer.parametrizations.weight.original1
-    model(torch.randn(4, 3)).sum().backward()
-    cancel_last_layer_gradients(model, step=1, freeze_steps=1)   # step 1 >= 1: not frozen
-    assert direction.grad is not None
-    cancel_last_layer_gradients(model, step=0, freeze_steps=1)
-    assert direction.grad is None
+    x = torch.randn(4, 3)
+    head(model[0](x), freeze_last_layer=True).sum().backward()
+    assert direction.grad is None                                    # the prototypes: no gradient
     assert model[0].weight.grad is not None and head.mlp[0].weight.grad is not None
-    with pytest.raises(ValueError, match="head_or_model"):
-        cancel_last_layer_gradients(nn.Linear(2, 2), 0, 1)
-    with pytest.raises(ValueError, match="step"):
-        cancel_last_layer_gradients(head, -1, 1)
+    frozen = [p.grad.clone() for p in (model[0].weight, head.mlp[0].weight)]
+    model.zero_grad()
+    head(model[0](x)).sum().backward()                               # the same values flow back
+    assert direction.grad is not None
+    torch.testing.assert_close(model[0].weight.grad, frozen[0])
+    torch.testing.assert_close(head.mlp[0].weight.grad, frozen[1])
 
 
 # --- loss ------------------------------------------------------------------------------------------

@@ -7,11 +7,10 @@ import sys
 import pytest
 import torch
 
-from course_lib.backbones import build_vit
-from course_lib.mae import MAE, MAEConfig, mae_loss, patchify
+from course_lib.backbones import build_vit, use_fused_attention
 from course_lib.evaluate import Pooled
-from course_lib.labs.mae import (full_sequence_loss, masking_sweep, measure_speedup, plot_information,
-                                 plot_sweep, use_fused_attention)
+from course_lib.labs.mae import masking_sweep, measure_speedup, plot_information, plot_sweep
+from course_lib.mae import MAE, MAEConfig, full_sequence_loss, mae_loss, patchify
 
 
 # --- the speed-up ---------------------------------------------------------------------------------

@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
-from statistics import median
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .._checks import check_int
-from ..backbones import build_vit, embed_tokens, encode_tokens
+from ..backbones import build_vit, embed_tokens, encode_tokens, use_fused_attention
 from ..data import N_CLASSES, SHAPES_MEAN, SHAPES_STD, make_shapes, normalize
 from ..evaluate import evaluate_backbone
-from ..masking import MASKINGS, block_mask, grid_mask, grid_stride_for
-from ..mae import (MAE, MAEConfig, information, mae_loss, optimal_ratio, patchify,
-                  random_masking, reconstruct, unpatchify)
-from ..runtime import at_scale
+from ..masking import MASKINGS, structured_mask
+from ..mae import (MAE, MAEConfig, full_sequence_loss, information, optimal_ratio, patchify,
+                  random_masking, reconstruct, reconstruction_loss, unpatchify)
+from ..runtime import at_scale, median_seconds
 from ..train import TrainConfig, train
 
 Tensor = torch.Tensor
@@ -99,46 +98,11 @@ SPEEDUP_SCALES: dict[str, SpeedupScale] = {
 }
 
 
-def speedup_scale(scale: str) -> SpeedupScale:
-    """``SPEEDUP_SCALES[scale]``."""
-    return at_scale(SPEEDUP_SCALES, scale)
-
-
-def full_sequence_loss(mae: MAE, images: Tensor, mask_ratio: float, mask_token: Tensor) -> Tensor:
-    """The baseline MAE is compared with: masked patches become ``mask_token`` *inside* the
-    encoder, which runs on all 1 + N tokens; the same decoder (no unshuffle needed) and loss."""
-    grid = mae.grid_size
-    _, mask, _ = random_masking(images.new_zeros(images.shape[0], grid * grid, 1), mask_ratio)
-    tokens = embed_tokens(mae.encoder, images, mask=mask.bool(), mask_token=mask_token)
-    latent = encode_tokens(mae.encoder, tokens)                         # (B, 1 + N, D)
-    x = mae.decoder_embed(latent) + mae.decoder_pos_embed.to(latent.dtype)
-    pred = mae.decoder_pred(mae.decoder_norm(mae.decoder_blocks(x)))[:, 1:]
-    return mae_loss(pred, patchify(images, mae.patch_size), mask, mae.config.norm_pix_loss)
-
-
-def measure_speedup(scale: str = "cpu", *, mask_ratio: float = 0.75,
-                    device: torch.device | str = "cpu", repeats: int | None = None,
-                    amp: bool = True) -> dict:
-    """Time four closures round-robin (one call each per round, after a warm-up round) and
-    return median seconds and ratios: encoder fwd + bwd on visible vs all tokens
-    (``encoder_speedup``), and a whole MAE step (fwd, bwd, AdamW) vs the full-sequence
-    autoencoder's (``step_speedup``). ``token_ratio`` is (1 + N) / (1 + N_keep)."""
+def _speedup_closures(mae: MAE, images: Tensor, mask_token: Tensor, optimizer, mask_ratio: float,
+                      use_amp: bool) -> dict:
+    """The four timed jobs of :func:`measure_speedup`, each a closure of no arguments."""
     from ..runtime import autocast
-    setup = speedup_scale(scale)
-    if repeats is not None:
-        check_int("repeats", repeats)
-    repeats = setup.repeats if repeats is None else repeats
-    device = torch.device(device)
-    torch.manual_seed(0)
-    mae = MAE(build_vit(**setup.vit), setup.decoder).to(device)
-    mask_token = nn.Parameter(torch.zeros(mae.encoder.embed_dim, device=device))
-    size = mae.encoder.patch_embed.img_size[0]
-    images = torch.randn(setup.batch_size, 3, size, size, device=device)
-    params = [p for p in mae.parameters() if p.requires_grad] + [mask_token]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    n = mae.grid_size ** 2
-    n_keep = int(n * (1 - mask_ratio))
-    use_amp = amp and device.type == "cuda"
+    device = images.device
 
     def encoder_pass(visible_only: bool) -> None:
         with autocast(device, use_amp):
@@ -157,42 +121,45 @@ def measure_speedup(scale: str = "cpu", *, mask_ratio: float = 0.75,
         loss.backward()
         optimizer.step()
 
-    closures = {
+    return {
         "encoder_visible": lambda: encoder_pass(True),
         "encoder_all": lambda: encoder_pass(False),
         "mae_step": lambda: step(lambda: mae(images, mask_ratio)[0]),
         "full_sequence_step": lambda: step(lambda: full_sequence_loss(mae, images, mask_ratio,
                                                                       mask_token)),
     }
-    times: dict[str, list[float]] = {name: [] for name in closures}
-    for round_ in range(repeats + 1):
-        for name, fn in closures.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    seconds = {name: median(t) for name, t in times.items()}
+
+
+def measure_speedup(scale: str = "cpu", *, mask_ratio: float = 0.75,
+                    device: torch.device | str = "cpu", repeats: int | None = None,
+                    amp: bool = True) -> dict:
+    """Time four closures round-robin (one call each per round, after a warm-up round) and
+    return median seconds and ratios: encoder fwd + bwd on visible vs all tokens
+    (``encoder_speedup``), and a whole MAE step (fwd, bwd, AdamW) vs the full-sequence
+    autoencoder's (``step_speedup``). ``token_ratio`` is (1 + N) / (1 + N_keep)."""
+    setup = at_scale(SPEEDUP_SCALES, scale)
+    if repeats is not None:
+        check_int("repeats", repeats)
+    repeats = setup.repeats if repeats is None else repeats
+    device = torch.device(device)
+    torch.manual_seed(0)
+    mae = MAE(build_vit(**setup.vit), setup.decoder).to(device)
+    mask_token = nn.Parameter(torch.zeros(mae.encoder.embed_dim, device=device))
+    size = mae.encoder.patch_embed.img_size[0]
+    images = torch.randn(setup.batch_size, 3, size, size, device=device)
+    params = [p for p in mae.parameters() if p.requires_grad] + [mask_token]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    n = mae.grid_size ** 2
+    n_keep = int(n * (1 - mask_ratio))
+    closures = _speedup_closures(mae, images, mask_token, optimizer, mask_ratio,
+                                 use_amp=amp and device.type == "cuda")
+    seconds = median_seconds(closures, repeats, device)
     return {"scale": scale, "device": str(device), "mask_ratio": mask_ratio,
             "batch_size": setup.batch_size, "n_tokens": 1 + n, "n_visible_tokens": 1 + n_keep,
             "token_ratio": (1 + n) / (1 + n_keep),
             "encoder_speedup": seconds["encoder_all"] / seconds["encoder_visible"],
             "step_speedup": seconds["full_sequence_step"] / seconds["mae_step"],
             "median_seconds": seconds, "repeats": repeats, "threads": torch.get_num_threads()}
-
-
-def use_fused_attention(model: nn.Module, enabled: bool) -> nn.Module:
-    """Switch timm's fused attention (``F.scaled_dot_product_attention``) on or off in every
-    block of ``model``; the result is the same up to rounding. On a CPU the fused kernel's
-    backward costs more than the plain softmax(QK^T)V for sequences of a few tokens (measured on
-    2 cores, MAE step at batch 128: 83 ms fused, 64 ms plain), so the CPU scale turns it off."""
-    for module in model.modules():
-        if hasattr(module, "fused_attn"):
-            module.fused_attn = enabled
-    return model
 
 
 # --- the masking-ratio sweep ------------------------------------------------------------------------
@@ -235,17 +202,6 @@ def sweep_scale(scale: str, seed: int = 0) -> SweepScale:
     return at_scale(SWEEP_SCALES, scale, seed=seed)
 
 
-def evaluate_encoder(encoder: nn.Module, train_data: tuple[Tensor, Tensor],
-                     test_data: tuple[Tensor, Tensor], setup: SweepScale,
-                     device: torch.device | str = "cpu") -> dict[str, float]:
-    """k-NN and linear probe on frozen mean-pooled features, and a short fine-tune
-    (``course_lib.evaluate.evaluate_backbone`` with MAE's pooling)."""
-    report = evaluate_backbone(encoder, *train_data, *test_data, pooling="mean",
-                               probe_epochs=setup.probe_epochs, finetune_steps=setup.finetune_steps,
-                               diagnostics=False, seed=setup.train.seed, device=device)
-    return {key: report[key] for key in ("knn_accuracy", "linear_probe", "finetune_accuracy")}
-
-
 def pretrain(mask_ratio: float, masking: str, images: Tensor, setup: SweepScale,
              device: torch.device | str = "cpu") -> tuple[MAE, dict]:
     """One MAE from the seeded initialisation; returns it and its training record."""
@@ -260,16 +216,19 @@ def pretrain(mask_ratio: float, masking: str, images: Tensor, setup: SweepScale,
                  "curves": {"step": history.steps, "loss": history["loss"]}}
 
 
-@torch.no_grad()
-def reconstruction_loss(mae: MAE, images: Tensor, mask_ratio: float, *, seed: int = 0,
-                        device: torch.device | str = "cpu") -> float:
-    """Held-out MAE loss at ``mask_ratio`` (one fixed mask draw per image)."""
-    mae.eval()
-    generator = torch.Generator().manual_seed(seed)
-    losses = [mae(normalize(images[i:i + 500].to(device)), mask_ratio, generator=generator)[0]
-              for i in range(0, images.shape[0], 500)]
-    mae.train()
-    return torch.stack(losses).mean().item()
+def _sweep_setup(setup: SweepScale, steps: int | None, finetune_steps: int | None,
+                 ratios: tuple[float, ...], strategies: tuple[str, ...]) -> SweepScale:
+    """The scale's settings with the sweep's overrides, after checking the ratios and strategies."""
+    if steps is not None:
+        setup = replace(setup, train=replace(setup.train, steps=steps,
+                                             warmup_steps=min(setup.train.warmup_steps, steps)))
+    if finetune_steps is not None:
+        setup = replace(setup, finetune_steps=finetune_steps)
+    if not all(0.0 < ratio < 1.0 for ratio in ratios):
+        raise ValueError(f"ratios must be in (0, 1), got {list(ratios)}")
+    if not set(strategies) <= set(STRATEGIES):
+        raise ValueError(f"strategies must be among {STRATEGIES}, got {sorted(set(strategies))}")
+    return setup
 
 
 def masking_sweep(scale: str = "cpu", *, seed: int = 0, ratios: tuple[float, ...] = RATIOS,
@@ -286,17 +245,7 @@ def masking_sweep(scale: str = "cpu", *, seed: int = 0, ratios: tuple[float, ...
     override the scale's pretraining and fine-tuning lengths.
     """
     setup = sweep_scale(scale, seed)
-    if steps is not None:
-        setup = replace(setup, train=replace(setup.train, steps=steps,
-                                             warmup_steps=min(setup.train.warmup_steps, steps)))
-    if finetune_steps is not None:
-        setup = replace(setup, finetune_steps=finetune_steps)
-    for ratio in ratios:
-        if not 0.0 < ratio < 1.0:
-            raise ValueError(f"ratios must be in (0, 1), got {ratio!r}")
-    unknown = set(strategies) - set(STRATEGIES)
-    if unknown:
-        raise ValueError(f"strategies must be among {STRATEGIES}, got {sorted(unknown)}")
+    setup = _sweep_setup(setup, steps, finetune_steps, ratios, strategies)
     images, labels, _ = make_shapes(setup.n_train, image_size=32, seed=seed)
     test_x, test_y, _ = make_shapes(setup.n_test, image_size=32, seed=seed, split="test")
     train_data, test_data = (images, labels), (test_x, test_y)
@@ -304,16 +253,18 @@ def masking_sweep(scale: str = "cpu", *, seed: int = 0, ratios: tuple[float, ...
     jobs += [("strategies", s, 0.75, s) for s in strategies]
     torch.manual_seed(seed)
     init = use_fused_attention(build_vit(**setup.vit), setup.fused_attention)
+    judge = lambda encoder: evaluate_backbone(  # noqa: E731 - k-NN, probe, fine-tune; MAE's pooling
+        encoder, *train_data, *test_data, pooling="mean", probe_epochs=setup.probe_epochs,
+        finetune_steps=setup.finetune_steps, diagnostics=False, seed=seed, device=device)
     result: dict = {"scale": scale, "seed": seed, "chance": 1 / N_CLASSES, "ratios": {},
-                    "strategies": {},
-                    "random_init": evaluate_encoder(init, train_data, test_data, setup, device)}
+                    "strategies": {}, "random_init": judge(init)}
     done: dict[tuple[float, str], dict] = {}
     for group, key, ratio, masking in tqdm(jobs, desc="MAE sweep", disable=not progress):
         if (ratio, masking) not in done:          # random at 0.75 is both a ratio and a strategy
             mae, run = pretrain(ratio, masking, images, setup, device)
             run["reconstruction_loss"] = reconstruction_loss(mae, test_x, ratio, seed=seed,
                                                              device=device)
-            run.update(evaluate_encoder(mae.encoder, train_data, test_data, setup, device))
+            run.update(judge(mae.encoder))
             if keep_models:
                 run["model"] = mae
             done[(ratio, masking)] = run
@@ -441,11 +392,8 @@ def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
     grid = x.shape[-1] // patch_size
     if masking == "random":
         _, mask, _ = random_masking(x.new_zeros(x.shape[0], grid * grid, 1), mask_ratio, generator)
-    elif masking == "block":
-        mask = block_mask(x.shape[0], grid, mask_ratio, generator=generator).float()
     else:
-        mask = grid_mask(x.shape[0], grid, stride=grid_stride_for(mask_ratio),
-                         generator=generator).float()
+        mask = structured_mask(masking, x.shape[0], grid, mask_ratio, generator=generator).float()
     m = mask.unsqueeze(-1)                                           # (B, N, 1)
     masked = unpatchify(patchify(x, patch_size) * (1 - m), patch_size, x.shape[1])
     return masked_reconstruction_grid(to_image(x), to_image(masked))
