@@ -6,11 +6,12 @@ plus the shared pieces every unit uses: `data`, `backbones`, `augment`, `train`,
 
 Shape vocabulary, used in every docstring and shape comment of the course:
 
-    B      batch size (images)
+    B      batch size (images; SimCLR's paper writes N)
     V      views / crops per image
     N      tokens or patches per image
     D      feature width (embedding dimension)
     K      prototypes / output dimension of a projection head
+    Q      keys in MoCo's queue of negatives (the MoCo paper's K)
     h      attention heads
     C,H,W  image channels, height, width
     p      patch size (pixels per side)

@@ -2,10 +2,10 @@
 v2 details from Chen et al. 2020b). Lecture 01, section 4.
 
 The negatives come from a FIFO queue of keys produced by a slowly moving momentum (EMA) encoder,
-not from the current batch, so the number of negatives K is decoupled from the batch size B and
+not from the current batch, so the number of negatives Q is decoupled from the batch size B and
 the queued keys need no activations kept for backward. For a query q, its key k+ and the queue:
 
-    logits = [ q . k+ , q . k_1 , ... , q . k_K ] / tau        (positive in column 0)
+    logits = [ q . k+ , q . k_1 , ... , q . k_Q ] / tau        (positive in column 0)
     L      = -log softmax(logits)[0]                            averaged over the batch
 
 Key encoder: theta_k <- m theta_k + (1 - m) theta_q  (``course_lib.ema.ema_update``); keys carry
@@ -66,10 +66,10 @@ class MoCoQueue(nn.Module):
 
 
 def moco_loss(q: Tensor, k: Tensor, queue: Tensor | MoCoQueue, temperature: float = 0.2) -> Tensor:
-    """InfoNCE of queries q (B, D) against their keys k (B, D) and the queue (K, D) as negatives.
+    """InfoNCE of queries q (B, D) against their keys k (B, D) and the queue (Q, D) as negatives.
 
     q and k are L2-normalised here; k and the queue get no gradient. Positive in column 0 of the
-    (B, 1 + K) logits. Default tau = 0.2 is MoCo v2's. Returns a float32 scalar.
+    (B, 1 + Q) logits. Default tau = 0.2 is MoCo v2's. Returns a float32 scalar.
     """
     negatives = queue.negatives if isinstance(queue, MoCoQueue) else queue
     for name, x in (("q", q), ("k", k), ("queue", negatives)):
@@ -83,8 +83,8 @@ def moco_loss(q: Tensor, k: Tensor, queue: Tensor | MoCoQueue, temperature: floa
     q = F.normalize(q.float(), dim=1)
     k = F.normalize(k.detach().float(), dim=1)
     l_pos = (q * k).sum(dim=1, keepdim=True)                     # (B, 1)
-    l_neg = q @ negatives.detach().float().T                     # (B, K)
-    logits = torch.cat([l_pos, l_neg], dim=1) / temperature      # (B, 1 + K)
+    l_neg = q @ negatives.detach().float().T                     # (B, Q)
+    logits = torch.cat([l_pos, l_neg], dim=1) / temperature      # (B, 1 + Q)
     labels = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return F.cross_entropy(logits, labels)
 

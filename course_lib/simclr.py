@@ -2,13 +2,13 @@
 Representations"): two augmented views per image, an encoder and a projection head, and the
 NT-Xent (normalised temperature-scaled cross-entropy) loss. Lecture 01, sections 1-3.
 
-NT-Xent over the 2N views of N images. With z the 2N L2-normalised projections and i+ the index
+NT-Xent over the 2B views of B images. With z the 2B L2-normalised projections and i+ the index
 of the other view of the same image,
 
     l_i = -log( exp(z_i . z_{i+} / tau) / sum_{k != i} exp(z_i . z_k / tau) )
-    L   = (1 / 2N) sum_i l_i
+    L   = (1 / 2B) sum_i l_i
 
-Each anchor is a (2N-1)-way classification: find your positive among the other 2N-1 views.
+Each anchor is a (2B-1)-way classification: find your positive among the other 2B-1 views.
 The self-similarity z_i . z_i = 1 is excluded from the denominator; left in, it is the largest
 logit and teaches nothing.
 """
@@ -28,48 +28,48 @@ Tensor = torch.Tensor
 
 def _check_pair(z1: Tensor, z2: Tensor) -> None:
     for name, z in (("z1", z1), ("z2", z2)):
-        check_tensor(name, z, 2, "(N, D)")
+        check_tensor(name, z, 2, "(B, D)")
         if not z.is_floating_point():
             raise ValueError(f"{name} must be floating point, got {z.dtype}")
     if z1.shape != z2.shape:
-        raise ValueError(f"z1 and z2 must have the same shape (N, D), got {tuple(z1.shape)} "
+        raise ValueError(f"z1 and z2 must have the same shape (B, D), got {tuple(z1.shape)} "
                          f"and {tuple(z2.shape)}")
     if z1.shape[0] < 2:
-        raise ValueError(f"need N >= 2 pairs so that every anchor has a negative, got N={z1.shape[0]}")
+        raise ValueError(f"need B >= 2 pairs so that every anchor has a negative, got B={z1.shape[0]}")
 
 
 def similarity_matrix(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
-    """Cosine similarities / tau between all 2N views, self-pairs masked to -inf: (2N, 2N).
+    """Cosine similarities / tau between all 2B views, self-pairs masked to -inf: (2B, 2B).
 
-    Row i < N is view 1 of image i, row N + i is view 2 of image i.
+    Row i < B is view 1 of image i, row B + i is view 2 of image i.
     """
     _check_pair(z1, z2)
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)        # (2N, D), computed in float32
-    sim = z @ z.T / temperature                                 # (2N, 2N)
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)        # (2B, D), computed in float32
+    sim = z @ z.T / temperature                                 # (2B, 2B)
     self_mask = torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
     return sim.masked_fill(self_mask, float("-inf"))
 
 
 def positive_index(n: int, device: torch.device | None = None) -> Tensor:
-    """Index of each view's positive in the (2N, 2N) matrix: i -> i + N and N + i -> i. (2N,)"""
+    """Index of each view's positive in the (2B, 2B) matrix: i -> i + B and B + i -> i. (2B,)"""
     return torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(device)
 
 
 def info_nce(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
-    """NT-Xent loss of N positive pairs (z1[i], z2[i]); z1, z2 (N, D) -> scalar (float32).
+    """NT-Xent loss of B positive pairs (z1[i], z2[i]); z1, z2 (B, D) -> scalar (float32).
 
-    Cosine similarity, self-similarity excluded, mean over all 2N anchors (both directions).
+    Cosine similarity, self-similarity excluded, mean over all 2B anchors (both directions).
     Computed in float32 whatever the input dtype (bfloat16 logits lose the small differences the
     softmax needs); gradients flow back in the input dtype. For perfectly uninformative
-    embeddings (all similarities equal) the loss is log(2N - 1).
+    embeddings (all similarities equal) the loss is log(2B - 1).
 
     Example:
-        >>> z1, z2 = model(view1), model(view2)     # (N, D) each
+        >>> z1, z2 = model(view1), model(view2)     # (B, D) each
         >>> loss = info_nce(z1, z2, temperature=0.1)
     """
-    sim = similarity_matrix(z1, z2, temperature)               # (2N, 2N)
+    sim = similarity_matrix(z1, z2, temperature)               # (2B, 2B)
     return F.cross_entropy(sim, positive_index(z1.shape[0], sim.device))
 
 

@@ -65,7 +65,7 @@ def test_bfloat16_and_gradient():
 @pytest.mark.parametrize("z1,z2,tau,match", [
     (torch.randn(4, 3), torch.randn(5, 3), 0.1, "same shape"),
     (torch.randn(4), torch.randn(4), 0.1, "2-D"),
-    (torch.randn(1, 3), torch.randn(1, 3), 0.1, "N >= 2"),
+    (torch.randn(1, 3), torch.randn(1, 3), 0.1, "B >= 2"),
     (torch.randn(4, 3), torch.randn(4, 3), 0.0, "temperature"),
     (torch.ones(4, 3, dtype=torch.long), torch.ones(4, 3, dtype=torch.long), 0.1, "floating"),
 ])
