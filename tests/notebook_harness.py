@@ -131,3 +131,39 @@ def _execute(code, namespace: dict, *, graded: bool) -> BaseException | None:
 
 def solution_notebooks() -> list[Path]:
     return sorted(REPO.glob("solutions/*/*.ipynb"))
+
+
+PARAMETERS = "mistake, solution_cell, test_cell, keyword, mutant"
+
+
+def mutation_tests(notebook: Notebook, mutants: list[tuple], *, hidden_alone: bool = True) -> dict:
+    """The tests every unit's mutation file runs over its table ``mutants`` of (mistake, answer
+    cell, test cell, keyword of the expected message, mutant source): each mutant is caught with a
+    message naming the mistake, by the whole test cell and (``hidden_alone``) by its hidden part
+    alone; the table is printed at the end. Bind them in the module: ``globals().update(...)``."""
+    import pytest
+    ids = [m[0] for m in mutants]
+
+    @pytest.fixture(scope="module", autouse=True)
+    def print_table():
+        yield
+        notebook.print_table()
+
+    @pytest.mark.parametrize(PARAMETERS, mutants, ids=ids)
+    def test_mutant_is_caught_with_a_message_naming_the_mistake(mistake, solution_cell, test_cell,
+                                                                keyword, mutant):
+        notebook.assert_caught(mistake, solution_cell, test_cell, keyword, mutant)
+
+    @pytest.mark.parametrize(PARAMETERS, mutants, ids=ids)
+    def test_hidden_tests_alone_catch_and_name_the_mistake(mistake, solution_cell, test_cell,
+                                                           keyword, mutant):
+        notebook.assert_caught(mistake, solution_cell, test_cell, keyword, mutant,
+                               hidden_only=True)
+
+    tests = {"print_table": print_table,
+             "test_mutant_is_caught_with_a_message_naming_the_mistake":
+                 test_mutant_is_caught_with_a_message_naming_the_mistake}
+    if hidden_alone:
+        tests["test_hidden_tests_alone_catch_and_name_the_mistake"] = \
+            test_hidden_tests_alone_catch_and_name_the_mistake
+    return tests

@@ -7,9 +7,7 @@ Run with ``-s`` to see the table: mistake -> test cell -> first line of the mess
 """
 from __future__ import annotations
 
-import pytest
-
-from notebook_harness import REPO, Notebook, fn
+from notebook_harness import REPO, Notebook, fn, mutation_tests
 
 NOTEBOOK = Notebook(REPO / "solutions" / "01_infonce" / "infonce.ipynb")
 
@@ -188,14 +186,4 @@ MUTANTS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def print_table():
-    yield
-    NOTEBOOK.print_table()
-
-
-@pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
-                         ids=[m[0] for m in MUTANTS])
-def test_mutant_is_caught_with_a_message_naming_the_mistake(mistake, solution_cell, test_cell,
-                                                            keyword, mutant):
-    NOTEBOOK.assert_caught(mistake, solution_cell, test_cell, keyword, mutant)
+globals().update(mutation_tests(NOTEBOOK, MUTANTS, hidden_alone=False))

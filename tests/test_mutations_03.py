@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from notebook_harness import REPO, Notebook, fn
+from notebook_harness import REPO, Notebook, fn, mutation_tests
 
 NOTEBOOK = Notebook(REPO / "solutions" / "03_mae" / "mae.ipynb")
 
@@ -308,24 +308,7 @@ ALTERNATIVES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def print_table():
-    yield
-    NOTEBOOK.print_table()
-
-
-@pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
-                         ids=[m[0] for m in MUTANTS])
-def test_mutant_is_caught_with_a_message_naming_the_mistake(mistake, solution_cell, test_cell,
-                                                            keyword, mutant):
-    NOTEBOOK.assert_caught(mistake, solution_cell, test_cell, keyword, mutant)
-
-
-@pytest.mark.parametrize("mistake, solution_cell, test_cell, keyword, mutant", MUTANTS,
-                         ids=[m[0] for m in MUTANTS])
-def test_hidden_tests_alone_catch_and_name_the_mistake(mistake, solution_cell, test_cell, keyword,
-                                                       mutant):
-    NOTEBOOK.assert_caught(mistake, solution_cell, test_cell, keyword, mutant, hidden_only=True)
+globals().update(mutation_tests(NOTEBOOK, MUTANTS))
 
 
 @pytest.mark.parametrize("answer, solution_cell, source", ALTERNATIVES,
