@@ -37,11 +37,11 @@ MASKING = Template(fn('''
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = {ids_keep}
         x_visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, D))
-        mask = torch.ones(B, N, dtype=x.dtype)
+        mask = torch.ones(B, N, dtype=x.dtype, device=x.device)
         mask[:, :n_keep] = 0
         mask = {restore_mask}
         return x_visible, {mask}, {ids_restore}
-'''), n_keep="int(N * (1 - mask_ratio))", noise="torch.rand(B, N, generator=generator)",
+'''), n_keep="int(N * (1 - mask_ratio))", noise="torch.rand(B, N, generator=generator).to(x.device)",
     argsort="torch.argsort(noise, dim=1)", ids_keep="ids_shuffle[:, :n_keep]",
     restore_mask="torch.gather(mask, 1, ids_restore)", mask="mask", ids_restore="ids_restore")
 
