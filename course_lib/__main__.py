@@ -247,6 +247,8 @@ def dino_ablation_arguments(p: argparse.ArgumentParser) -> None:
     _seed_option(p)
     p.add_argument("--variants", nargs="+", choices=list(DINO_VARIANTS), default=list(DINO_VARIANTS),
                    help="which runs of the ablation")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="training steps per variant; default: the scale's (cpu 300, gpu 3000)")
     _json_option(p)
 
 
@@ -254,7 +256,7 @@ def dino_ablation_run(args: argparse.Namespace) -> dict:
     from .labs.dino import collapse_ablation
     settings = _settings(args)
     return collapse_ablation(settings.scale, seed=args.seed, variants=args.variants,
-                             device=settings.device)
+                             steps=args.steps, device=settings.device)
 
 
 def mae_speedup_arguments(p: argparse.ArgumentParser) -> None:

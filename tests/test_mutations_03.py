@@ -41,7 +41,8 @@ MASKING = Template(fn('''
         mask[:, :n_keep] = 0
         mask = {restore_mask}
         return x_visible, {mask}, {ids_restore}
-'''), n_keep="int(N * (1 - mask_ratio))", noise="torch.rand(B, N, generator=generator).to(x.device)",
+'''), n_keep="int(N * (1 - mask_ratio))",
+    noise="torch.rand(B, N, generator=generator).to(x.device)",
     argsort="torch.argsort(noise, dim=1)", ids_keep="ids_shuffle[:, :n_keep]",
     restore_mask="torch.gather(mask, 1, ids_restore)", mask="mask", ids_restore="ids_restore")
 
