@@ -17,3 +17,20 @@ def test_dino_step_prints_course_lib_and_the_lightly_rows_or_how_to_get_them():
         assert "lightly grouped" in out and "lightly per-view" in out
     else:
         assert "make bench-deps" in out
+
+
+def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path):
+    import json
+    out = tmp_path / "rows.jsonl"
+    for method in ("simclr", "dino"):
+        subprocess.run([sys.executable, str(BENCHMARKS / "course_scale.py"), "--method", method,
+                        "--steps", "2", "--warmup", "1", "--batch", "16", "--n-train", "64",
+                        "--n-test", "32", "--rotate", "90", "--out-dim", "32", "--threads", "1",
+                        "--out", str(out)], check=True, capture_output=True, text=True,
+                       timeout=300)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["method"] for r in rows] == ["simclr", "dino"]
+    for row in rows:
+        assert 0.0 <= row["knn_before"] <= 1.0 and 0.0 <= row["knn_after"] <= 1.0
+        assert row["steps"] == 2 and row["wall_s"] > 0
+    assert "knn_teacher" in rows[1] and "teacher_entropy" in rows[1]

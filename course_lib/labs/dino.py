@@ -211,7 +211,8 @@ COLOURS = {"none": "tab:gray", "centering": "tab:blue", "sharpening": "tab:red",
 
 
 def plot_collapse(result: dict, axes=None):
-    """Teacher entropy and teacher-student KL over training per variant (log K marked), k-NN bars."""
+    """Teacher entropy per image (solid) and of the batch-mean target (dashed), teacher-student
+    KL over training per variant (log K marked), and the k-NN bars."""
     import matplotlib.pyplot as plt
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(14, 3.6))
@@ -219,11 +220,12 @@ def plot_collapse(result: dict, axes=None):
     for name, run in result["variants"].items():
         curves, colour = run["curves"], COLOURS.get(name)
         axes[0].plot(curves["step"], curves["teacher_entropy"], label=name, color=colour)
+        axes[0].plot(curves["step"], curves["batch_mean_entropy"], color=colour, ls="--", lw=1)
         axes[1].plot(curves["step"], curves["kl"], label=name, color=colour)
     axes[0].axhline(log_k, color="k", ls="--", lw=1)
     axes[0].text(0, log_k, f"log K = {log_k:.2f}: uniform", va="bottom", fontsize=8)
     axes[0].set(xlabel="step", ylabel="teacher entropy (nats)", ylim=(-0.1, log_k * 1.12),
-                title="entropy of the teacher's output")
+                title="teacher entropy: per image (solid), of the batch mean (dashed)")
     axes[1].set(xlabel="step", ylabel="KL(teacher || student) (nats)",
                 title="what the student still has to learn")
     names = list(result["variants"])

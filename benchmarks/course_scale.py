@@ -1,0 +1,158 @@
+"""Search for a CPU scale where the self-supervised methods learn: one run per call.
+
+Trains one method on the embedded shapes data from a seeded initialisation and prints (and
+appends to ``--out``, one JSON object per line) the weighted 20-NN accuracy of the backbone on
+held-out images before and after training, with the wall time. Every knob the search turns is an
+option: data (clutter, image size), backbone preset, views (crop scale, colour jitter, hue,
+grayscale, rotation) and the method's recipe.
+
+    python benchmarks/course_scale.py --method simclr --steps 400 --clutter 0 --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from course_lib.augment import ViewSpec, augment_batch  # noqa: E402
+from course_lib.backbones import PRESETS, build_vit  # noqa: E402
+from course_lib.data import make_shapes, normalize  # noqa: E402
+from course_lib.dino import DINO, DINOConfig  # noqa: E402
+from course_lib.evaluate import extract_features, knn_accuracy  # noqa: E402
+from course_lib.moco import MoCo  # noqa: E402
+from course_lib.simclr import SimCLR  # noqa: E402
+from course_lib.supervised import Supervised  # noqa: E402
+from course_lib.train import TrainConfig, train  # noqa: E402
+
+
+def rotate(views: torch.Tensor, degrees: float, generator: torch.Generator) -> torch.Tensor:
+    """Rotate each view (R, C, S, S) by its own angle in [-degrees, degrees], border padding."""
+    angle = (torch.rand(views.shape[0], generator=generator) * 2 - 1) * math.radians(degrees)
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
+                         torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1)  # (R, 2, 3)
+    grid = F.affine_grid(theta.to(views), list(views.shape), align_corners=False)
+    return F.grid_sample(views, grid, padding_mode="border", align_corners=False)
+
+
+def make_views(args, n_views: int = 2, colour: bool = True):
+    spec = ViewSpec(size=args.image_size, scale=tuple(args.crop),
+                    jitter_p=0.8 if colour else 0.0, brightness=0.8 * args.strength,
+                    contrast=0.8 * args.strength, saturation=0.8 * args.strength,
+                    hue=args.hue if colour else 0.0, grayscale_p=args.gray if colour else 0.0)
+    generator = torch.Generator().manual_seed(args.seed + 1)
+
+    def views(images):
+        out = augment_batch(images, [spec] * n_views, generator=generator)
+        if args.rotate > 0:
+            out = [rotate(v, args.rotate, generator) for v in out]
+        return out
+    return views
+
+
+def build(args):
+    config = PRESETS[args.preset]
+    config = replace(config, img_size=args.image_size, **({"depth": args.depth} if args.depth else {}),
+                     **({"embed_dim": args.width, "num_heads": args.width // 32} if args.width else {}))
+    torch.manual_seed(args.seed)
+    return build_vit(config), config.embed_dim
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--method", choices=["simclr", "moco", "dino", "supervised"], required=True)
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--n-train", type=int, default=5000)
+    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--clutter", type=float, default=0.0)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--depth", type=int, default=0)
+    p.add_argument("--width", type=int, default=0)
+    p.add_argument("--crop", type=float, nargs=2, default=[0.6, 1.0])
+    p.add_argument("--strength", type=float, default=0.3)
+    p.add_argument("--hue", type=float, default=0.06)
+    p.add_argument("--gray", type=float, default=0.2)
+    p.add_argument("--rotate", type=float, default=0.0)
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--queue", type=int, default=4096)
+    p.add_argument("--momentum", type=float, default=0.99)
+    p.add_argument("--out-dim", type=int, default=1024)
+    p.add_argument("--teacher-temp", type=float, default=0.04)
+    p.add_argument("--student-temp", type=float, default=0.1)
+    p.add_argument("--bn-head", action="store_true")
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--bottleneck", type=int, default=128)
+    p.add_argument("--no-centering", action="store_true")
+    p.add_argument("--no-sharpening", action="store_true")
+    p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--tag", default="")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "course_scale.jsonl"))
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    images, labels, _ = make_shapes(args.n_train, args.image_size, 0, clutter=args.clutter)
+    test_images, test_labels, _ = make_shapes(args.n_test, args.image_size, 0, split="test",
+                                              clutter=args.clutter)
+    backbone, dim = build(args)
+
+    def knn(model) -> float:
+        bank = extract_features(model, images, transform=normalize)
+        test = extract_features(model, test_images, transform=normalize)
+        return knn_accuracy(bank, labels, test, test_labels, k=20)
+
+    before = knn(backbone)
+    views = make_views(args)
+    if args.method == "simclr":
+        method = SimCLR(backbone, dim, temperature=args.temperature, views=views)
+    elif args.method == "moco":
+        method = MoCo(backbone, dim, queue_size=args.queue, momentum=args.momentum,
+                      temperature=args.temperature, views=views)
+    elif args.method == "supervised":
+        plain = make_views(args, n_views=1, colour=False)
+        method = Supervised(backbone, dim, 10, augment=lambda x: plain(x)[0])
+    else:
+        config = DINOConfig(out_dim=args.out_dim, hidden_dim=args.hidden, bottleneck_dim=args.bottleneck,
+                            use_bn_in_head=args.bn_head, n_local_crops=0,
+                            global_size=args.image_size, teacher_temp=args.teacher_temp,
+                            warmup_teacher_temp=args.teacher_temp, student_temp=args.student_temp,
+                            momentum_teacher=args.momentum, use_centering=not args.no_centering,
+                            use_sharpening=not args.no_sharpening, use_ema=not args.no_ema)
+        method = DINO(backbone, dim, steps=args.steps, config=config, crops=lambda x: list(views(x)))
+    start = time.perf_counter()
+    history = train(method, images, TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr,
+                                                warmup_steps=args.warmup, seed=args.seed,
+                                                progress=False),
+                    labels=labels if args.method == "supervised" else None)
+    wall = time.perf_counter() - start
+    result = {"tag": args.tag, **{k: v for k, v in vars(args).items() if k not in ("out", "tag")},
+              "knn_before": before, "knn_after": knn(backbone), "wall_s": round(wall, 1),
+              "s_per_step": round(wall / args.steps, 3), "final_loss": history.last("loss")}
+    if args.method == "dino":
+        result["knn_teacher"] = knn(method.teacher.backbone)
+        result["teacher_entropy"] = history.metrics.get("teacher_entropy", [None])[-1]
+    line = json.dumps(result)
+    print(line)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "a") as f:
+        f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
