@@ -327,80 +327,80 @@ FIRST = pytest.mark.parametrize("batch", ASSIGNMENTS[:1], indirect=True)
 
 
 @pytest.fixture
-def unit1(batch):
+def infonce(batch):
     assert batch["assignment"] == "01_infonce" and "forges_journal" in batch["attacks"]
     return batch
 
 
 @SLOW
 @FIRST
-def test_a_rewritten_journal_and_hidden_errors_earn_nothing(unit1):
-    _lost_only(unit1, "forges_journal", {"test_uniformity"})
+def test_a_rewritten_journal_and_hidden_errors_earn_nothing(infonce):
+    _lost_only(infonce, "forges_journal", {"test_uniformity"})
 
 
 @SLOW
 @FIRST
-def test_a_journal_line_with_a_huge_shape_is_read_in_milliseconds(unit1):
-    _lost_only(unit1, "huge_shape", {"test_uniformity", "test_momentum_update"})
-    line = next(l for l in unit1["run"].stdout.splitlines() if l.startswith("huge_shape "))
+def test_a_journal_line_with_a_huge_shape_is_read_in_milliseconds(infonce):
+    _lost_only(infonce, "huge_shape", {"test_uniformity", "test_momentum_update"})
+    line = next(l for l in infonce["run"].stdout.splitlines() if l.startswith("huge_shape "))
     assert float(re.search(r"([\d.]+) s ", line).group(1)) < 60, line
 
 
 @SLOW
 @FIRST
-def test_memory_held_in_memfd_pages_is_counted(unit1):
-    row = _row_of(unit1, "memfd_hog")
+def test_memory_held_in_memfd_pages_is_counted(infonce):
+    row = _row_of(infonce, "memfd_hog")
     assert (row["status"], row["score"]) == ("memory", "0"), row
 
 
 @SLOW
 @FIRST
-def test_names_that_are_not_utf8_are_escaped_not_fatal(unit1):
-    row = _row_of(unit1, "non_utf8_\udce9")
+def test_names_that_are_not_utf8_are_escaped_not_fatal(infonce):
+    row = _row_of(infonce, "non_utf8_\udce9")
     assert row["student_id"] == "non_utf8_\\xe9" and "\\xe9t\\xe9" in row["submitted"], row
-    _lost_only(unit1, "non_utf8_\udce9", set())
-    assert (unit1["tmp"] / "out" / "cells.csv").is_file()
+    _lost_only(infonce, "non_utf8_\udce9", set())
+    assert (infonce["tmp"] / "out" / "cells.csv").is_file()
 
 
 @SLOW
 @FIRST
-def test_symbolic_links_are_refused_not_followed(unit1):
-    solution_lines = _hidden_skeletons(unit1)
+def test_symbolic_links_are_refused_not_followed(infonce):
+    solution_lines = _hidden_skeletons(infonce)
     for student in ("symlink_file", "symlink_folder"):
-        row = _row_of(unit1, student)
+        row = _row_of(infonce, student)
         assert (row["status"], row["score"]) == ("error", "0"), row
         assert "symbolic link" in row["detail"], row
-        page = html.unescape((unit1["tmp"] / "out" / "feedback" / student /
+        page = html.unescape((infonce["tmp"] / "out" / "feedback" / student /
                               "infonce.html").read_text())
         assert not [line for line in solution_lines if line in skeleton(page)]
 
 
 @SLOW
 @FIRST
-def test_no_csv_cell_starts_a_formula(unit1):
+def test_no_csv_cell_starts_a_formula(infonce):
     for name in ("grades.csv", "cells.csv"):
-        for row in read_csv(unit1["tmp"] / "out" / name):
+        for row in read_csv(infonce["tmp"] / "out" / name):
             assert not [v for v in row.values() if v.startswith(("=", "+", "-", "@"))], row
-    row = _row_of(unit1, '=HYPERLINK("x")')
+    row = _row_of(infonce, '=HYPERLINK("x")')
     assert row["student_id"].startswith("'=") and row["status"] == "error", row
     assert "HYPERLINK" not in row["detail"], row
 
 
 @SLOW
 @FIRST
-def test_honest_students_are_not_marked_down(unit1):
-    _lost_only(unit1, "numpy_and_scratch", set())       # numpy.float64, and a scratch check
-    _lost_only(unit1, "raw_test_cell", set())
-    detail = _row_of(unit1, "raw_test_cell")["detail"]
+def test_honest_students_are_not_marked_down(infonce):
+    _lost_only(infonce, "numpy_and_scratch", set())       # numpy.float64, and a scratch check
+    _lost_only(infonce, "raw_test_cell", set())
+    detail = _row_of(infonce, "raw_test_cell")["detail"]
     assert "restored test cells changed to another cell type: test_uniformity" in detail
 
 
 @SLOW
 @FIRST
-def test_each_submission_runs_as_its_own_user(unit1):
+def test_each_submission_runs_as_its_own_user(infonce):
     uids = []
     for student in ("numpy_and_scratch", "raw_test_cell"):
-        nb = read_notebook(unit1["tmp"] / "out" / "autograded" / student / "infonce.ipynb")
+        nb = read_notebook(infonce["tmp"] / "out" / "autograded" / student / "infonce.ipynb")
         text = "".join(str(o.get("text", "")) for c in nb.cells if c.cell_type == "code"
                        for o in c.outputs)
         uids += re.findall(r"UID (\d+)", text)
