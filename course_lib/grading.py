@@ -49,9 +49,10 @@ INFONCE_REFERENCES = (
 # Every reference implementation a DINO (unit 2) answer could call instead of its own code.
 DINO_REFERENCES = (
     "course_lib.dino.DINOLoss.forward", "course_lib.dino.DINOLoss.teacher_probs",
-    "course_lib.dino.DINOLoss.update_center", "course_lib.schedules.teacher_temperature_schedule",
-    "course_lib.dino.teacher_distribution", "course_lib.ema.ema_update",
+    "course_lib.dino.DINOLoss.update_center", "course_lib.dino.teacher_distribution",
+    "course_lib.diagnostics.entropy", "course_lib.ema.ema_update",
     "course_lib.schedules.cosine_schedule", "course_lib.schedules.linear_warmup_then_constant",
+    "course_lib.schedules.teacher_temperature_schedule",
 )
 # Every reference implementation an MAE (unit 3) answer could call instead of its own code.
 MAE_REFERENCES = (

@@ -133,6 +133,19 @@ def solution_notebooks() -> list[Path]:
     return sorted(REPO.glob("solutions/*/*.ipynb"))
 
 
+class Template:
+    """A solution with {placeholders}; ``format(**changes)`` fills the others with the solution's
+    own code, so that each mutant below reads as the one line it changes."""
+
+    def __init__(self, source: str, **defaults: str) -> None:
+        self.source, self.defaults = source, defaults
+
+    def format(self, **changes: str) -> str:
+        unknown = set(changes) - set(self.defaults)
+        assert not unknown, f"no placeholder {unknown}"
+        return self.source.format(**{**self.defaults, **changes})
+
+
 PARAMETERS = "mistake, solution_cell, test_cell, keyword, mutant"
 
 

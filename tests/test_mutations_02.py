@@ -8,9 +8,29 @@ Run with ``-s`` to see the table: mistake -> test cell -> first line of the mess
 """
 from __future__ import annotations
 
-from notebook_harness import REPO, Notebook, fn, mutation_tests
+from notebook_harness import REPO, Notebook, Template, fn, mutation_tests
 
 NOTEBOOK = Notebook(REPO / "solutions" / "02_dino" / "dino.ipynb")
+
+
+DIAGNOSIS = Template(fn('''
+    def collapse_diagnosis(teacher_probs):
+        def entropy(p):
+            return {entropy}
+        p = teacher_probs.detach().double()
+        log_k = math.log(p.shape[1])
+        per_image = {per_image}
+        batch_mean = {batch_mean}
+        if per_image >= 0.9 * log_k:
+            verdict = {first}
+        elif {one_hot}:
+            verdict = {second}
+        else:
+            verdict = {healthy}
+        return {result}
+'''), entropy="-torch.special.xlogy(p, p).sum(dim=-1)", per_image="entropy(p).mean().item()",
+    batch_mean="entropy(p.mean(dim=0)).item()", first='"uniform"', second='"one-hot"',
+    one_hot="batch_mean <= 0.1 * log_k", healthy='"healthy"', result="per_image, batch_mean, verdict")
 
 
 MUTANTS = [
@@ -262,37 +282,37 @@ MUTANTS = [
             return course_lib.schedules.cosine_schedule(base, final, steps, warmup_steps,
                                                         warmup_start)
      ''')),
-    # --- 6. collapse_signature ------------------------------------------------------------------
-    ("collapse: entropy in bits", "solution_collapse_signature", "test_collapse_signature",
-     "bits", fn('''
-        def collapse_signature(kind, k):
-            return (math.log2(k), 0.0) if kind == "uniform" else (0.0, 0.0)
-     ''')),
-    ("collapse: KL confused with the cross-entropy", "solution_collapse_signature",
-     "test_collapse_signature", "cross-entropy", fn('''
-        def collapse_signature(kind, k):
-            return (math.log(k), math.log(k)) if kind == "uniform" else (0.0, 0.0)
-     ''')),
-    ("collapse: uniform and one-hot swapped", "solution_collapse_signature",
-     "test_collapse_signature", "swapped", fn('''
-        def collapse_signature(kind, k):
-            return (math.log(k), 0.0) if kind == "one-hot" else (0.0, 0.0)
-     ''')),
-    ("collapse: returns a list", "solution_collapse_signature", "test_collapse_signature",
-     "tuple", fn('''
-        def collapse_signature(kind, k):
-            return [math.log(k), 0.0] if kind == "uniform" else [0.0, 0.0]
-     ''')),
-    # --- 7. collapse modes ----------------------------------------------------------------------
-    ("modes: centering-only and sharpening-only swapped", "solution_collapse_modes",
-     "test_collapse_modes", "swapped", fn('''
-        CENTERING_ONLY = "one-hot"
-        SHARPENING_ONLY = "uniform"
-     ''')),
-    ("modes: misspelt constant", "solution_collapse_modes", "test_collapse_modes", "spelled",
-     fn('''
-        CENTERING_ONLY = "Uniform"
-        SHARPENING_ONLY = "one-hot"
+    # --- 6. collapse_diagnosis ------------------------------------------------------------------
+    ("collapse: entropy in bits", "solution_collapse_diagnosis", "test_collapse_diagnosis", "bits",
+     DIAGNOSIS.format(entropy="-(p * torch.log2(p.clamp_min(1e-300))).sum(dim=-1)")),
+    ("collapse: the two entropies swapped", "solution_collapse_diagnosis",
+     "test_collapse_diagnosis", "swapped", DIAGNOSIS.format(result="batch_mean, per_image, verdict")),
+    ("collapse: entropy summed over the batch axis", "solution_collapse_diagnosis",
+     "test_collapse_diagnosis", "batch axis",
+     DIAGNOSIS.format(per_image="(-torch.special.xlogy(p, p).sum(dim=0)).mean().item()")),
+    ("collapse: 0 log 0 gives NaN", "solution_collapse_diagnosis", "test_collapse_diagnosis",
+     "0 log 0", DIAGNOSIS.format(entropy="-(p * torch.log(p)).sum(dim=-1)")),
+    ("collapse: one-hot judged on the per-image entropy", "solution_collapse_diagnosis",
+     "test_collapse_diagnosis", "judged per image",
+     DIAGNOSIS.format(one_hot="per_image <= 0.1 * log_k")),
+    ("collapse: uniform and one-hot swapped", "solution_collapse_diagnosis",
+     "test_collapse_diagnosis", "swapped", DIAGNOSIS.format(first='"one-hot"', second='"uniform"')),
+    ("collapse: entropies returned as tensors", "solution_collapse_diagnosis",
+     "test_collapse_diagnosis", ".item()",
+     DIAGNOSIS.format(per_image="entropy(p).mean()", batch_mean="entropy(p.mean(dim=0))")),
+    ("collapse: misspelt verdict", "solution_collapse_diagnosis", "test_collapse_diagnosis",
+     "spelled", DIAGNOSIS.format(healthy='"Healthy"')),
+    ("collapse: calls course_lib.diagnostics.entropy", "solution_collapse_diagnosis",
+     "test_collapse_diagnosis", "reference", fn('''
+        import course_lib.diagnostics
+        def collapse_diagnosis(teacher_probs):
+            p = teacher_probs.detach().double()
+            log_k = math.log(p.shape[1])
+            per_image = course_lib.diagnostics.entropy(p).mean().item()
+            batch_mean = course_lib.diagnostics.entropy(p.mean(dim=0)).item()
+            verdict = ("uniform" if per_image >= 0.9 * log_k else
+                       "one-hot" if batch_mean <= 0.1 * log_k else "healthy")
+            return per_image, batch_mean, verdict
      ''')),
 ]
 

@@ -10,22 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from notebook_harness import REPO, Notebook, fn, mutation_tests
+from notebook_harness import REPO, Notebook, Template, fn, mutation_tests
 
 NOTEBOOK = Notebook(REPO / "solutions" / "03_mae" / "mae.ipynb")
-
-
-class Template:
-    """A solution with {placeholders}; ``format(**changes)`` fills the others with the solution's
-    own code, so that each mutant below reads as the one line it changes."""
-
-    def __init__(self, source: str, **defaults: str) -> None:
-        self.source, self.defaults = source, defaults
-
-    def format(self, **changes: str) -> str:
-        unknown = set(changes) - set(self.defaults)
-        assert not unknown, f"no placeholder {unknown}"
-        return self.source.format(**{**self.defaults, **changes})
 
 
 MASKING = Template(fn('''
