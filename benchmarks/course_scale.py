@@ -7,6 +7,7 @@ option: data (clutter, image size), backbone preset, views (crop scale, colour j
 grayscale, rotation) and the method's recipe.
 
     python benchmarks/course_scale.py --method simclr --steps 400 --clutter 0 --threads 1
+    python benchmarks/course_scale.py --table       # the rows so far as a markdown table
 """
 from __future__ import annotations
 
@@ -62,15 +63,43 @@ def make_views(args, n_views: int = 2, colour: bool = True):
 
 def build(args):
     config = PRESETS[args.preset]
-    config = replace(config, img_size=args.image_size, **({"depth": args.depth} if args.depth else {}),
-                     **({"embed_dim": args.width, "num_heads": args.width // 32} if args.width else {}))
+    changes = {"img_size": args.image_size}
+    if args.depth:
+        changes["depth"] = args.depth
+    if args.width:
+        changes.update(embed_dim=args.width, num_heads=args.width // 32)
+    config = replace(config, **changes)
     torch.manual_seed(args.seed)
     return build_vit(config), config.embed_dim
 
 
+DEFAULTS = {"steps": 400, "batch": 128, "lr": 1e-3, "clutter": 0.0, "preset": "cpu", "depth": 0,
+            "width": 0, "crop": [0.6, 1.0], "strength": 0.3, "hue": 0.06, "gray": 0.2,
+            "rotate": 0.0, "temperature": 0.1}
+DINO_DEFAULTS = {"out_dim": 1024, "momentum": 0.99, "teacher_temp": 0.04, "bn_head": False}
+
+
+def table(path: str) -> str:
+    """The rows of ``path`` as a markdown table: what each run changed from the defaults."""
+    lines = ["| method | changed from the defaults | steps | k-NN untrained -> trained (teacher) "
+             "| teacher entropy | wall s |", "|---|---|---|---|---|---|"]
+    for line in Path(path).read_text().splitlines():
+        row = json.loads(line)
+        defaults = {**DEFAULTS, **(DINO_DEFAULTS if row["method"] == "dino" else {})}
+        changed = [k for k, v in defaults.items() if k != "steps" and row.get(k) != v]
+        knn = f"{row['knn_before']:.3f} -> {row['knn_after']:.3f}"
+        if "knn_teacher" in row:
+            knn += f" ({row['knn_teacher']:.3f})"
+        entropy = f"{row['teacher_entropy']:.2f}" if row.get("teacher_entropy") is not None else ""
+        lines.append(f"| {row['method']} | {', '.join(f'{k} {row[k]}' for k in changed) or '-'} "
+                     f"| {row['steps']} | {knn} | {entropy} | {row['wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--method", choices=["simclr", "moco", "dino", "supervised"], required=True)
+    p.add_argument("--table", action="store_true", help="print the rows of --out and stop")
+    p.add_argument("--method", choices=["simclr", "moco", "dino", "supervised"])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -104,6 +133,11 @@ def main() -> None:
     p.add_argument("--tag", default="")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "course_scale.jsonl"))
     args = p.parse_args()
+    if args.table:
+        print(table(args.out))
+        return
+    if args.method is None:
+        p.error("--method is required (or --table)")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -128,13 +162,15 @@ def main() -> None:
         plain = make_views(args, n_views=1, colour=False)
         method = Supervised(backbone, dim, 10, augment=lambda x: plain(x)[0])
     else:
-        config = DINOConfig(out_dim=args.out_dim, hidden_dim=args.hidden, bottleneck_dim=args.bottleneck,
+        config = DINOConfig(out_dim=args.out_dim, hidden_dim=args.hidden,
+                            bottleneck_dim=args.bottleneck,
                             use_bn_in_head=args.bn_head, n_local_crops=0,
                             global_size=args.image_size, teacher_temp=args.teacher_temp,
                             warmup_teacher_temp=args.teacher_temp, student_temp=args.student_temp,
                             momentum_teacher=args.momentum, use_centering=not args.no_centering,
                             use_sharpening=not args.no_sharpening, use_ema=not args.no_ema)
-        method = DINO(backbone, dim, steps=args.steps, config=config, crops=lambda x: list(views(x)))
+        method = DINO(backbone, dim, steps=args.steps, config=config,
+                      crops=lambda x: list(views(x)))
     start = time.perf_counter()
     history = train(method, images, TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr,
                                                 warmup_steps=args.warmup, seed=args.seed,
