@@ -172,7 +172,9 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="images per step; default: the scale's "
                         f"({_per_scale({k: s.batch_size for k, s in PRETRAIN_SCALES.items()})})")
-    p.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="peak learning rate; default: the scale's "
+                        f"({_per_scale({k: s.lr for k, s in PRETRAIN_SCALES.items()})})")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help=f"InfoNCE temperature; default: the method's ({_per_scale(TEMPERATURES)})")
     p.add_argument("--queue-size", type=non_negative_int, default=4096,
@@ -191,15 +193,16 @@ def _build_method(args: argparse.Namespace, scale: str):
     from .backbones import build_vit
     from .data import N_CLASSES
     backbone = build_vit(args.preset, img_size=args.size)
+    setup = at_scale(PRETRAIN_SCALES, scale)
     if args.command == "supervised":
         from .supervised import Supervised
-        # crop (60-100% of the area) and flip only: smaller crops often cut the object out
-        spec = simclr_view_spec(args.size, strength=0.0, scale=(0.6, 1.0))
+        # the scale's crops, flips and rotations, no colour change: the same views minus colour
+        spec = simclr_view_spec(args.size, strength=0.0, scale=setup.crop_scale,
+                                rotation=setup.rotation)
         return Supervised(backbone, backbone.embed_dim, N_CLASSES,
                           augment=lambda x: augment_batch(x, [spec])[0])
-    setup = at_scale(PRETRAIN_SCALES, scale)
     views = lambda x: batched_simclr_views(x, strength=setup.view_strength,  # noqa: E731
-                                           scale=setup.crop_scale)
+                                           scale=setup.crop_scale, rotation=setup.rotation)
     temperature = args.temperature if args.temperature is not None else TEMPERATURES[args.command]
     if args.command == "simclr":
         from .simclr import SimCLR
@@ -215,17 +218,21 @@ def pretrain_run(args: argparse.Namespace) -> dict:
     from .evaluate import evaluate_backbone
     from .train import TrainConfig, train
     settings = _settings(args)
-    train_x, train_y, _ = make_shapes(args.n_train, image_size=args.size, seed=args.seed)
-    test_x, test_y, _ = make_shapes(args.n_test, image_size=args.size, seed=args.seed, split="test")
-    method = _build_method(args, settings.scale)
     setup = at_scale(PRETRAIN_SCALES, settings.scale)
+    train_x, train_y, _ = make_shapes(args.n_train, image_size=args.size, seed=args.seed,
+                                      clutter=setup.clutter)
+    test_x, test_y, _ = make_shapes(args.n_test, image_size=args.size, seed=args.seed, split="test",
+                                    clutter=setup.clutter)
+    method = _build_method(args, settings.scale)
     steps = args.steps if args.steps is not None else setup.steps
     config = TrainConfig(steps=steps,
                          batch_size=args.batch_size if args.batch_size is not None else setup.batch_size,
-                         lr=args.lr, warmup_steps=min(20, steps // 10), seed=args.seed)
+                         lr=args.lr if args.lr is not None else setup.lr,
+                         warmup_steps=min(20, steps // 10), seed=args.seed)
     start = time.perf_counter()
     history = train(method, train_x, config, labels=train_y, device=settings.device)
     result = {"command": args.command, "preset": args.preset, "steps": config.steps,
+              "lr": config.lr, "clutter": setup.clutter, "rotation": list(setup.rotation),
               "batch_size": config.batch_size, "train_seconds": round(time.perf_counter() - start, 2),
               "final_loss": history.last("loss"), "chance": 1 / len(train_y.unique())}
     result.update(evaluate_backbone(method.backbone, train_x, train_y, test_x, test_y,

@@ -31,10 +31,10 @@ from torch import Tensor
 from torchvision.ops import roi_align
 from torchvision.transforms import v2
 
+from ._image_ops import color_jitter, gaussian_blur, grayscale, rotate
 from .data import SHAPES_MEAN, SHAPES_STD
 
 # ITU-R 601 luma, the weights of torchvision's rgb_to_grayscale (and PIL's "L" mode).
-_LUMA = (0.2989, 0.587, 0.114)
 _SOLARIZE_THRESHOLD = 128 / 255  # PIL ImageOps.solarize default, used by DINO and BYOL
 
 
@@ -43,7 +43,10 @@ _SOLARIZE_THRESHOLD = 128 / 255  # PIL ImageOps.solarize default, used by DINO a
 class ViewSpec:
     """The random transforms of one view, applied in this order: resized crop (``scale`` of the
     image area, aspect ratio in ``ratio``) -> horizontal flip -> colour jitter with probability
-    ``jitter_p`` -> grayscale -> Gaussian blur -> solarisation. Defaults: SimCLR at strength 0.5.
+    ``jitter_p`` -> grayscale -> Gaussian blur -> solarisation, and a rotation by an angle drawn
+    from ``rotation`` (degrees, border pixels repeated) after the flip when that range is not
+    (0, 0): the shapes are drawn at every angle, so a rotated view is still the same object.
+    Defaults: SimCLR at strength 0.5.
     """
 
     size: int
@@ -59,6 +62,7 @@ class ViewSpec:
     blur_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
+    rotation: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size <= 0:
@@ -75,6 +79,8 @@ class ViewSpec:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
+        if not self.rotation[0] <= self.rotation[1]:
+            raise ValueError(f"rotation must satisfy low <= high (degrees), got {self.rotation}")
         if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
             raise ValueError(f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma}")
 
@@ -85,7 +91,8 @@ class ViewSpec:
 
 
 def simclr_view_spec(image_size: int = 32, *, strength: float = 0.5,
-                     scale: tuple[float, float] = (0.2, 1.0), blur: bool | None = None) -> ViewSpec:
+                     scale: tuple[float, float] = (0.2, 1.0), blur: bool | None = None,
+                     rotation: tuple[float, float] = (0.0, 0.0)) -> ViewSpec:
     """SimCLR's view (Chen et al. 2020, Appendix A) for ``image_size`` px images.
 
     Colour jitter at strength s: brightness = contrast = saturation = 0.8 s, hue = 0.2 s, applied
@@ -102,7 +109,7 @@ def simclr_view_spec(image_size: int = 32, *, strength: float = 0.5,
     blur = image_size >= 64 if blur is None else blur
     return ViewSpec(size=image_size, scale=scale, brightness=0.8 * strength,
                     contrast=0.8 * strength, saturation=0.8 * strength, hue=0.2 * strength,
-                    blur_p=0.5 if blur else 0.0)
+                    blur_p=0.5 if blur else 0.0, rotation=rotation)
 
 
 def dino_view_specs(global_size: int = 32, local_size: int = 16, *,
@@ -133,6 +140,7 @@ def v2_transform(spec: ViewSpec, *, mean: tuple[float, ...] = SHAPES_MEAN,
     """A v2 pipeline for one view of one uint8 image (C, H, W) -> normalised float32 (C, S, S)."""
     steps = [v2.RandomResizedCrop(spec.size, scale=spec.scale, ratio=spec.ratio, antialias=True),
              v2.RandomHorizontalFlip(p=spec.flip_p),
+             *([v2.RandomRotation(spec.rotation)] if spec.rotation != (0.0, 0.0) else []),
              v2.RandomApply([v2.ColorJitter(spec.brightness, spec.contrast, spec.saturation,
                                             spec.hue)], p=spec.jitter_p),
              v2.RandomGrayscale(p=spec.grayscale_p)]
@@ -236,60 +244,6 @@ def _crop_boxes(specs: list[ViewSpec], n: int, height: int, width: int,
     return torch.stack([x1, y1, x1 + w, y1 + h], dim=1)                    # (V*B, 4)
 
 
-def _grayscale(x: Tensor) -> Tensor:
-    """(R, C, H, W) -> luma (R, 1, H, W)."""
-    r, g, b = x.unbind(1)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
-
-
-def _adjust_hue(x: Tensor, hue_shift: Tensor) -> Tensor:
-    """Rotate hue by ``hue_shift`` (R, 1, 1) turns: RGB -> HSV, h += shift, HSV -> RGB.
-
-    Branch-free (masks as floats, no torch.where on pixels: several times faster on CPU)."""
-    r, g, b = x.unbind(1)                                                   # (R, H, W) each
-    value = torch.maximum(torch.maximum(r, g), b)                           # v = max(r, g, b)
-    delta = value - torch.minimum(torch.minimum(r, g), b)
-    # Hue sector from the channel holding the max (r first, then g, then b, as torchvision).
-    is_r = (value == r).to(x.dtype)
-    is_g = (value == g).to(x.dtype) * (1 - is_r)
-    is_b = 1 - is_r - is_g
-    hue6 = is_r * (g - b) + is_g * (2 * delta + b - r) + is_b * (4 * delta + r - g)
-    hue6 = hue6 / delta.clamp(min=1e-12) + 6 * hue_shift                   # 6 h, unwrapped
-    hue6 = hue6 - 6 * (hue6 / 6).floor()                                    # in [0, 6)
-    saturation = delta / value.clamp(min=1e-12)                             # 0 where v = 0
-    # HSV -> RGB: fully saturated colour of hue h, per channel a |6h - c| + d clamped to [0, 1].
-    a = x.new_tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1)
-    c = x.new_tensor([3.0, 2.0, 4.0]).view(1, 3, 1, 1)
-    d = x.new_tensor([-1.0, 2.0, 2.0]).view(1, 3, 1, 1)
-    pure = (a * (hue6.unsqueeze(1) - c).abs() + d).clamp_(0, 1)            # (R, 3, H, W)
-    saturation, value = saturation.unsqueeze(1), value.unsqueeze(1)
-    return value * (1 - saturation + saturation * pure)
-
-
-def _color_jitter(x: Tensor, brightness: Tensor, contrast: Tensor, saturation: Tensor,
-                  hue_shift: Tensor | None) -> Tensor:
-    """torchvision's adjust_brightness / contrast / saturation / hue with per-row factors
-    (R, 1, 1, 1), in that order; each output clamped to [0, 1] like torchvision's."""
-    x = (x * brightness).clamp_(0, 1)
-    mean = _grayscale(x).mean(dim=(1, 2, 3), keepdim=True)                  # (R, 1, 1, 1)
-    x = (contrast * x + (1 - contrast) * mean).clamp_(0, 1)
-    x = (saturation * x + (1 - saturation) * _grayscale(x)).clamp_(0, 1)
-    return x if hue_shift is None else _adjust_hue(x, hue_shift[:, :, 0])
-
-
-def _gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
-    """Separable Gaussian blur with one sigma per row (R,), reflect padding as torchvision."""
-    rows, channels, height, width = x.shape
-    t = torch.arange(kernel_size, device=x.device, dtype=x.dtype) - (kernel_size - 1) / 2
-    kernel = (-(t ** 2) / (2 * sigma[:, None] ** 2)).softmax(dim=1)         # (R, k), sums to 1
-    kernel = kernel.repeat_interleave(channels, 0)                          # (R*C, k)
-    pad = kernel_size // 2
-    y = F.pad(x.reshape(1, rows * channels, height, width), (pad, pad, pad, pad), mode="reflect")
-    y = F.conv2d(y, kernel[:, None, None, :], groups=rows * channels)      # along W
-    y = F.conv2d(y, kernel[:, None, :, None], groups=rows * channels)      # along H
-    return y.reshape(rows, channels, height, width)
-
-
 def _draw_params(specs: list[ViewSpec], n: int, height: int, width: int,
                  generator: torch.Generator | None) -> dict[str, Tensor]:
     """Every random number of V * B views, drawn in a fixed order on the CPU: crop boxes
@@ -305,12 +259,16 @@ def _draw_params(specs: list[ViewSpec], n: int, height: int, width: int,
 
     sigma_lo, sigma_hi = _per_row(specs, n, "blur_sigma").unbind(1)
     hue = _per_row(specs, n, "hue")
-    return {"boxes": _crop_boxes(specs, n, height, width, generator), "flip": coin("flip_p"),
-            "jitter": coin("jitter_p"), "brightness": factor("brightness"),
-            "contrast": factor("contrast"), "saturation": factor("saturation"),
-            "hue_shift": _uniform(-hue, hue, (rows,), generator), "grayscale": coin("grayscale_p"),
-            "blur": coin("blur_p"), "sigma": _uniform(sigma_lo, sigma_hi, (rows,), generator),
-            "solarize": coin("solarize_p")}
+    params = {"boxes": _crop_boxes(specs, n, height, width, generator), "flip": coin("flip_p"),
+              "jitter": coin("jitter_p"), "brightness": factor("brightness"),
+              "contrast": factor("contrast"), "saturation": factor("saturation"),
+              "hue_shift": _uniform(-hue, hue, (rows,), generator), "grayscale": coin("grayscale_p"),
+              "blur": coin("blur_p"), "sigma": _uniform(sigma_lo, sigma_hi, (rows,), generator),
+              "solarize": coin("solarize_p")}
+    if any(s.rotation != (0.0, 0.0) for s in specs):   # drawn last: other streams stay as they were
+        low, high = _per_row(specs, n, "rotation").unbind(1)
+        params["angle"] = _uniform(low, high, (rows,), generator)
+    return params
 
 
 def _augment_same_size(x: Tensor, specs: list[ViewSpec], generator: torch.Generator | None) -> Tensor:
@@ -324,14 +282,16 @@ def _augment_same_size(x: Tensor, specs: list[ViewSpec], generator: torch.Genera
     boxes = torch.cat([image_index, params["boxes"].to(x.device, x.dtype)], dim=1)  # (V*B, 5)
     out = roi_align(x, boxes, (size, size), sampling_ratio=-1, aligned=True)      # (V*B, C, S, S)
     out = torch.where(per_row["flip"], out.flip(-1), out)
+    if "angle" in params:
+        out = rotate(out, params["angle"].to(x.device, x.dtype))
     hue_shift = per_row["hue_shift"] if any(s.hue > 0 for s in specs) else None
-    jittered = _color_jitter(out, per_row["brightness"], per_row["contrast"],
+    jittered = color_jitter(out, per_row["brightness"], per_row["contrast"],
                              per_row["saturation"], hue_shift)
     out = torch.where(per_row["jitter"], jittered, out)
-    out = torch.where(per_row["grayscale"], _grayscale(out).expand_as(out), out)
+    out = torch.where(per_row["grayscale"], grayscale(out).expand_as(out), out)
     if any(s.blur_p > 0 for s in specs):
         sigma = params["sigma"].to(x.device, x.dtype)                           # (V*B,)
-        blurred = _gaussian_blur(out, sigma, specs[0].blur_kernel_size)
+        blurred = gaussian_blur(out, sigma, specs[0].blur_kernel_size)
         out = torch.where(per_row["blur"], blurred, out)
     if any(s.solarize_p > 0 for s in specs):
         inverted = (per_row["solarize"] & (out >= _SOLARIZE_THRESHOLD)).to(out.dtype)
@@ -370,13 +330,14 @@ def augment_batch(images: Tensor, specs: list[ViewSpec], *,
 
 def batched_simclr_views(images: Tensor, *, image_size: int | None = None, strength: float = 0.5,
                          scale: tuple[float, float] = (0.2, 1.0), blur: bool | None = None,
+                         rotation: tuple[float, float] = (0.0, 0.0),
                          mean: tuple[float, ...] = SHAPES_MEAN, std: tuple[float, ...] = SHAPES_STD,
                          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Two independent SimCLR views of a batch (see :func:`simclr_view_spec`):
     (B, 3, H, W) -> two normalised (B, 3, S, S), S = ``image_size`` or the input's H."""
     _check_batch(images)
     spec = simclr_view_spec(image_size or images.shape[-2], strength=strength, scale=scale,
-                            blur=blur)
+                            blur=blur, rotation=rotation)
     view1, view2 = augment_batch(images, [spec, spec], mean=mean, std=std, generator=generator)
     return view1, view2
 

@@ -8,10 +8,12 @@ import torchvision.transforms.v2 as v2
 import torchvision.transforms.v2.functional as TF
 from hypothesis import given, settings, strategies as st
 
+from course_lib import _image_ops as image_ops
 from course_lib import augment as A
 from course_lib.augment import (MultiCropTransform, TwoViews, ViewSpec, augment_batch,
                                 batched_multi_crop, batched_simclr_views, dino_view_specs,
-                                simclr_transform, simclr_view_spec)
+                                simclr_transform, simclr_view_spec, v2_transform)
+from course_lib.data import make_shapes
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 RAW = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # no normalisation: outputs in [0, 1]
@@ -141,7 +143,7 @@ def test_jitter_ops_match_torchvision(op, name, factor):
     x = uint8_images(4, 8).float() / 255
     ones = torch.ones(4, 1, 1, 1)
     factors = {"brightness": ones, "contrast": ones, "saturation": ones, name: ones * factor}
-    out = A._color_jitter(x, factors["brightness"], factors["contrast"], factors["saturation"], None)
+    out = image_ops.color_jitter(x, factors["brightness"], factors["contrast"], factors["saturation"], None)
     expected = torch.stack([op(image, factor) for image in x])
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
 
@@ -151,7 +153,7 @@ def test_hue_matches_torchvision(shift):
     x = uint8_images(4, 8).float() / 255
     x[0, :, :2] = 0.5                                                   # grey pixels: hue undefined
     x[1, :, 0, 0] = torch.tensor([0.0, 0.0, 0.0])
-    out = A._adjust_hue(x, torch.full((4, 1, 1), shift))
+    out = image_ops.adjust_hue(x, torch.full((4, 1, 1), shift))
     expected = torch.stack([TF.adjust_hue(image, shift) for image in x])
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
@@ -159,7 +161,7 @@ def test_hue_matches_torchvision(shift):
 def test_gaussian_blur_matches_torchvision_per_sample_sigma():
     x = uint8_images(3, 16).float() / 255
     sigma = torch.tensor([0.3, 1.0, 2.0])
-    out = A._gaussian_blur(x, sigma, 5)
+    out = image_ops.gaussian_blur(x, sigma, 5)
     expected = torch.stack([TF.gaussian_blur(image, [5, 5], [s, s]) for image, s in zip(x, sigma.tolist())])
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
@@ -246,3 +248,33 @@ def test_cuda_views_match_cpu_with_the_same_generator():
     for a, b in zip(cpu, gpu):
         assert b.device.type == "cuda"
         torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=0)
+
+
+# --- rotation -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("degrees", [30.0, -75.0, 90.0])
+def test_rotation_matches_torchvision_inside_the_frame(degrees):
+    """Bilinear rotation about the centre, as v2.functional.rotate (which fills the uncovered
+    corners with 0 where ours repeats the border): equal on the central 6x6 pixels."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    ours = image_ops.rotate(x, torch.full((3,), degrees))
+    theirs = TF.rotate(x, degrees, interpolation=InterpolationMode.BILINEAR)
+    torch.testing.assert_close(ours[..., 5:11, 5:11], theirs[..., 5:11, 5:11], atol=1e-5, rtol=0)
+    if degrees == 90.0:   # a quarter turn moves pixel centres onto pixel centres: exact
+        torch.testing.assert_close(ours, torch.rot90(x, 1, dims=(-2, -1)), atol=1e-5, rtol=0)
+
+
+def test_a_rotated_view_is_the_same_view_turned_and_draws_nothing_else():
+    """The angle is drawn after every other random number: with the same generator a spec with a
+    fixed quarter turn gives the unrotated views turned, and (0, 0) leaves the streams alone."""
+    images, _, _ = make_shapes(6, 32, seed=0)
+    plain = ViewSpec(size=32)
+    turned = ViewSpec(size=32, rotation=(90.0, 90.0))
+    [a] = augment_batch(images, [plain], generator=torch.Generator().manual_seed(3))
+    [b] = augment_batch(images, [turned], generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(b, torch.rot90(a, 1, dims=(-2, -1)), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="rotation"):
+        ViewSpec(size=32, rotation=(10.0, -10.0))
+    per_sample = v2_transform(ViewSpec(size=32, rotation=(-180.0, 180.0)))
+    assert per_sample(images[0]).shape == (3, 32, 32)
