@@ -34,38 +34,25 @@ from .runtime import SCALES, at_scale
 
 
 # --- argument types: a bad value is one parser error line (exit 2), never a traceback ----------
-def positive_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(convert: Callable[[str], float], accept: Callable[[float], bool],
+            expected: str) -> Callable[[str], float]:
+    """An argparse type: ``convert(text)`` if that works and ``accept`` holds, else one error."""
+    def check(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    check.__name__ = expected
+    return check
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def mask_ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a masking ratio in [0, 1), got {text!r}")
-    return value
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
+mask_ratio = _number(float, lambda v: 0.0 <= v < 1.0, "a masking ratio in [0, 1)")
 
 
 def output_file(*suffixes: str) -> Callable[[str], str]:
