@@ -6,6 +6,7 @@
     python -m course_lib supervised --json out.json # the learnability smoke run
     python -m course_lib simclr --temperature 0.1 --json out.json
     python -m course_lib moco --batch-size 32 --queue-size 4096 --json out.json
+    python -m course_lib pretrain dino --scale long --out dino.pt   # a checkpoint for the zoo
     python -m course_lib dino-ablation --scale cpu --json out.json
     python -m course_lib mae-speedup --scale cpu --json out.json
     python -m course_lib mae-sweep --scale cpu --json out.json
@@ -30,6 +31,7 @@ from .labs.infonce import PRETRAIN_SCALES, TEMPERATURES
 from .labs.mae import RATIOS as MAE_RATIOS
 from .labs.mae import STRATEGIES as MAE_STRATEGIES
 from .labs.mae import speedup_summary, sweep_summary
+from .labs.pretrain import checkpoint_summary
 from .runtime import SCALES, at_scale
 
 
@@ -236,6 +238,30 @@ def pretrain_summary(result: dict) -> str:
     return json.dumps(result, indent=2, sort_keys=True)
 
 
+def checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    from .labs.pretrain import METHODS, ZOO_SCALE_NAMES, ZOO_SCALES
+    p.add_argument("method", choices=METHODS, help="what to train (course_lib.labs.pretrain)")
+    p.add_argument("--scale", choices=ZOO_SCALE_NAMES, default=None,
+                   help="long: the shipped checkpoints; default: gpu on CUDA, cpu otherwise")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps; default: "
+                   f"the scale's ({_per_scale({k: s.recipe.steps for k, s in ZOO_SCALES.items()})})")
+    _seed_option(p)
+    p.add_argument("--probe-epochs", type=non_negative_int, default=100,
+                   help="linear probe on the saved weights; 0 skips it")
+    p.add_argument("--out", type=output_file(".pt"), default=None,
+                   help="write the checkpoint (half precision, with its metadata) here")
+    _json_option(p)
+
+
+def checkpoint_run(args: argparse.Namespace) -> dict:
+    from .labs.pretrain import train_checkpoint
+    from .runtime import default_device, default_scale
+    device = default_device()
+    return train_checkpoint(args.method, args.scale or default_scale(device), out=args.out,
+                            steps=args.steps, seed=args.seed, probe_epochs=args.probe_epochs,
+                            device=device)
+
+
 def dino_ablation_arguments(p: argparse.ArgumentParser) -> None:
     _scale_option(p)
     _seed_option(p)
@@ -312,6 +338,9 @@ COMMANDS = (
             pretrain_arguments, pretrain_run, pretrain_summary),
     Command("moco", "pretrain with MoCo (queue + momentum encoder), then k-NN and linear probe",
             pretrain_arguments, pretrain_run, pretrain_summary),
+    Command("pretrain", "train one method the way the shipped checkpoints were trained; "
+            "evaluate it and write the checkpoint", checkpoint_arguments, checkpoint_run,
+            checkpoint_summary),
     Command("dino-ablation", "DINO collapse ablation: centering / sharpening / EMA on and off; "
             "teacher entropy, KL and k-NN", dino_ablation_arguments, dino_ablation_run,
             ablation_summary),

@@ -1,0 +1,210 @@
+"""The recipes that train the checkpoints the course ships (``course_lib.zoo``).
+
+Every method trains the same way on the same data so that their checkpoints can be compared:
+the embedded shapes (5000 training images, a flat background), the views of the ``cpu`` recipe
+of ``course_lib.labs.infonce.PRETRAIN_SCALES`` (crops of 60-100 %, any rotation, mild colour
+jitter), batch 128, AdamW at lr 3e-3, and the same ViT width and depth. What differs is only
+what makes each method itself:
+
+- supervised: the views minus colour, a linear head on the CLS token, cross-entropy;
+- SimCLR and MoCo: InfoNCE between two views (MoCo with its queue and momentum encoder);
+- DINO: the two views are the two global crops (no local crops: at 32 px a 16 px local crop
+  holds too little of the object), a BatchNorm head with K = 256, teacher temperature 0.04 and
+  EMA momentum from 0.99 (the settings that recur in small-data DINO runs); the checkpoint is the
+  teacher's backbone, as DINO evaluates;
+- MAE: plain 4 px patches (8x8 tokens: a conv stem would leak masked pixels into visible tokens),
+  75 % masked at random, a 2-block decoder 64 wide; features are the mean of the patch tokens.
+
+:func:`pretrain` trains one method at a scale and returns the backbone to evaluate with the
+metadata ``course_lib.zoo.save`` writes next to its weights. ``python -m course_lib pretrain
+METHOD --scale long --out FILE`` runs it from the command line.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..backbones import build_vit
+from ..data import N_CLASSES, make_shapes
+from ..dino import DINO, DINOConfig
+from ..evaluate import evaluate_backbone
+from ..mae import MAE, MAEConfig
+from ..train import Method, TrainConfig, train
+from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
+
+Tensor = torch.Tensor
+
+METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae")
+POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean"}
+ZOO_SCALE_NAMES: tuple[str, ...] = ("cpu", "long", "gpu")
+
+
+@dataclass(frozen=True)
+class ZooScale:
+    """Data and optimiser of one scale of ``pretrain``: the views and steps of ``recipe`` on
+    ``n_train`` training and ``n_test`` held-out shapes of ``image_size`` pixels."""
+
+    recipe: PretrainScale
+    n_train: int = 5000
+    n_test: int = 1000
+    image_size: int = 32
+
+
+ZOO_SCALES: dict[str, ZooScale] = {
+    "cpu": ZooScale(PRETRAIN_SCALES["cpu"]),
+    # long: the checkpoints. 1500 steps (38 epochs of 5000 images) take 15 to 25 minutes a method
+    # on one core, inside the course's 30-minute budget.
+    "long": ZooScale(replace(PRETRAIN_SCALES["cpu"], steps=1500)),
+    "gpu": ZooScale(PRETRAIN_SCALES["gpu"], n_train=20000, n_test=2000),
+}
+
+VIT: dict = dict(preset="cpu")                                 # conv stem, 4x4 tokens, 96 wide
+MAE_VIT: dict = dict(preset="cpu", stem="patch", patch_size=4)  # same width and depth, 8x8 tokens
+DINO_CONFIG = DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
+                         teacher_temp=0.04, warmup_teacher_temp=0.04, momentum_teacher=0.99)
+MAE_CONFIG = MAEConfig(mask_ratio=0.75, decoder_dim=64, decoder_depth=2, decoder_heads=4)
+
+
+def zoo_scale(scale: str) -> ZooScale:
+    """``ZOO_SCALES[scale]``, with a clear error for an unknown scale."""
+    if scale not in ZOO_SCALES:
+        raise ValueError(f"scale must be one of {ZOO_SCALE_NAMES}, got {scale!r}")
+    return ZOO_SCALES[scale]
+
+
+def check_method(name: str) -> str:
+    if name not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {name!r}")
+    return name
+
+
+def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0) -> Method:
+    """The method ``name`` with a fresh backbone seeded by ``seed``, set up as the module says."""
+    from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
+    check_method(name)
+    recipe, size = setup.recipe, setup.image_size
+    torch.manual_seed(seed)
+    if name == "mae":
+        return MAE(build_vit(**MAE_VIT, img_size=size), MAE_CONFIG)
+    backbone = build_vit(**VIT, img_size=size)
+    if name == "supervised":
+        from ..supervised import Supervised
+        spec = simclr_view_spec(size, strength=0.0, scale=recipe.crop_scale, rotation=recipe.rotation)
+        return Supervised(backbone, backbone.embed_dim, N_CLASSES,
+                          augment=lambda x: augment_batch(x, [spec])[0])
+
+    def views(x: Tensor) -> tuple[Tensor, Tensor]:
+        return batched_simclr_views(x, strength=recipe.view_strength, scale=recipe.crop_scale,
+                                    rotation=recipe.rotation)
+    if name == "simclr":
+        from ..simclr import SimCLR
+        return SimCLR(backbone, backbone.embed_dim, temperature=TEMPERATURES["simclr"], views=views)
+    if name == "moco":
+        from ..moco import MoCo
+        return MoCo(backbone, backbone.embed_dim, temperature=TEMPERATURES["moco"], views=views,
+                    seed=seed)
+    return DINO(backbone, backbone.embed_dim, steps=steps, config=DINO_CONFIG,
+                crops=lambda x: list(views(x)))
+
+
+def evaluated_backbone(name: str, method: Method) -> nn.Module:
+    """The network a checkpoint keeps: DINO's teacher backbone, MAE's encoder, else the backbone."""
+    if check_method(name) == "dino":
+        return method.teacher.backbone
+    return method.encoder if name == "mae" else method.backbone
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def shapes_for(data: dict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(train images, train labels, test images, test labels) of a checkpoint's ``meta["data"]``:
+    the training split of ``make_shapes(n_train, ...)`` and the held-out split of ``n_test``."""
+    kwargs = {k: v for k, v in data.items() if k not in ("n_train", "n_test")}
+    train_x, train_y, _ = make_shapes(data["n_train"], **kwargs)
+    test_x, test_y, _ = make_shapes(data["n_test"], split="test", **kwargs)
+    return train_x, train_y, test_x, test_y
+
+
+def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: int = 0,
+             device: torch.device | str = "cpu", progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train method ``name`` at ``scale`` (``steps`` overrides the scale's); return the backbone a
+    checkpoint keeps (eval mode, on ``device``) and its metadata: method, steps, seed, commit,
+    config (the ViT, the recipe, the method's settings), data (``make_shapes`` keyword arguments),
+    pooling, wall time, the loss curve and the untrained backbone's k-NN for comparison.
+    ``metrics`` is left for the caller, who measures the saved (half-precision) weights."""
+    check_method(name)
+    setup = zoo_scale(scale)
+    recipe = setup.recipe
+    steps = steps if steps is not None else recipe.steps
+    data = dict(n_train=setup.n_train, n_test=setup.n_test, image_size=setup.image_size,
+                seed=seed, clutter=recipe.clutter)
+    train_x, train_y, test_x, test_y = shapes_for(data)
+    method = build_method(name, setup, steps=steps, seed=seed)
+    backbone = evaluated_backbone(name, method)
+    untrained = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling=POOLING[name],
+                                  probe_epochs=0, diagnostics=False, device=device)
+    config = TrainConfig(steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                         warmup_steps=min(20, steps // 10), seed=seed, progress=progress)
+    start = time.perf_counter()
+    history = train(method, train_x, config, labels=train_y, device=device)
+    meta = {"method": name, "scale": scale, "steps": steps, "seed": seed, "commit": _commit(),
+            "pooling": POOLING[name], "data": data,
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "threads": torch.get_num_threads(), "device": str(device),
+            "config": {"vit": asdict(backbone.course_config), "train": asdict(config),
+                       "recipe": asdict(recipe), "method": _method_settings(name)},
+            "loss": {"steps": history.steps, "values": history["loss"]},
+            "untrained_knn_accuracy": untrained["knn_accuracy"]}
+    return backbone.eval(), meta
+
+
+def _method_settings(name: str) -> dict:
+    if name in ("simclr", "moco"):
+        return {"temperature": TEMPERATURES[name]}
+    if name == "dino":
+        return asdict(DINO_CONFIG)
+    return asdict(MAE_CONFIG) if name == "mae" else {}
+
+
+def train_checkpoint(name: str, scale: str = "cpu", *, out: str | Path | None = None,
+                     steps: int | None = None, seed: int = 0, probe_epochs: int = 100,
+                     device: torch.device | str = "cpu", progress: bool = True) -> dict:
+    """:func:`pretrain`, then measure the half-precision weights (``course_lib.zoo.save``) and,
+    with ``out``, write the checkpoint there. Returns the metadata, ``metrics`` included."""
+    from .. import zoo
+    backbone, meta = pretrain(name, scale, steps=steps, seed=seed, device=device,
+                              progress=progress)
+    if out is None:
+        model = zoo.Pretrained(backbone.cpu(), {**meta, "metrics": {}})
+        model.meta["metrics"] = zoo.measure(model, probe_epochs=probe_epochs)
+    else:
+        model = zoo.save(out, backbone.cpu(), meta, probe_epochs=probe_epochs)
+        model.meta["checkpoint"] = str(out)
+    return model.meta
+
+
+def checkpoint_summary(meta: dict) -> str:
+    """One paragraph on a trained checkpoint: the k-NN it reached against the untrained network."""
+    metrics = meta["metrics"]
+    lines = [f"{meta['method']} at scale {meta['scale']}: {meta['steps']} steps in "
+             f"{meta['train_seconds']:.0f} s on {meta['threads']} thread(s)",
+             f"held-out weighted 20-NN accuracy {metrics['knn_accuracy']:.3f} +- "
+             f"{metrics['knn_stderr']:.3f} (untrained {meta['untrained_knn_accuracy']:.3f}, "
+             f"chance {1 / N_CLASSES:.3f})"]
+    if "linear_probe" in metrics:
+        lines.append(f"linear probe {metrics['linear_probe']:.3f}")
+    if "checkpoint" in meta:
+        lines.append(f"wrote {meta['checkpoint']} (half precision)")
+    return "\n".join(lines)
