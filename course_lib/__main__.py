@@ -245,6 +245,10 @@ def checkpoint_arguments(p: argparse.ArgumentParser) -> None:
                    help="long: the shipped checkpoints; default: gpu on CUDA, cpu otherwise")
     p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps; default: "
                    f"the scale's ({_per_scale({k: s.recipe.steps for k, s in ZOO_SCALES.items()})})")
+    p.add_argument("--n-train", type=positive_int, default=None, help="training images; default: "
+                   f"the scale's ({_per_scale({k: s.n_train for k, s in ZOO_SCALES.items()})})")
+    p.add_argument("--n-test", type=positive_int, default=None, help="held-out images; default: "
+                   f"the scale's ({_per_scale({k: s.n_test for k, s in ZOO_SCALES.items()})})")
     _seed_option(p)
     p.add_argument("--probe-epochs", type=non_negative_int, default=100,
                    help="linear probe on the saved weights; 0 skips it")
@@ -259,7 +263,7 @@ def checkpoint_run(args: argparse.Namespace) -> dict:
     device = default_device()
     return train_checkpoint(args.method, args.scale or default_scale(device), out=args.out,
                             steps=args.steps, seed=args.seed, probe_epochs=args.probe_epochs,
-                            device=device)
+                            n_train=args.n_train, n_test=args.n_test, device=device)
 
 
 def dino_ablation_arguments(p: argparse.ArgumentParser) -> None:

@@ -138,8 +138,10 @@ def shapes_for(data: dict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: int = 0,
+             n_train: int | None = None, n_test: int | None = None,
              device: torch.device | str = "cpu", progress: bool = True) -> tuple[nn.Module, dict]:
-    """Train method ``name`` at ``scale`` (``steps`` overrides the scale's); return the backbone a
+    """Train method ``name`` at ``scale`` (``steps``, ``n_train`` and ``n_test`` override the
+    scale's); return the backbone a
     checkpoint keeps (eval mode, on ``device``) and its metadata: method, steps, seed, commit,
     config (the ViT, the recipe, the method's settings), data (``make_shapes`` keyword arguments),
     pooling, wall time, the loss curve and the untrained backbone's k-NN for comparison.
@@ -148,7 +150,8 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
     setup = zoo_scale(scale)
     recipe = setup.recipe
     steps = steps if steps is not None else recipe.steps
-    data = dict(n_train=setup.n_train, n_test=setup.n_test, image_size=setup.image_size,
+    data = dict(n_train=n_train or setup.n_train, n_test=n_test or setup.n_test,
+                image_size=setup.image_size,
                 seed=seed, clutter=recipe.clutter)
     train_x, train_y, test_x, test_y = shapes_for(data)
     method = build_method(name, setup, steps=steps, seed=seed)
@@ -180,12 +183,13 @@ def _method_settings(name: str) -> dict:
 
 def train_checkpoint(name: str, scale: str = "cpu", *, out: str | Path | None = None,
                      steps: int | None = None, seed: int = 0, probe_epochs: int = 100,
+                     n_train: int | None = None, n_test: int | None = None,
                      device: torch.device | str = "cpu", progress: bool = True) -> dict:
     """:func:`pretrain`, then measure the half-precision weights (``course_lib.zoo.save``) and,
     with ``out``, write the checkpoint there. Returns the metadata, ``metrics`` included."""
     from .. import zoo
-    backbone, meta = pretrain(name, scale, steps=steps, seed=seed, device=device,
-                              progress=progress)
+    backbone, meta = pretrain(name, scale, steps=steps, seed=seed, n_train=n_train,
+                              n_test=n_test, device=device, progress=progress)
     if out is None:
         model = zoo.Pretrained(backbone.cpu(), {**meta, "metrics": {}})
         model.meta["metrics"] = zoo.measure(model, probe_epochs=probe_epochs)

@@ -1,0 +1,119 @@
+"""course_lib.zoo: the shipped checkpoints load, reproduce their recorded k-NN from the weights,
+and the pretrain command writes a checkpoint the zoo can load."""
+import json
+from dataclasses import asdict
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import zoo
+from course_lib.__main__ import main
+from course_lib.backbones import build_vit
+from course_lib.data import N_CLASSES, make_shapes, normalize
+from course_lib.labs.pretrain import METHODS, POOLING, shapes_for
+
+SHIPPED = zoo.available()
+
+
+def knn_by_loop(bank: torch.Tensor, bank_y: torch.Tensor, queries: torch.Tensor,
+                query_y: torch.Tensor, k: int = 20, t: float = 0.07) -> float:
+    """Weighted k-NN written out one query at a time (DINO's eval_knn): the independent check."""
+    bank, queries = F.normalize(bank.double(), dim=1), F.normalize(queries.double(), dim=1)
+    correct = 0
+    for q, label in zip(queries, query_y):
+        sims = bank @ q
+        top = sims.topk(k)
+        votes = torch.zeros(N_CLASSES, dtype=torch.float64)
+        for s, i in zip(top.values, top.indices):
+            votes[bank_y[i]] += torch.exp(s / t)
+        correct += int(votes.argmax() == label)
+    return correct / len(query_y)
+
+
+def test_the_course_ships_every_method_of_units_1_to_3():
+    assert set(METHODS) <= set(SHIPPED), SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_checkpoint_reproduces_its_recorded_knn_from_the_weights(name):
+    model = zoo.load(name)
+    meta = model.meta
+    for key in zoo.REQUIRED_META:
+        assert key in meta, key
+    assert meta["method"] == name and meta["pooling"] == POOLING[name]
+    assert meta["scale"] == "long" and meta["steps"] >= 1000 and meta["train_seconds"] <= 1800
+    assert len(meta["commit"]) == 40
+    train_x, train_y, test_x, test_y = shapes_for(meta["data"])
+    recomputed = knn_by_loop(model.features(train_x), train_y, model.features(test_x), test_y)
+    assert recomputed == pytest.approx(meta["metrics"]["knn_accuracy"], abs=0.01)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_checkpoints_are_half_precision_and_small(name):
+    path = zoo.CHECKPOINT_DIR / f"{name}.pt"
+    blob = torch.load(path, weights_only=True)
+    floats = [v for v in blob["state_dict"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    assert path.stat().st_size < 2_000_000
+
+
+def _tiny_meta(pooling="cls"):
+    backbone = build_vit("cpu", depth=1)
+    meta = {"method": "test", "steps": 0, "seed": 0, "commit": "x" * 40, "pooling": pooling,
+            "data": dict(n_train=200, n_test=100, image_size=32, seed=0, clutter=0.0),
+            "config": {"vit": asdict(backbone.course_config)}}
+    return backbone, meta
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_save_then_load_gives_the_half_precision_model_and_its_metrics(tmp_path, pooling):
+    backbone, meta = _tiny_meta(pooling)
+    saved = zoo.save(tmp_path / "tiny.pt", backbone, meta, probe_epochs=0)
+    assert zoo.available(tmp_path) == ["tiny"]
+    loaded = zoo.load("tiny", directory=tmp_path)
+    images = make_shapes(8, clutter=0.0)[0]
+    half = build_vit("cpu", depth=1)
+    half.load_state_dict({k: v.half().float() if v.is_floating_point() else v
+                          for k, v in backbone.state_dict().items()})
+    half.eval()
+    with torch.no_grad():
+        tokens = half.forward_features(normalize(images))
+        expected = half(normalize(images)) if pooling == "cls" else tokens[:, 1:].mean(1)
+    torch.testing.assert_close(loaded.features(images), expected, rtol=1e-5, atol=1e-5)
+    assert loaded.meta["metrics"] == saved.meta["metrics"]
+    assert 0.0 <= loaded.meta["metrics"]["knn_accuracy"] <= 1.0
+
+
+def test_bad_names_images_and_paths_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="name must be one of the checkpoints"):
+        zoo.load("no-such-model")
+    backbone, meta = _tiny_meta()
+    with pytest.raises(ValueError, match="path must end in .pt"):
+        zoo.save(tmp_path / "tiny.pth", backbone, meta)
+    model = zoo.Pretrained(backbone, {**meta, "metrics": {}})
+    with pytest.raises(ValueError, match=r"images must be uint8 \(n, 3, 32, 32\)"):
+        model.features(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"images must be uint8 \(n, 3, 32, 32\)"):
+        model.features(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("method", ["dino", "mae"])
+def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path):
+    out, report = tmp_path / f"{method}.pt", tmp_path / f"{method}.json"
+    assert main(["pretrain", method, "--scale", "cpu", "--steps", "2", "--n-train", "256",
+                 "--n-test", "100", "--probe-epochs", "0", "--out", str(out),
+                 "--json", str(report)]) == 0
+    meta = json.loads(report.read_text())
+    assert meta["steps"] == 2 and meta["data"]["n_train"] == 256 and meta["method"] == method
+    model = zoo.load(method, directory=tmp_path)
+    assert model.meta["metrics"]["knn_accuracy"] == pytest.approx(
+        zoo.measure(model)["knn_accuracy"], abs=1e-6)
+
+
+def test_the_pretrain_command_rejects_an_unknown_method_and_scale(capsys):
+    for argv in (["pretrain", "byol"], ["pretrain", "dino", "--scale", "huge"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
