@@ -284,3 +284,15 @@ def attention_jaccard(model: nn.Module, images: Tensor, masks: Tensor, *, mass: 
     heads = torch.cat(per_head).mean(0)                                  # (h,)
     return {"per_head": heads.tolist(), "mean_over_heads": heads.mean().item(),
             "best_head": heads.max().item(), "head_average": torch.cat(averaged).mean().item()}
+
+
+def centre_bump_jaccard(masks: Tensor, grid: tuple[int, int], *, mass: float = 0.6) -> float:
+    """The attention baseline that needs no model: :func:`attention_masks` on a fixed Gaussian bump
+    centred on a ``grid`` of patches, upsampled to the masks' (B, H, W) pixels, mean Jaccard."""
+    gh, gw = grid
+    yy, xx = torch.meshgrid(torch.arange(gh) - (gh - 1) / 2, torch.arange(gw) - (gw - 1) / 2,
+                            indexing="ij")
+    bump = torch.exp(-(xx ** 2 + yy ** 2) / 2).expand(masks.shape[0], 1, gh, gw)
+    keep = F.interpolate(attention_masks(bump, mass).float(), size=tuple(masks.shape[-2:]),
+                         mode="nearest")[:, 0] > 0.5
+    return jaccard(keep, masks.cpu()).mean().item()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finished
 
 from .runtime import autocast
 from .schedules import cosine_schedule

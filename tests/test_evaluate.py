@@ -156,3 +156,14 @@ def test_evaluate_backbone_keys_and_knn_match_the_direct_computation():
     with pytest.raises(ValueError, match="finetune_steps"):
         evaluate_backbone(vit, train_x, train_y, test_x, test_y, finetune_steps=-1)
 
+
+
+def test_centre_bump_keeps_the_patches_a_hand_count_gives():
+    """On a 4x4 grid the bump exp(-d^2/2) has 4 central patches at e^-0.25, 8 edge ones at e^-1.25
+    and 4 corners at e^-2.25 (total 5.829). The 4 central hold 0.534 < 0.6 of the mass, so the
+    next two edge patches are added (0.583, then 0.632 >= 0.6 stops): 6 of 16 patches kept. With
+    an object covering the whole image the Jaccard is the kept area, 6/16; with no object, 0."""
+    from course_lib.evaluate import centre_bump_jaccard
+    everywhere = torch.ones(3, 32, 32, dtype=torch.bool)
+    assert centre_bump_jaccard(everywhere, (4, 4)) == pytest.approx(6 / 16)
+    assert centre_bump_jaccard(~everywhere, (4, 4)) == 0.0

@@ -60,6 +60,15 @@ LOSS = Template(fn('''
     var="target.var(dim=-1, keepdim=True)", eps="1e-6", pixels="mean",
     reduce="(per_patch * mask).sum() / mask.sum()")
 
+CONTEXT = Template(fn('''
+    def text_information(n_masked, vocab_size, effective_vocab):
+        return {information}
+
+    def context_probability(mask_ratio, n_neighbours):
+        return {probability}
+'''), information="n_masked * (math.log(vocab_size) - math.log(effective_vocab))",
+    probability="1.0 - mask_ratio ** n_neighbours")
+
 
 # (mistake, solution cell replaced, test cell that must fail, keyword in the message, mutant)
 MUTANTS = [
@@ -246,6 +255,21 @@ MUTANTS = [
         def optimal_masking_ratio(decay):
             return optimal_ratio(decay)
      ''')),
+    # --- 6. text_information and context_probability (one cell: each mutant breaks one) ------------
+    ("context: information in bits", "solution_context", "test_context", "log base 2",
+     CONTEXT.format(information="n_masked * math.log2(vocab_size / effective_vocab)")),
+    ("context: information of one token", "solution_context", "test_context", "per token only",
+     CONTEXT.format(information="math.log(vocab_size / effective_vocab)")),
+    ("context: V_eff / V inverted", "solution_context", "test_context", "inverted",
+     CONTEXT.format(information="n_masked * math.log(effective_vocab / vocab_size)")),
+    ("context: probability of being cut off", "solution_context", "test_context",
+     "all neighbours masked", CONTEXT.format(probability="mask_ratio ** n_neighbours")),
+    ("context: every neighbour visible", "solution_context", "test_context",
+     "all neighbours visible", CONTEXT.format(probability="(1 - mask_ratio) ** n_neighbours")),
+    ("context: at least one neighbour masked", "solution_context", "test_context",
+     "one minus all visible", CONTEXT.format(probability="1 - (1 - mask_ratio) ** n_neighbours")),
+    ("context: expected number of visible neighbours", "solution_context", "test_context",
+     "expected count", CONTEXT.format(probability="n_neighbours * (1 - mask_ratio)")),
 ]
 
 # Right answers written another way: every test cell must pass them (the tests check the
@@ -292,6 +316,17 @@ ALTERNATIVES = [
             if decay <= 1:
                 return 1.0
             return 1 / decay
+     ''')),
+    ("context answers through torch and a product of the ratios", "solution_context", fn('''
+        def text_information(n_masked, vocab_size, effective_vocab):
+            ratio = torch.tensor(vocab_size / effective_vocab, dtype=torch.float64)
+            return float(n_masked * torch.log(ratio))
+
+        def context_probability(mask_ratio, n_neighbours):
+            cut_off = 1.0
+            for _ in range(n_neighbours):
+                cut_off *= mask_ratio
+            return 1 - cut_off
      ''')),
 ]
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import torch
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finished
 
 from ..backbones import build_vit
 from ..data import N_CLASSES, make_shapes

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finished
 
 from ..diagnostics import alignment, uniformity
 from ..evaluate import evaluate_backbone

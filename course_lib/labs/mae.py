@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finished
 
 from .._checks import check_int
 from ..backbones import build_vit, embed_tokens, encode_tokens, use_fused_attention

@@ -212,3 +212,46 @@ def checkpoint_summary(meta: dict) -> str:
     if "checkpoint" in meta:
         lines.append(f"wrote {meta['checkpoint']} (half precision)")
     return "\n".join(lines)
+
+
+# --- the shipped checkpoints side by side (lectures 01 to 03) ---------------------------------------
+def compare_checkpoints(names: list[str] | tuple[str, ...], *, n_attention: int = 0) -> dict:
+    """name -> what the lectures tabulate for each shipped checkpoint: ``steps``,
+    ``train_seconds``, ``untrained_knn_accuracy`` and the metrics measured on its saved weights
+    (``knn_accuracy``, ``knn_stderr``, ``linear_probe``). With ``n_attention``, also the Jaccard of
+    its CLS attention with the object masks of the first ``n_attention`` held-out images
+    (``course_lib.evaluate.attention_jaccard``); the model-free centre bump on the same images is
+    under the key ``"centre bump"``."""
+    from .. import zoo
+    from ..evaluate import attention_jaccard, centre_bump_jaccard
+    table, masks = {}, None
+    for name in names:
+        model = zoo.load(name)
+        meta = model.meta
+        row = {"steps": meta["steps"], "train_seconds": meta["train_seconds"],
+               "untrained_knn_accuracy": meta["untrained_knn_accuracy"], **meta["metrics"]}
+        if n_attention:
+            data = {k: v for k, v in meta["data"].items() if k not in ("n_train", "n_test")}
+            images, _, masks = make_shapes(n_attention, split="test", **data)
+            row.update(attention_jaccard(model.backbone, images, masks))
+            grid = tuple(model.backbone.patch_embed.grid_size)
+        table[name] = row
+    if n_attention and masks is not None:
+        table["centre bump"] = {"best_head": centre_bump_jaccard(masks, grid)}
+    return table
+
+
+def checkpoint_table(table: dict) -> str:
+    """:func:`compare_checkpoints` as text: one line per checkpoint."""
+    lines = [f"{'checkpoint':<12}{'steps':>6}{'minutes':>8}{'k-NN untrained':>15}{'k-NN':>7}"
+             f"{'+-':>6}{'probe':>7}" + (f"{'Jaccard best head':>18}" if any(
+                 "best_head" in row for row in table.values()) else "")]
+    for name, row in table.items():
+        if "steps" not in row:      # the centre bump: attention only
+            lines.append(f"{name:<12}{'':>49}{row['best_head']:18.3f}")
+            continue
+        line = (f"{name:<12}{row['steps']:>6}{row['train_seconds'] / 60:8.1f}"
+                f"{row['untrained_knn_accuracy']:15.3f}{row['knn_accuracy']:7.3f}"
+                f"{row['knn_stderr']:6.3f}{row.get('linear_probe', float('nan')):7.3f}")
+        lines.append(line + (f"{row['best_head']:18.3f}" if "best_head" in row else ""))
+    return "\n".join(lines)
