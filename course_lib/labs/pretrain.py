@@ -255,3 +255,23 @@ def checkpoint_table(table: dict) -> str:
                 f"{row['knn_stderr']:6.3f}{row.get('linear_probe', float('nan')):7.3f}")
         lines.append(line + (f"{row['best_head']:18.3f}" if "best_head" in row else ""))
     return "\n".join(lines)
+
+
+def plot_checkpoints(table: dict, ax=None):
+    """Bars of each checkpoint's held-out k-NN accuracy (with two standard errors) over a marker
+    at its untrained network's, and the chance level."""
+    import matplotlib.pyplot as plt   # figures only
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 * len(table) + 2.5, 3.2))
+    names = [name for name, row in table.items() if "knn_accuracy" in row]
+    xs = range(len(names))
+    ax.bar(xs, [100 * table[n]["knn_accuracy"] for n in names],
+           yerr=[200 * table[n]["knn_stderr"] for n in names], capsize=4, color="tab:blue",
+           label="trained (2 standard errors)")
+    ax.plot(xs, [100 * table[n]["untrained_knn_accuracy"] for n in names], "k_", ms=28, mew=2,
+            label="untrained")
+    ax.axhline(100 / N_CLASSES, color="gray", ls=":", lw=1, label="chance")
+    ax.set(xticks=list(xs), xticklabels=[f"{n}\n{table[n]['steps']} steps" for n in names],
+           ylabel="held-out k-NN accuracy (%)", title="the shipped checkpoints")
+    ax.legend(fontsize=8)
+    return ax
