@@ -295,16 +295,24 @@ def full_sequence_loss(mae: MAE, images: Tensor, mask_ratio: float, mask_token: 
 # --- 7. reconstructions --------------------------------------------------------------------------
 @torch.no_grad()
 def reconstruct(model: MAE, images: Tensor, mask_ratio: float | None = None, *,
-                masking: str | None = None, generator: torch.Generator | None = None
-                ) -> tuple[Tensor, Tensor, Tensor]:
+                masking: str | None = None, generator: torch.Generator | None = None,
+                statistics: str = "true") -> tuple[Tensor, Tensor, Tensor]:
     """What the lecture shows: (masked input, reconstruction, pasted) images (B, C, H, W) in the
     input's normalised space. ``pasted`` keeps the visible patches and fills the masked ones with
     the prediction.
 
-    With ``norm_pix_loss`` the model predicts each patch's *normalised* pixels; to draw them we
-    give each predicted patch the mean and standard deviation of the true patch (the MAE demo
-    does the same). Drawn raw, normalised predictions look blocky at the patch borders.
+    With ``norm_pix_loss`` the model predicts each patch's *normalised* pixels (mean 0, std 1
+    within the patch); drawing them needs a mean and a standard deviation per patch:
+
+    - ``statistics="true"``: each predicted patch gets the mean and std of the true patch. The
+      shapes come from the model, but the colour layout of the masked patches comes from the
+      ground truth, which the model never saw.
+    - ``statistics="visible"``: every masked patch of an image gets the average mean and std of
+      that image's *visible* patches: only what the model was given, so the picture shows what
+      the model alone knows.
     """
+    if statistics not in ("true", "visible"):
+        raise ValueError(f"statistics must be 'true' or 'visible', got {statistics!r}")
     was_training = model.training
     model.eval()
     try:
@@ -313,11 +321,16 @@ def reconstruct(model: MAE, images: Tensor, mask_ratio: float | None = None, *,
         model.train(was_training)
     p = model.patch_size
     target = patchify(images, p)                                    # (B, N, p*p*C)
-    if model.config.norm_pix_loss:
-        mean = target.mean(dim=-1, keepdim=True)
-        std = (target.var(dim=-1, keepdim=True) + 1e-6) ** 0.5
-        pred = pred * std + mean
     m = mask.unsqueeze(-1).to(pred.dtype)                           # (B, N, 1)
+    if model.config.norm_pix_loss:
+        mean = target.mean(dim=-1, keepdim=True)                    # (B, N, 1)
+        std = (target.var(dim=-1, keepdim=True) + 1e-6) ** 0.5
+        if statistics == "visible":
+            visible = 1 - m
+            n_visible = visible.sum(dim=1, keepdim=True).clamp_min(1)
+            mean = (mean * visible).sum(dim=1, keepdim=True) / n_visible
+            std = (std * visible).sum(dim=1, keepdim=True) / n_visible
+        pred = pred * std + mean
     masked = unpatchify(target * (1 - m), p, model.channels)
     recon = unpatchify(pred, p, model.channels)
     pasted = unpatchify(target * (1 - m) + pred * m, p, model.channels)

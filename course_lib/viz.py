@@ -92,12 +92,15 @@ def attention_overlay(images: Tensor, attention: Tensor, *, masks: Tensor | None
     return fig
 
 
-def masked_reconstruction_grid(images: Tensor, masked: Tensor, reconstructed: Tensor | None = None,
+def masked_reconstruction_grid(images: Tensor, masked: Tensor,
+                               reconstructed: Tensor | Mapping[str, Tensor] | None = None,
                                *, size: float = 1.4):
     """Rows: original, masked input and (if given) reconstruction; one column per image
-    (B, C, H, W) each."""
+    (B, C, H, W) each. ``reconstructed`` may be a mapping label -> images: one row each."""
     rows = [("original", images), ("masked", masked)]
-    if reconstructed is not None:
+    if isinstance(reconstructed, Mapping):
+        rows.extend(reconstructed.items())
+    elif reconstructed is not None:
         rows.append(("reconstruction", reconstructed))
     if any(batch.shape != images.shape for _, batch in rows):
         raise ValueError("images, masked and reconstructed must have the same shape, got "

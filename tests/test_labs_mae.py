@@ -133,4 +133,7 @@ def test_masking_figure_rows():
     torch.manual_seed(0)
     mae = MAE(build_vit("cpu", stem="patch", patch_size=8, depth=1),
               MAEConfig(decoder_dim=32, decoder_depth=1, decoder_heads=2))
-    assert len(masking_figure(images, 0.5, "random", model=mae).axes) == 3 * 3
+    fig = masking_figure(images, 0.5, "random", model=mae)
+    assert len(fig.axes) == 4 * 3                            # two reconstruction rows
+    assert [fig.axes[row * 3].get_title(loc="left") for row in range(4)] == [
+        "original", "masked", "model alone", "true patch stats"]

@@ -276,6 +276,34 @@ def test_reconstruct_pastes_visible_patches_and_undoes_normalisation():
     assert mae.training                                      # put back in train mode
 
 
+def test_reconstruct_with_visible_statistics_never_reads_the_masked_patches():
+    mae = tiny_mae()
+    images = torch.randn(2, 3, 32, 32)
+    _, pred, mask = mae.eval()(images, 0.75, generator=torch.Generator().manual_seed(0))
+    mae.train()
+    # Change every masked patch's pixels: what the model was not given.
+    patches = patchify(images, 8)
+    changed = unpatchify(patches + 5.0 * torch.randn_like(patches) * mask.unsqueeze(-1), 8, 3)
+    draw = lambda x, stats: reconstruct(mae, x, 0.75, statistics=stats,  # noqa: E731
+                                        generator=torch.Generator().manual_seed(0))
+    for stats, same in (("visible", True), ("true", False)):
+        before, after = draw(images, stats)[2], draw(changed, stats)[2]
+        assert torch.allclose(before, after) == same, stats
+    # One image, written out: the average mean and unbiased std of its visible patches.
+    recon = patchify(draw(images, "visible")[1], 8)
+    b = 1
+    visible = [n for n in range(patches.shape[1]) if mask[b, n] == 0]
+    mean = sum(patches[b, n].mean() for n in visible) / len(visible)
+    std = sum((patches[b, n].var() + 1e-6).sqrt() for n in visible) / len(visible)
+    for n in range(patches.shape[1]):
+        torch.testing.assert_close(recon[b, n], pred[b, n] * std + mean)
+
+
+def test_reconstruct_rejects_unknown_statistics():
+    with pytest.raises(ValueError, match="statistics must be 'true' or 'visible'"):
+        reconstruct(tiny_mae(), torch.randn(1, 3, 32, 32), 0.75, statistics="mean")
+
+
 def test_bfloat16_forward_runs():
     mae = tiny_mae().to(torch.bfloat16)
     loss, pred, _ = mae(torch.randn(2, 3, 32, 32, dtype=torch.bfloat16))

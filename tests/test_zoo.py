@@ -142,3 +142,17 @@ def test_the_lectures_comparison_reads_each_checkpoint_and_scores_attention():
     assert all(name in text for name in table)
     ax = plot_checkpoints(table)
     assert len(ax.patches) == 2
+
+
+def test_the_centre_bump_is_scored_once_per_token_grid():
+    from course_lib.evaluate import centre_bump_jaccard
+    from course_lib.labs.pretrain import compare_checkpoints
+    table = compare_checkpoints(["supervised", "mae"], n_attention=40)
+    assert list(table) == ["supervised", "mae", "centre bump 4x4", "centre bump 8x8"]
+    assert table["supervised"]["grid"] == (4, 4) and table["mae"]["grid"] == (8, 8)
+    data = {k: v for k, v in zoo.load("mae").meta["data"].items() if k not in ("n_train", "n_test")}
+    _, _, masks = make_shapes(40, split="test", **data)
+    for grid in ((4, 4), (8, 8)):
+        key = f"centre bump {grid[0]}x{grid[1]}"
+        assert table[key]["best_head"] == pytest.approx(centre_bump_jaccard(masks, grid))
+    assert table["centre bump 4x4"]["best_head"] != table["centre bump 8x8"]["best_head"]

@@ -225,7 +225,7 @@ def plot_collapse(result: dict, axes=None):
     axes[0].axhline(log_k, color="k", ls="--", lw=1)
     axes[0].text(0, log_k, f"log K = {log_k:.2f}: uniform", va="bottom", fontsize=8)
     axes[0].set(xlabel="step", ylabel="teacher entropy (nats)", ylim=(-0.1, log_k * 1.12),
-                title="teacher entropy: per image (solid), of the batch mean (dashed)")
+                title="teacher entropy\nper image (solid), of the batch mean (dashed)")
     axes[1].set(xlabel="step", ylabel="KL(teacher || student) (nats)",
                 title="what the student still has to learn")
     names = list(result["variants"])

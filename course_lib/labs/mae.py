@@ -376,7 +376,10 @@ def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
                    model: MAE | None = None, *, seed: int = 0, patch_size: int = 8):
     """Original, masked and (with ``model``) reconstructed images (uint8 (B, C, H, W)) at any
     ratio and strategy: the lecture's widget draws this. Without a model, only the first two
-    rows, masked on a ``patch_size`` grid; with one, the model's own patch size is used."""
+    rows, masked on a ``patch_size`` grid; with one, the model's own patch size is used and two
+    reconstruction rows follow (``course_lib.mae.reconstruct``): "model alone", each masked patch
+    drawn with the statistics of the image's visible patches, and "true patch stats", drawn with
+    the true patch's mean and std (its colour comes from the ground truth)."""
     from ..viz import masked_reconstruction_grid
     x = normalize(images)
     mean = torch.tensor(SHAPES_MEAN).view(1, 3, 1, 1)
@@ -385,10 +388,13 @@ def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
     generator = torch.Generator().manual_seed(seed)
     if model is not None:
         device = next(model.parameters()).device
-        masked, _, pasted = reconstruct(model, x.to(device), mask_ratio, masking=masking,
-                                        generator=generator)
-        return masked_reconstruction_grid(to_image(x), to_image(masked.cpu()),
-                                          to_image(pasted.cpu()))
+        drawn = {}
+        for statistics, label in (("visible", "model alone"), ("true", "true patch stats")):
+            masked, _, pasted = reconstruct(model, x.to(device), mask_ratio, masking=masking,
+                                            statistics=statistics,
+                                            generator=torch.Generator().manual_seed(seed))
+            drawn[label] = to_image(pasted.cpu())
+        return masked_reconstruction_grid(to_image(x), to_image(masked.cpu()), drawn)
     grid = x.shape[-1] // patch_size
     if masking == "random":
         _, mask, _ = random_masking(x.new_zeros(x.shape[0], grid * grid, 1), mask_ratio, generator)

@@ -220,11 +220,12 @@ def compare_checkpoints(names: list[str] | tuple[str, ...], *, n_attention: int 
     ``train_seconds``, ``untrained_knn_accuracy`` and the metrics measured on its saved weights
     (``knn_accuracy``, ``knn_stderr``, ``linear_probe``). With ``n_attention``, also the Jaccard of
     its CLS attention with the object masks of the first ``n_attention`` held-out images
-    (``course_lib.evaluate.attention_jaccard``); the model-free centre bump on the same images is
-    under the key ``"centre bump"``."""
+    (``course_lib.evaluate.attention_jaccard``, with ``grid``, its token grid), and the model-free
+    centre bump on the same images, one row per token grid (its score depends on the grid):
+    ``"centre bump"`` when every checkpoint has the same grid, else ``"centre bump 4x4"``, ..."""
     from .. import zoo
     from ..evaluate import attention_jaccard, centre_bump_jaccard
-    table, masks = {}, None
+    table, masks_of_grid = {}, {}
     for name in names:
         model = zoo.load(name)
         meta = model.meta
@@ -234,10 +235,12 @@ def compare_checkpoints(names: list[str] | tuple[str, ...], *, n_attention: int 
             data = {k: v for k, v in meta["data"].items() if k not in ("n_train", "n_test")}
             images, _, masks = make_shapes(n_attention, split="test", **data)
             row.update(attention_jaccard(model.backbone, images, masks))
-            grid = tuple(model.backbone.patch_embed.grid_size)
+            row["grid"] = tuple(model.backbone.patch_embed.grid_size)
+            masks_of_grid.setdefault(row["grid"], masks)
         table[name] = row
-    if n_attention and masks is not None:
-        table["centre bump"] = {"best_head": centre_bump_jaccard(masks, grid)}
+    for grid, masks in masks_of_grid.items():
+        key = "centre bump" if len(masks_of_grid) == 1 else f"centre bump {grid[0]}x{grid[1]}"
+        table[key] = {"best_head": centre_bump_jaccard(masks, grid), "grid": grid}
     return table
 
 
@@ -248,7 +251,7 @@ def checkpoint_table(table: dict) -> str:
                  "best_head" in row for row in table.values()) else "")]
     for name, row in table.items():
         if "steps" not in row:      # the centre bump: attention only
-            lines.append(f"{name:<12}{'':>49}{row['best_head']:18.3f}")
+            lines.append(f"{name:<16}{'':>45}{row['best_head']:18.3f}")
             continue
         line = (f"{name:<12}{row['steps']:>6}{row['train_seconds'] / 60:8.1f}"
                 f"{row['untrained_knn_accuracy']:15.3f}{row['knn_accuracy']:7.3f}"
