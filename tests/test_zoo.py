@@ -156,3 +156,44 @@ def test_the_centre_bump_is_scored_once_per_token_grid():
         key = f"centre bump {grid[0]}x{grid[1]}"
         assert table[key]["best_head"] == pytest.approx(centre_bump_jaccard(masks, grid))
     assert table["centre bump 4x4"]["best_head"] != table["centre bump 8x8"]["best_head"]
+
+
+def test_object_hue_labels_match_colorsys_and_ignore_the_background():
+    import colorsys
+    from course_lib.labs.pretrain import object_hue_labels
+    # Hand-made: a red, a green and a blue object on a background of another colour.
+    images = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    images[:, 2] = 200                                       # blue background everywhere
+    masks = torch.zeros(3, 8, 8, dtype=torch.bool)
+    masks[:, 2:5, 2:6] = True
+    for i, rgb in enumerate(((255, 0, 0), (0, 255, 0), (0, 0, 255))):
+        for c, v in enumerate(rgb):
+            images[i, c][masks[i]] = v
+    assert object_hue_labels(images, masks).tolist() == [0, 2, 4]   # hue 0, 1/3, 2/3 of 6 sectors
+    # The shapes data: each object's mean colour through colorsys, one image at a time.
+    images, _, masks = make_shapes(200, clutter=1.0)
+    got = object_hue_labels(images, masks)
+    for i in range(200):
+        rgb = (images[i].double() * masks[i]).sum((1, 2)) / masks[i].sum() / 255
+        assert got[i] == min(int(colorsys.rgb_to_hsv(*rgb.tolist())[0] * 6), 5)
+    with pytest.raises(ValueError, match="masks must be bool"):
+        object_hue_labels(images, masks.float())
+
+
+def test_the_invariance_table_recomputes_shape_and_colour_knn():
+    from course_lib.labs.pretrain import HUE_BINS, invariance_table, object_hue_labels
+    table = invariance_table(["supervised"])
+    assert list(table) == ["untrained", "supervised", "colour chance"]
+    meta = zoo.load("supervised").meta
+    assert table["supervised"]["shape"] == pytest.approx(meta["metrics"]["knn_accuracy"], abs=0.01)
+    assert table["untrained"]["shape"] == pytest.approx(meta["untrained_knn_accuracy"], abs=0.01)
+    # Colour k-NN of the supervised network, by the loop, on its own data.
+    data = {k: v for k, v in meta["data"].items() if k not in ("n_train", "n_test")}
+    train_x, _, train_m = make_shapes(meta["data"]["n_train"], **data)
+    test_x, _, test_m = make_shapes(meta["data"]["n_test"], split="test", **data)
+    model = zoo.load("supervised")
+    expected = knn_by_loop(model.features(train_x), object_hue_labels(train_x, train_m),
+                           model.features(test_x), object_hue_labels(test_x, test_m))
+    assert table["supervised"]["colour"] == pytest.approx(expected, abs=0.01)
+    hues = object_hue_labels(test_x, test_m)
+    assert table["colour chance"]["colour"] == hues.bincount(minlength=HUE_BINS).max().item() / len(hues)

@@ -8,6 +8,8 @@ what makes each method itself:
 
 - supervised: the views minus colour, a linear head on the CLS token, cross-entropy;
 - SimCLR and MoCo: InfoNCE between two views (MoCo with its queue and momentum encoder);
+  ``simclr-nocolour`` is SimCLR with every colour change of its views turned off (no jitter, no
+  grayscale: crops, flips and rotations only): the ablation that shows which invariances the augmentations teach;
 - DINO: the two views are the two global crops (no local crops: at 32 px a 16 px local crop
   holds too little of the object), a BatchNorm head with K = 256, teacher temperature 0.04 and
   EMA momentum from 0.99 (the settings that recur in small-data DINO runs); the checkpoint is the
@@ -30,17 +32,18 @@ import torch
 from torch import nn
 
 from ..backbones import build_vit
-from ..data import N_CLASSES, make_shapes
+from ..data import N_CLASSES, make_shapes, normalize
 from ..dino import DINO, DINOConfig
-from ..evaluate import evaluate_backbone
+from ..evaluate import Pooled, evaluate_backbone, extract_features, knn_accuracy
 from ..mae import MAE, MAEConfig
 from ..train import Method, TrainConfig, train
 from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
 
 Tensor = torch.Tensor
 
-METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae")
-POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean"}
+METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour")
+POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
+           "simclr-nocolour": "cls"}
 ZOO_SCALE_NAMES: tuple[str, ...] = ("cpu", "long", "gpu")
 
 
@@ -98,10 +101,18 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0) -> Me
         return Supervised(backbone, backbone.embed_dim, N_CLASSES,
                           augment=lambda x: augment_batch(x, [spec])[0])
 
+    no_colour = None
+    if name == "simclr-nocolour":               # crops, flips, rotations: no jitter, no grey
+        no_colour = replace(simclr_view_spec(size, strength=0.0, scale=recipe.crop_scale,
+                                             rotation=recipe.rotation), jitter_p=0.0, grayscale_p=0.0)
+
     def views(x: Tensor) -> tuple[Tensor, Tensor]:
+        if no_colour is not None:
+            view1, view2 = augment_batch(x, [no_colour, no_colour])
+            return view1, view2
         return batched_simclr_views(x, strength=recipe.view_strength, scale=recipe.crop_scale,
                                     rotation=recipe.rotation)
-    if name == "simclr":
+    if name in ("simclr", "simclr-nocolour"):
         from ..simclr import SimCLR
         return SimCLR(backbone, backbone.embed_dim, temperature=TEMPERATURES["simclr"], views=views)
     if name == "moco":
@@ -176,6 +187,8 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
 def _method_settings(name: str) -> dict:
     if name in ("simclr", "moco"):
         return {"temperature": TEMPERATURES[name]}
+    if name == "simclr-nocolour":
+        return {"temperature": TEMPERATURES["simclr"], "colour_jitter_p": 0.0, "grayscale_p": 0.0}
     if name == "dino":
         return asdict(DINO_CONFIG)
     return asdict(MAE_CONFIG) if name == "mae" else {}
@@ -278,3 +291,63 @@ def plot_checkpoints(table: dict, ax=None):
            ylabel="held-out k-NN accuracy (%)", title="the shipped checkpoints")
     ax.legend(fontsize=8)
     return ax
+
+
+HUE_BINS = 6
+
+
+def object_hue_labels(images: Tensor, masks: Tensor, n_bins: int = HUE_BINS) -> Tensor:
+    """The colour of each image's object as a class: the mean colour of the pixels under its mask
+    (uint8 images (B, 3, H, W), bool masks (B, H, W)), its HSV hue, and which of ``n_bins`` equal
+    sectors of the colour wheel that hue falls in (red = 0, green = n_bins / 3, ...). The shapes
+    are painted in random colours, so this label says nothing about the class: a network whose
+    features predict it keeps colour, one that cannot has become invariant to it."""
+    if masks.shape != (images.shape[0], *images.shape[-2:]) or masks.dtype != torch.bool:
+        raise ValueError(f"masks must be bool (B, H, W) = {(images.shape[0], *images.shape[-2:])}, "
+                         f"got {masks.dtype} {tuple(masks.shape)}")
+    area = masks.sum((1, 2)).clamp_min(1).to(torch.float64)
+    rgb = (images.to(torch.float64) * masks[:, None]).sum((2, 3)) / area[:, None] / 255
+    r, g, b = rgb.unbind(1)
+    high, low = rgb.max(1).values, rgb.min(1).values
+    spread = (high - low).clamp_min(1e-12)
+    hue = torch.where(high == r, ((g - b) / spread) % 6,
+                      torch.where(high == g, (b - r) / spread + 2, (r - g) / spread + 4)) / 6
+    hue = torch.where(high == low, torch.zeros_like(hue), hue)          # grey: hue 0 by convention
+    return (hue * n_bins).floor().long().clamp(0, n_bins - 1)
+
+
+def invariance_table(names: list[str] | tuple[str, ...]) -> dict:
+    """What the features of shipped checkpoints keep: for each name, the weighted k-NN accuracy
+    with the shape classes as labels (``shape``) and with the object's hue sector as labels
+    (``colour``, :func:`object_hue_labels`), each with its standard error; the same for
+    ``"untrained"``, the network the first checkpoint started from (its ViT config and seed), and
+    ``"colour chance"``, the share of the most common hue sector among the test images."""
+    from .. import zoo
+    models = {name: zoo.load(name) for name in names}
+    first = models[names[0]].meta
+    torch.manual_seed(first["seed"])
+    untrained = zoo.Pretrained(build_vit(**first["config"]["vit"]).eval(),
+                               {**first, "method": "untrained", "metrics": {}})
+    table, shapes = {}, {}
+    for name, model in {"untrained": untrained, **models}.items():
+        data = model.meta["data"]
+        key = tuple(sorted(data.items()))
+        if key not in shapes:                       # the checkpoints usually share their data
+            kwargs = {k: v for k, v in data.items() if k not in ("n_train", "n_test")}
+            train_x, train_y, train_m = make_shapes(data["n_train"], **kwargs)
+            test_x, test_y, test_m = make_shapes(data["n_test"], split="test", **kwargs)
+            shapes[key] = (train_x, test_x, {
+                "shape": (train_y, test_y),
+                "colour": (object_hue_labels(train_x, train_m), object_hue_labels(test_x, test_m))})
+        train_x, test_x, labels = shapes[key]
+        pooled = Pooled(model.backbone, model.meta["pooling"])
+        train_f, test_f = (extract_features(pooled, x, transform=normalize) for x in (train_x, test_x))
+        row = {}
+        for target, (y_train, y_test) in labels.items():
+            accuracy = knn_accuracy(train_f, y_train, test_f, y_test, k=20)
+            row[target] = accuracy
+            row[f"{target}_stderr"] = (accuracy * (1 - accuracy) / len(y_test)) ** 0.5
+        table[name] = row
+    hues = labels["colour"][1]
+    table["colour chance"] = {"colour": hues.bincount(minlength=HUE_BINS).max().item() / len(hues)}
+    return table
