@@ -121,10 +121,14 @@ def _noisy(source_cell: NotebookNode) -> str:
              'print("Warning: noise my code prints on stderr", file=_sys.stderr)']
     if not has_region(source_cell.source, SOLUTION):
         return "\n".join(noise) + "\n" + source_cell.source
-    body = [line for line, where in region_flags(source_cell.source, SOLUTION)
-            if where == "inside"]
-    return replace_region(source_cell.source,
-                          lambda indent: [indent + line for line in noise] + body)
+    out: list[str] = []          # each region keeps its own body (a cell may solve two functions)
+    for line, where in region_flags(source_cell.source, SOLUTION):
+        if where == "marker" and SOLUTION[0] in line:
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + noise_line for noise_line in noise)
+        elif where != "marker":
+            out.append(line)
+    return "\n".join(out)
 
 
 Samples = dict[str, dict[str, bytes]]          # fixture -> {file name: bytes}

@@ -527,3 +527,24 @@ def test_secret_lines_cover_solutions_and_hidden_tests_only():
     assert "assert torch.allclose(squared_distance(a, b), expected, atol=1e-5)" in secrets  # hidden
     assert "got = squared_distance(x, y)" not in secrets                        # visible test
     assert "def squared_distance(x, y):" not in secrets                         # given signature
+
+
+def test_the_noisy_sample_keeps_each_solution_region_its_own_body():
+    """A cell that solves two functions: the noise goes into each, and neither function gets the
+    other's body (the second would otherwise return the first's result, or raise)."""
+    from autograder.samples import _noisy
+    cell = nbformat.v4.new_code_cell("\n".join([
+        "def first(x):",
+        "    ### BEGIN SOLUTION",
+        "    return x + 1",
+        "    ### END SOLUTION",
+        "",
+        "def second(y):",
+        "    ### BEGIN SOLUTION",
+        "    return 2 * y",
+        "    ### END SOLUTION"]))
+    namespace: dict = {}
+    with pytest.warns(UserWarning, match="a deprecated call"):
+        exec(_noisy(cell), namespace)
+        assert (namespace["first"](1), namespace["second"](5)) == (2, 10)
+    assert _noisy(cell).count("_warnings.warn(") == 2
