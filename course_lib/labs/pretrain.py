@@ -86,14 +86,16 @@ def check_method(name: str) -> str:
     return name
 
 
-def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0) -> Method:
-    """The method ``name`` with a fresh backbone seeded by ``seed``, set up as the module says."""
+def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
+                 mae_config: MAEConfig = MAE_CONFIG) -> Method:
+    """The method ``name`` with a fresh backbone seeded by ``seed``, set up as the module says
+    (``mae_config`` replaces MAE's, for example to train at another masking ratio)."""
     from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
     check_method(name)
     recipe, size = setup.recipe, setup.image_size
     torch.manual_seed(seed)
     if name == "mae":
-        return MAE(build_vit(**MAE_VIT, img_size=size), MAE_CONFIG)
+        return MAE(build_vit(**MAE_VIT, img_size=size), mae_config)
     backbone = build_vit(**VIT, img_size=size)
     if name == "supervised":
         from ..supervised import Supervised
@@ -150,9 +152,10 @@ def shapes_for(data: dict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: int = 0,
              n_train: int | None = None, n_test: int | None = None,
-             device: torch.device | str = "cpu", progress: bool = True) -> tuple[nn.Module, dict]:
-    """Train method ``name`` at ``scale`` (``steps``, ``n_train`` and ``n_test`` override the
-    scale's); return the backbone a
+             device: torch.device | str = "cpu", progress: bool = True,
+             mae_config: MAEConfig = MAE_CONFIG) -> tuple[nn.Module, dict]:
+    """Train method ``name`` at ``scale`` (``steps``, ``n_train``, ``n_test`` and, for MAE,
+    ``mae_config`` override the scale's); return the backbone a
     checkpoint keeps (eval mode, on ``device``) and its metadata: method, steps, seed, commit,
     config (the ViT, the recipe, the method's settings), data (``make_shapes`` keyword arguments),
     pooling, wall time, the loss curve and the untrained backbone's k-NN for comparison.
@@ -165,7 +168,7 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
                 image_size=setup.image_size,
                 seed=seed, clutter=recipe.clutter)
     train_x, train_y, test_x, test_y = shapes_for(data)
-    method = build_method(name, setup, steps=steps, seed=seed)
+    method = build_method(name, setup, steps=steps, seed=seed, mae_config=mae_config)
     backbone = evaluated_backbone(name, method)
     untrained = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling=POOLING[name],
                                   probe_epochs=0, diagnostics=False, device=device)
@@ -178,20 +181,20 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
             "train_seconds": round(time.perf_counter() - start, 1),
             "threads": torch.get_num_threads(), "device": str(device),
             "config": {"vit": asdict(backbone.course_config), "train": asdict(config),
-                       "recipe": asdict(recipe), "method": _method_settings(name)},
+                       "recipe": asdict(recipe), "method": _method_settings(name, mae_config)},
             "loss": {"steps": history.steps, "values": history["loss"]},
             "untrained_knn_accuracy": untrained["knn_accuracy"]}
     return backbone.eval(), meta
 
 
-def _method_settings(name: str) -> dict:
+def _method_settings(name: str, mae_config: MAEConfig = MAE_CONFIG) -> dict:
     if name in ("simclr", "moco"):
         return {"temperature": TEMPERATURES[name]}
     if name == "simclr-nocolour":
         return {"temperature": TEMPERATURES["simclr"], "colour_jitter_p": 0.0, "grayscale_p": 0.0}
     if name == "dino":
         return asdict(DINO_CONFIG)
-    return asdict(MAE_CONFIG) if name == "mae" else {}
+    return asdict(mae_config) if name == "mae" else {}
 
 
 def train_checkpoint(name: str, scale: str = "cpu", *, out: str | Path | None = None,
