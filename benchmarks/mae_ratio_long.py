@@ -26,17 +26,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="default: the long scale's")
     parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--n-train", type=int, default=None, help="default: the long scale's")
+    parser.add_argument("--n-test", type=int, default=None, help="default: the long scale's")
     parser.add_argument("--out", default=str(Path(__file__).with_name("mae_ratio_long.jsonl")))
     args = parser.parse_args()
     for ratio in args.ratios:
         start = time.perf_counter()
         backbone, meta = pretrain("mae", "long", steps=args.steps, seed=args.seed, progress=False,
+                                  n_train=args.n_train, n_test=args.n_test,
                                   mae_config=replace(MAE_CONFIG, mask_ratio=ratio))
         train_x, train_y, test_x, test_y = shapes_for(meta["data"])
         metrics = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling="mean",
                                     probe_epochs=100, finetune_steps=args.finetune_steps,
                                     diagnostics=False, seed=args.seed)
-        row = {"mask_ratio": ratio, "seed": args.seed, "steps": meta["steps"],
+        row = {"mask_ratio": meta["config"]["method"]["mask_ratio"], "seed": args.seed, "steps": meta["steps"],
                "finetune_steps": args.finetune_steps, "commit": meta["commit"],
                "threads": torch.get_num_threads(), "train_seconds": meta["train_seconds"],
                "total_seconds": round(time.perf_counter() - start, 1),

@@ -34,3 +34,17 @@ def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path):
         assert 0.0 <= row["knn_before"] <= 1.0 and 0.0 <= row["knn_after"] <= 1.0
         assert row["steps"] == 2 and row["wall_s"] > 0
     assert "knn_teacher" in rows[1] and "teacher_entropy" in rows[1]
+
+
+def test_mae_ratio_long_trains_at_the_asked_ratio_and_appends_one_row_per_ratio(tmp_path):
+    import json
+    out = tmp_path / "ratios.jsonl"
+    subprocess.run([sys.executable, str(BENCHMARKS / "mae_ratio_long.py"), "--ratios", "0.3", "0.6",
+                    "--steps", "2", "--finetune-steps", "1", "--n-train", "128", "--n-test", "64",
+                    "--out", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["mask_ratio"] for r in rows] == [0.3, 0.6]        # read back from the run's config
+    for row in rows:
+        assert row["steps"] == 2 and row["finetune_steps"] == 1
+        for key in ("knn_accuracy", "linear_probe", "finetune_accuracy", "untrained_knn_accuracy"):
+            assert 0.0 <= row[key] <= 1.0, key
