@@ -12,7 +12,7 @@ from course_lib import zoo
 from course_lib.__main__ import main
 from course_lib.backbones import build_vit
 from course_lib.data import N_CLASSES, make_shapes, normalize
-from course_lib.labs.pretrain import METHODS, POOLING, shapes_for
+from course_lib.labs.pretrain import METHODS, POOLING, shapes_for, shapes_kwargs
 
 SHIPPED = zoo.available()
 
@@ -150,7 +150,7 @@ def test_the_centre_bump_is_scored_once_per_token_grid():
     table = compare_checkpoints(["supervised", "mae"], n_attention=40)
     assert list(table) == ["supervised", "mae", "centre bump 4x4", "centre bump 8x8"]
     assert table["supervised"]["grid"] == (4, 4) and table["mae"]["grid"] == (8, 8)
-    data = {k: v for k, v in zoo.load("mae").meta["data"].items() if k not in ("n_train", "n_test")}
+    data = shapes_kwargs(zoo.load("mae").meta["data"])
     _, _, masks = make_shapes(40, split="test", **data)
     for grid in ((4, 4), (8, 8)):
         key = f"centre bump {grid[0]}x{grid[1]}"
@@ -188,7 +188,7 @@ def test_the_invariance_table_recomputes_shape_and_colour_knn():
     assert table["supervised"]["shape"] == pytest.approx(meta["metrics"]["knn_accuracy"], abs=0.01)
     assert table["untrained"]["shape"] == pytest.approx(meta["untrained_knn_accuracy"], abs=0.01)
     # Colour k-NN of the supervised network, by the loop, on its own data.
-    data = {k: v for k, v in meta["data"].items() if k not in ("n_train", "n_test")}
+    data = shapes_kwargs(meta["data"])
     train_x, _, train_m = make_shapes(meta["data"]["n_train"], **data)
     test_x, _, test_m = make_shapes(meta["data"]["n_test"], split="test", **data)
     model = zoo.load("supervised")

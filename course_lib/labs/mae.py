@@ -385,7 +385,6 @@ def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
     mean = torch.tensor(SHAPES_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(SHAPES_STD).view(1, 3, 1, 1)
     to_image = lambda t: (t * std + mean).clamp(0, 1)       # noqa: E731 - back to [0, 1]
-    generator = torch.Generator().manual_seed(seed)
     if model is not None:
         device = next(model.parameters()).device
         drawn = {}
@@ -396,6 +395,7 @@ def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
             drawn[label] = to_image(pasted.cpu())
         return masked_reconstruction_grid(to_image(x), to_image(masked.cpu()), drawn)
     grid = x.shape[-1] // patch_size
+    generator = torch.Generator().manual_seed(seed)
     if masking == "random":
         _, mask, _ = random_masking(x.new_zeros(x.shape[0], grid * grid, 1), mask_ratio, generator)
     else:

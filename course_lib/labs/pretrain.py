@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from ..backbones import build_vit
-from ..data import N_CLASSES, make_shapes, normalize
+from ..data import N_CLASSES, make_shapes
 from ..dino import DINO, DINOConfig
-from ..evaluate import Pooled, evaluate_backbone, extract_features, knn_accuracy
+from ..evaluate import evaluate_backbone, knn_accuracy
 from ..mae import MAE, MAEConfig
 from ..train import Method, TrainConfig, train
 from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
@@ -141,10 +141,16 @@ def _commit() -> str:
         return "unknown"
 
 
+def shapes_kwargs(data: dict) -> dict:
+    """A checkpoint's ``meta["data"]`` without its image counts: the ``make_shapes`` keyword
+    arguments (size, seed, clutter) that draw more images of the same data."""
+    return {k: v for k, v in data.items() if k not in ("n_train", "n_test")}
+
+
 def shapes_for(data: dict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(train images, train labels, test images, test labels) of a checkpoint's ``meta["data"]``:
     the training split of ``make_shapes(n_train, ...)`` and the held-out split of ``n_test``."""
-    kwargs = {k: v for k, v in data.items() if k not in ("n_train", "n_test")}
+    kwargs = shapes_kwargs(data)
     train_x, train_y, _ = make_shapes(data["n_train"], **kwargs)
     test_x, test_y, _ = make_shapes(data["n_test"], split="test", **kwargs)
     return train_x, train_y, test_x, test_y
@@ -248,8 +254,7 @@ def compare_checkpoints(names: list[str] | tuple[str, ...], *, n_attention: int 
         row = {"steps": meta["steps"], "train_seconds": meta["train_seconds"],
                "untrained_knn_accuracy": meta["untrained_knn_accuracy"], **meta["metrics"]}
         if n_attention:
-            data = {k: v for k, v in meta["data"].items() if k not in ("n_train", "n_test")}
-            images, _, masks = make_shapes(n_attention, split="test", **data)
+            images, _, masks = make_shapes(n_attention, split="test", **shapes_kwargs(meta["data"]))
             row.update(attention_jaccard(model.backbone, images, masks))
             row["grid"] = tuple(model.backbone.patch_embed.grid_size)
             masks_of_grid.setdefault(row["grid"], masks)
@@ -336,15 +341,14 @@ def invariance_table(names: list[str] | tuple[str, ...]) -> dict:
         data = model.meta["data"]
         key = tuple(sorted(data.items()))
         if key not in shapes:                       # the checkpoints usually share their data
-            kwargs = {k: v for k, v in data.items() if k not in ("n_train", "n_test")}
+            kwargs = shapes_kwargs(data)
             train_x, train_y, train_m = make_shapes(data["n_train"], **kwargs)
             test_x, test_y, test_m = make_shapes(data["n_test"], split="test", **kwargs)
             shapes[key] = (train_x, test_x, {
                 "shape": (train_y, test_y),
                 "colour": (object_hue_labels(train_x, train_m), object_hue_labels(test_x, test_m))})
         train_x, test_x, labels = shapes[key]
-        pooled = Pooled(model.backbone, model.meta["pooling"])
-        train_f, test_f = (extract_features(pooled, x, transform=normalize) for x in (train_x, test_x))
+        train_f, test_f = model.features(train_x), model.features(test_x)
         row = {}
         for target, (y_train, y_test) in labels.items():
             accuracy = knn_accuracy(train_f, y_train, test_f, y_test, k=20)
