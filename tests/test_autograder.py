@@ -3,7 +3,8 @@
 The fixture submissions are written by ``python -m autograder samples`` from the live notebooks of
 each assignment in solutions/ (the toy assignment in tests/fixtures/ only when there is none),
 together with the hostile submissions of ``tests/attacks.py``, and graded in ONE batch per
-assignment with ``--workers 2`` (module-scoped fixture); the tests assert on its grades.csv,
+assignment with ``--workers 2`` (module-scoped fixture; the samples that test the pipeline rather
+than the assignment are graded in the first assignment's batch only); the tests assert on its grades.csv,
 cells.csv, feedback pages and printed timings. A second small batch checks that
 grading is repeatable, a third that the whole-submission timeout kills and reports.
 """
@@ -17,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -39,8 +41,15 @@ ASSIGNMENTS = find_assignments(REPO) or ["toy_assignment"]
 CELL_TIMEOUT = "20"
 # Runs nbgrader: seconds to minutes. Still part of `make test`; `make test-fast` skips it.
 SLOW = pytest.mark.slow
-HOSTILE = ["infinite_loop", "raises", "syntax_error", "calls_reference", "deleted_tests",
-           "edited_tests", "metadata_stripped", "renamed", "noisy"]
+# The samples whose grade depends on the assignment (solution, release_unmodified,
+# calls_reference, corrupt, missing) and its attacks are graded in every batch. The rest test the
+# pipeline itself (a loop cut by the cell timeout, test cells put back, a renamed download...),
+# whatever the notebook: the first assignment's batch grades them, the others leave them out
+# (each costs a notebook run).
+PIPELINE = ["infinite_loop", "raises", "syntax_error", "deleted_tests", "edited_tests",
+            "metadata_stripped", "renamed", "noisy"]
+HOSTILE = [(assignment, fixture) for assignment in ASSIGNMENTS
+           for fixture in ["calls_reference", *(PIPELINE if assignment == ASSIGNMENTS[0] else [])]]
 MEMORY_MB = "2048"    # the batches' memory limit: the memfd attack holds 1.5x this and more
 
 
@@ -84,6 +93,9 @@ def _grade_batch(assignment: str, tmp_path_factory) -> dict:
     root = course_root(assignment, tmp)
     made = autograder("samples", assignment, str(tmp / "submissions"), root=root)
     assert made.returncode == 0, made.stdout + made.stderr
+    if assignment != ASSIGNMENTS[0]:
+        for fixture in PIPELINE:
+            shutil.rmtree(tmp / "submissions" / fixture)
     table = {}
     if assignment in TARGETS:
         [solved] = sorted((tmp / "submissions" / "solution").glob("*.ipynb"))
@@ -151,7 +163,7 @@ def test_unmodified_release_scores_zero_on_code_exercises(batch):
 
 
 @SLOW
-@pytest.mark.parametrize("fixture", HOSTILE)
+@pytest.mark.parametrize("batch, fixture", HOSTILE, indirect=["batch"])
 def test_hostile_submission_loses_only_what_it_should(batch, fixture):
     if fixture not in batch["expected"]:
         pytest.skip(f"{batch['assignment']} has no target for {fixture}")
@@ -163,6 +175,7 @@ def test_hostile_submission_loses_only_what_it_should(batch, fixture):
 
 
 @SLOW
+@pytest.mark.parametrize("batch", ASSIGNMENTS[:1], indirect=True)
 def test_details_explain_what_happened(batch):
     rows = batch["rows"]
     assert "cell timeout" in rows["infinite_loop"]["detail"]
@@ -439,6 +452,36 @@ def test_release_passes_check_and_tampering_fails_it(assignment, tmp_path):
     assert tampered.returncode == 1
     assert "differs from what release writes" in tampered.stdout
     assert "contains a line of the solution or hidden tests" in tampered.stdout
+
+
+def test_the_gradebook_revision_read_in_process_is_the_one_alembic_reports(monkeypatch):
+    """The release step records the schema revision without nbgrader's `alembic heads` process."""
+    from nbgrader.api import get_alembic_version
+    from autograder.nbgrader_job import alembic_head
+    assert get_alembic_version is not alembic_head
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep
+                       + os.environ.get("PATH", ""))
+    assert alembic_head() == get_alembic_version()
+
+
+def test_the_pipeline_validates_notebooks_without_the_iri_grammar():
+    """autograder/__init__.py keeps jsonschema from building its IRI grammar (seconds per
+    process); nbformat's validation, which needs no IRI format, still runs and still rejects."""
+    [notebook] = sorted((REPO / "solutions" / ASSIGNMENTS[0]).glob("*.ipynb"))[:1]
+    script = textwrap.dedent(f"""
+        import sys
+        import autograder, nbformat
+        assert sys.modules["rfc3987_syntax"] is None
+        nb = nbformat.read({str(notebook)!r}, as_version=4)
+        nbformat.validate(nb)
+        del nb.cells[0]["cell_type"]
+        try:
+            nbformat.validate(nb)
+        except nbformat.ValidationError:
+            print("rejected")
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "rejected", run.stdout + run.stderr
 
 
 # --- pieces, without nbgrader ---------------------------------------------------------------------
