@@ -36,14 +36,17 @@ lab: bootstrap
 # the graded batches of tests/test_autograder.py (full marks); a third run here would check nothing new.
 NOTEBOOKS := $(shell find lectures -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
 
-# Two phases, each on $(WORKERS) workers with one math thread per worker: two workers each using
-# every core made torch's thread pools fight (a 93 s notebook took over 8 minutes). Unit tests are
-# spread by module (loadscope: the graded batches of tests/test_autograder.py are built once, on
-# one worker), notebooks by file (loadfile: one kernel per notebook). `autograder check` runs as
+# One pytest session on $(WORKERS) workers with one math thread each: two workers each using every
+# core made torch's thread pools fight (a 93 s notebook took over 8 minutes). Work is handed out
+# by scope, in the order given (--no-loadscope-reorder): the lectures first, the longest single
+# pieces, then each test module whole (the graded batches of tests/test_autograder.py are built
+# once, on one worker). One session instead of a unit phase and a notebook phase: neither ends
+# with a worker idle while the other finishes. `autograder check` runs as
 # tests/test_autograder.py::test_check_passes_on_the_committed_tree.
 test: bootstrap
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope --durations=12 tests $(ARGS)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadfile -p no:cacheprovider --nbval-lax --nbval-current-env $(NOTEBOOKS) $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope --no-loadscope-reorder \
+		--durations=15 --nbval-lax --nbval-current-env --ignore=tests/fixtures \
+		$(NOTEBOOKS) tests $(ARGS)
 
 test-fast: bootstrap
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope tests -m "not slow" $(ARGS)

@@ -32,60 +32,9 @@ from .labs.mae import RATIOS as MAE_RATIOS
 from .labs.mae import STRATEGIES as MAE_STRATEGIES
 from .labs.mae import speedup_summary, sweep_summary
 from .labs.pretrain import checkpoint_summary
-from .runtime import SCALES, at_scale
-
-
-# --- argument types: a bad value is one parser error line (exit 2), never a traceback ----------
-def _number(convert: Callable[[str], float], accept: Callable[[float], bool],
-            expected: str) -> Callable[[str], float]:
-    """An argparse type: ``convert(text)`` if that works and ``accept`` holds, else one error."""
-    def check(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-    check.__name__ = expected
-    return check
-
-
-positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
-mask_ratio = _number(float, lambda v: 0.0 <= v < 1.0, "a masking ratio in [0, 1)")
-
-
-def output_file(*suffixes: str) -> Callable[[str], str]:
-    """A path whose folder exists and whose name ends in one of ``suffixes``."""
-    def check(text: str) -> str:
-        path = Path(text)
-        if path.suffix.lower() not in suffixes:
-            raise argparse.ArgumentTypeError(f"expected a file name ending in {' or '.join(suffixes)}, "
-                                             f"got {text!r}")
-        if not path.parent.is_dir():
-            raise argparse.ArgumentTypeError(f"folder {str(path.parent)!r} does not exist "
-                                             f"(for {text!r}); create it first")
-        return text
-    check.__name__ = "output_file"
-    return check
-
-
-def _scale_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", choices=SCALES, default=None,
-                        help="the scale's settings; default: gpu on CUDA, cpu otherwise "
-                             "($COURSE_SCALE overrides)")
-
-
-def _seed_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=non_negative_int, default=0,
-                        help="seed of the data, the initial weights and the batches")
-
-
-def _json_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", type=output_file(".json"), default=None,
-                        help="also write the figures to this JSON file")
+from ._cli_types import (json_option, mask_ratio, non_negative_int, output_file, positive_float,
+                         positive_int, scale_option, seed_option)
+from .runtime import at_scale
 
 
 def _settings(args: argparse.Namespace):
@@ -95,7 +44,7 @@ def _settings(args: argparse.Namespace):
 
 # --- the commands: arguments, run(args) -> dict, summary(result) -> str ------------------------
 def info_arguments(p: argparse.ArgumentParser) -> None:
-    _json_option(p)
+    json_option(p)
 
 
 def info_run(args: argparse.Namespace) -> dict:
@@ -120,10 +69,10 @@ def shapes_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=positive_int, default=10000, help="number of images")
     p.add_argument("--size", type=positive_int, default=32,
                    help=f"image side in pixels, {IMAGE_SIZE_RANGE[0]} to {IMAGE_SIZE_RANGE[1]}")
-    _seed_option(p)
+    seed_option(p)
     p.add_argument("--out", type=output_file(".png"), default=None,
                    help="PNG file for a grid of the first 64 images")
-    _json_option(p)
+    json_option(p)
 
 
 def shapes_run(args: argparse.Namespace) -> dict:
@@ -152,7 +101,7 @@ def shapes_summary(result: dict) -> str:
 
 def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     from .backbones import PRESETS
-    _scale_option(p)
+    scale_option(p)
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                    help="ViT preset of course_lib.backbones")
     p.add_argument("--steps", type=positive_int, default=None,
@@ -171,9 +120,9 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-train", type=positive_int, default=5000, help="training images")
     p.add_argument("--n-test", type=positive_int, default=1000, help="held-out images")
     p.add_argument("--size", type=positive_int, default=32, help="image side in pixels")
-    _seed_option(p)
+    seed_option(p)
     p.add_argument("--no-probe", action="store_true", help="skip the linear probe")
-    _json_option(p)
+    json_option(p)
 
 
 def _build_method(args: argparse.Namespace, scale: str):
@@ -249,12 +198,12 @@ def checkpoint_arguments(p: argparse.ArgumentParser) -> None:
                    f"the scale's ({_per_scale({k: s.n_train for k, s in ZOO_SCALES.items()})})")
     p.add_argument("--n-test", type=positive_int, default=None, help="held-out images; default: "
                    f"the scale's ({_per_scale({k: s.n_test for k, s in ZOO_SCALES.items()})})")
-    _seed_option(p)
+    seed_option(p)
     p.add_argument("--probe-epochs", type=non_negative_int, default=100,
                    help="linear probe on the saved weights; 0 skips it")
     p.add_argument("--out", type=output_file(".pt"), default=None,
                    help="write the checkpoint (half precision, with its metadata) here")
-    _json_option(p)
+    json_option(p)
 
 
 def checkpoint_run(args: argparse.Namespace) -> dict:
@@ -267,13 +216,13 @@ def checkpoint_run(args: argparse.Namespace) -> dict:
 
 
 def dino_ablation_arguments(p: argparse.ArgumentParser) -> None:
-    _scale_option(p)
-    _seed_option(p)
+    scale_option(p)
+    seed_option(p)
     p.add_argument("--variants", nargs="+", choices=list(DINO_VARIANTS), default=list(DINO_VARIANTS),
                    help="which runs of the ablation")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="training steps per variant; default: the scale's (cpu 300, gpu 3000)")
-    _json_option(p)
+    json_option(p)
 
 
 def dino_ablation_run(args: argparse.Namespace) -> dict:
@@ -284,11 +233,11 @@ def dino_ablation_run(args: argparse.Namespace) -> dict:
 
 
 def mae_speedup_arguments(p: argparse.ArgumentParser) -> None:
-    _scale_option(p)
+    scale_option(p)
     p.add_argument("--mask-ratio", type=mask_ratio, default=0.75, help="share of patches masked")
     p.add_argument("--repeats", type=positive_int, default=None,
                    help="timed rounds; default: the scale's (cpu 7, gpu 20)")
-    _json_option(p)
+    json_option(p)
 
 
 def mae_speedup_run(args: argparse.Namespace) -> dict:
@@ -299,8 +248,8 @@ def mae_speedup_run(args: argparse.Namespace) -> dict:
 
 
 def mae_sweep_arguments(p: argparse.ArgumentParser) -> None:
-    _scale_option(p)
-    _seed_option(p)
+    scale_option(p)
+    seed_option(p)
     p.add_argument("--steps", type=positive_int, default=None,
                    help="pretraining steps per run; default: the scale's (cpu 800, gpu 4000)")
     p.add_argument("--finetune-steps", type=positive_int, default=None,
@@ -309,7 +258,12 @@ def mae_sweep_arguments(p: argparse.ArgumentParser) -> None:
                    help="masking ratios of the sweep (random masking)")
     p.add_argument("--strategies", nargs="*", choices=MAE_STRATEGIES, default=list(MAE_STRATEGIES),
                    help="masking strategies compared at ratio 0.75")
-    _json_option(p)
+    p.add_argument("--n-train", type=positive_int, default=None,
+                   help="training images (also the k-NN bank); default: the scale's "
+                        "(cpu 5000, gpu 20000)")
+    p.add_argument("--n-test", type=positive_int, default=None,
+                   help="held-out images; default: the scale's (cpu 1000, gpu 2000)")
+    json_option(p)
 
 
 def mae_sweep_run(args: argparse.Namespace) -> dict:
@@ -317,7 +271,8 @@ def mae_sweep_run(args: argparse.Namespace) -> dict:
     settings = _settings(args)
     return masking_sweep(settings.scale, seed=args.seed, ratios=tuple(args.ratios),
                          strategies=tuple(args.strategies), steps=args.steps,
-                         finetune_steps=args.finetune_steps, device=settings.device)
+                         finetune_steps=args.finetune_steps, n_train=args.n_train,
+                         n_test=args.n_test, device=settings.device)
 
 
 @dataclass(frozen=True)

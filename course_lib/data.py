@@ -54,6 +54,18 @@ def normalize(images: Tensor, mean: tuple[float, ...] = SHAPES_MEAN,
     return (x - m) / s
 
 
+def denormalize(x: Tensor, mean: tuple[float, ...] = SHAPES_MEAN,
+                std: tuple[float, ...] = SHAPES_STD) -> Tensor:
+    """The inverse of :func:`normalize` for display: x * std + mean per channel on (..., 3, H, W),
+    clamped to [0, 1]."""
+    if not isinstance(x, Tensor) or x.dim() < 3 or x.shape[-3] != len(mean) or not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor (..., {len(mean)}, H, W), got "
+                         f"{(x.dtype, tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__}")
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)  # (C, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return (x * s + m).clamp(0, 1)
+
+
 class ShapesDataset(Dataset):
     """A map-style dataset over uint8 images (n, 3, H, W), labels (n,) and optional masks (n, H, W).
 

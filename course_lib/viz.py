@@ -1,5 +1,5 @@
 """Plots the units share: training curves, image grids, attention overlays, masked and
-reconstructed grids. Each function draws on a matplotlib ``Axes`` (or makes a figure) and
+reconstructed grids (and MAE's masking figure). Each function draws on a matplotlib ``Axes`` (or makes a figure) and
 returns it, so a notebook cell stays one line and the student can restyle the result.
 """
 from __future__ import annotations
@@ -130,3 +130,35 @@ def bar_table(values: Mapping[str, float], *, ax=None, ylabel: str = "", title: 
         ax.axhline(reference, color="gray", ls="--", lw=1)
     ax.set(ylabel=ylabel, title=title)
     return ax
+
+
+def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
+                   model=None, *, seed: int = 0, patch_size: int = 8):
+    """Original, masked and (with ``model``, a ``course_lib.mae.MAE``) reconstructed images
+    (uint8 (B, C, H, W)) at any ratio and strategy: lecture 03's widget draws this. Without a model, only the first two
+    rows, masked on a ``patch_size`` grid; with one, the model's own patch size is used and two
+    reconstruction rows follow (``course_lib.mae.reconstruct``): "model alone", each masked patch
+    drawn with the statistics of the image's visible patches, and "true patch stats", drawn with
+    the true patch's mean and std (its colour comes from the ground truth)."""
+    from .data import denormalize, normalize
+    from .mae import patchify, random_masking, reconstruct, unpatchify
+    from .masking import structured_mask
+    x = normalize(images)
+    if model is not None:
+        device = next(model.parameters()).device
+        drawn = {}
+        for statistics, label in (("visible", "model alone"), ("true", "true patch stats")):
+            masked, _, pasted = reconstruct(model, x.to(device), mask_ratio, masking=masking,
+                                            statistics=statistics,
+                                            generator=torch.Generator().manual_seed(seed))
+            drawn[label] = denormalize(pasted.cpu())
+        return masked_reconstruction_grid(denormalize(x), denormalize(masked.cpu()), drawn)
+    grid = x.shape[-1] // patch_size
+    generator = torch.Generator().manual_seed(seed)
+    if masking == "random":
+        _, mask, _ = random_masking(x.new_zeros(x.shape[0], grid * grid, 1), mask_ratio, generator)
+    else:
+        mask = structured_mask(masking, x.shape[0], grid, mask_ratio, generator=generator).float()
+    m = mask.unsqueeze(-1)                                           # (B, N, 1)
+    masked = unpatchify(patchify(x, patch_size) * (1 - m), patch_size, x.shape[1])
+    return masked_reconstruction_grid(denormalize(x), denormalize(masked))

@@ -13,7 +13,7 @@ from torchvision.transforms import v2
 
 from course_lib import data
 from course_lib.data import (N_CLASSES, SHAPE_CLASSES, SHAPES_MEAN, SHAPES_STD, ShapesDataset,
-                             load_cifar10, load_dataset, load_stl10, make_shapes, normalize,
+                             denormalize, load_cifar10, load_dataset, load_stl10, make_shapes, normalize,
                              sample_photos, to_float)
 
 
@@ -167,6 +167,19 @@ def test_to_float_and_normalize():
         to_float(images.float())
     with pytest.raises(ValueError, match="images"):
         normalize(torch.zeros(2, 4, 5, 5))
+
+
+def test_denormalize_undoes_normalize_and_clamps_to_the_unit_range():
+    images = torch.randint(0, 256, (2, 3, 5, 5), dtype=torch.uint8)
+    assert torch.allclose(denormalize(normalize(images)), images.float() / 255, atol=1e-6)
+    by_hand = (torch.full((1, 3, 1, 1), 9.0) * torch.tensor(SHAPES_STD).view(1, 3, 1, 1)
+               + torch.tensor(SHAPES_MEAN).view(1, 3, 1, 1))
+    assert by_hand.min() > 1 and torch.equal(denormalize(torch.full((1, 3, 1, 1), 9.0)),
+                                             torch.ones(1, 3, 1, 1))
+    with pytest.raises(ValueError, match="x must be a floating-point tensor"):
+        denormalize(images)
+    with pytest.raises(ValueError, match="x must be"):
+        denormalize(torch.zeros(2, 4, 5, 5))
 
 
 # --- ShapesDataset ---------------------------------------------------------------------------

@@ -54,7 +54,8 @@ def test_mean_pooled_is_the_mean_of_the_patch_tokens_and_fusion_changes_nothing(
 @pytest.mark.slow
 def test_tiny_sweep_has_every_run_and_reuses_random_075(tmp_path):
     result = masking_sweep("cpu", ratios=(0.5, 0.75), strategies=("random", "grid"), steps=2,
-                           finetune_steps=2, progress=False)
+                           finetune_steps=2, n_train=256, n_test=128, progress=False)
+    assert (result["settings"]["n_train"], result["settings"]["n_test"]) == (256, 128)
     assert set(result["ratios"]) == {"0.5", "0.75"} and set(result["strategies"]) == {"random", "grid"}
     assert result["strategies"]["random"] is result["ratios"]["0.75"]
     for run in [*result["ratios"].values(), result["strategies"]["grid"], result["random_init"]]:
@@ -70,6 +71,8 @@ def test_tiny_sweep_has_every_run_and_reuses_random_075(tmp_path):
         masking_sweep("cpu", ratios=(1.0,), steps=1)
     with pytest.raises(ValueError, match="strategies"):
         masking_sweep("cpu", strategies=("checkerboard",), steps=1)
+    with pytest.raises(ValueError, match="n_train must be a positive int, got 0"):
+        masking_sweep("cpu", n_train=0, steps=1)
 
 
 @pytest.mark.slow
@@ -82,11 +85,12 @@ def test_mae_cli_commands_write_their_json(tmp_path):
     assert {"encoder_speedup", "token_ratio", "step_speedup"} <= set(figures)
     sweep = tmp_path / "sweep.json"
     out = subprocess.run([*env_cmd, "mae-sweep", "--scale", "cpu", "--steps", "2",
-                          "--finetune-steps", "2", "--ratios", "0.25", "0.9", "--strategies",
-                          "block", "--json", str(sweep)], check=True, capture_output=True,
+                          "--finetune-steps", "2", "--n-train", "256", "--n-test", "128",
+                          "--ratios", "0.25", "0.9", "--strategies", "block", "--json", str(sweep)], check=True, capture_output=True,
                          text=True, timeout=300)
     result = json.loads(sweep.read_text())
     assert set(result["ratios"]) == {"0.25", "0.9"} and set(result["strategies"]) == {"block"}
+    assert result["settings"]["n_test"] == 128
     assert "block @ 0.75" in out.stdout and "best ratio" in out.stdout
 
 
@@ -125,7 +129,7 @@ def test_masking_figure_rows():
     import matplotlib
     matplotlib.use("Agg")
     from course_lib.data import make_shapes
-    from course_lib.labs.mae import masking_figure
+    from course_lib.viz import masking_figure
     images, _, _ = make_shapes(3, seed=0)
     for masking in ("random", "block", "grid"):
         fig = masking_figure(images, 0.75, masking, patch_size=4)

@@ -9,9 +9,7 @@ encoder, the masking-ratio sweep, and the numeric model of the BERT-vs-MAE ratio
 - :func:`masking_sweep` pretrains from one seeded initialisation at several masking ratios (and
   with block-wise and grid masking at 0.75) and judges each encoder the three ways the paper does:
   k-NN and a linear probe on frozen features, and a short fine-tune (Figure 5, Table 1).
-- :func:`plot_information` draws lecture 03's masking-ratio argument (section 6) from
-  ``course_lib.mae.information`` and ``optimal_ratio``: with a visible-to-masked mutual
-  information I(r) = I0 exp(-lambda r), the useful signal r I(r) peaks at r* = 1 / lambda.
+- :func:`plot_information` draws the BERT-vs-MAE ratio argument from ``course_lib.mae``.
 """
 from __future__ import annotations
 
@@ -24,11 +22,11 @@ from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finishe
 
 from .._checks import check_int
 from ..backbones import build_vit, embed_tokens, encode_tokens, use_fused_attention
-from ..data import N_CLASSES, SHAPES_MEAN, SHAPES_STD, make_shapes, normalize
+from ..data import N_CLASSES, make_shapes, normalize
 from ..evaluate import evaluate_backbone
-from ..masking import MASKINGS, structured_mask
+from ..masking import MASKINGS
 from ..mae import (MAE, MAEConfig, full_sequence_loss, information, optimal_ratio, patchify,
-                  random_masking, reconstruct, reconstruction_loss, unpatchify)
+                  random_masking, reconstruction_loss)
 from ..runtime import at_scale, median_seconds
 from ..train import TrainConfig, train
 
@@ -217,8 +215,13 @@ def pretrain(mask_ratio: float, masking: str, images: Tensor, setup: SweepScale,
 
 
 def _sweep_setup(setup: SweepScale, steps: int | None, finetune_steps: int | None,
-                 ratios: tuple[float, ...], strategies: tuple[str, ...]) -> SweepScale:
+                 ratios: tuple[float, ...], strategies: tuple[str, ...],
+                 data: dict[str, int | None]) -> SweepScale:
     """The scale's settings with the sweep's overrides, after checking the ratios and strategies."""
+    for name, size in data.items():                 # n_train, n_test: fewer images, same recipe
+        if size is not None:
+            check_int(name, size)
+            setup = replace(setup, **{name: size})
     if steps is not None:
         setup = replace(setup, train=replace(setup.train, steps=steps,
                                              warmup_steps=min(setup.train.warmup_steps, steps)))
@@ -233,7 +236,8 @@ def _sweep_setup(setup: SweepScale, steps: int | None, finetune_steps: int | Non
 
 def masking_sweep(scale: str = "cpu", *, seed: int = 0, ratios: tuple[float, ...] = RATIOS,
                   strategies: tuple[str, ...] = STRATEGIES, steps: int | None = None,
-                  finetune_steps: int | None = None, device: torch.device | str = "cpu",
+                  finetune_steps: int | None = None, n_train: int | None = None,
+                  n_test: int | None = None, device: torch.device | str = "cpu",
                   progress: bool = True, keep_models: bool = False) -> dict:
     """Pretrain at every ratio (random masking) and with every strategy at 0.75; judge each.
 
@@ -242,10 +246,12 @@ def masking_sweep(scale: str = "cpu", *, seed: int = 0, ratios: tuple[float, ...
     with the best fine-tune accuracy, and ``settings``. A run holds ``reconstruction_loss``
     (held-out, at its own ratio), ``knn_accuracy``, ``linear_probe``, ``finetune_accuracy``,
     ``train_seconds``, ``final_loss`` and the loss curve. ``steps`` and ``finetune_steps``
-    override the scale's pretraining and fine-tuning lengths.
+    override the scale's pretraining and fine-tuning lengths, ``n_train`` and ``n_test`` its
+    numbers of training and held-out images.
     """
     setup = sweep_scale(scale, seed)
-    setup = _sweep_setup(setup, steps, finetune_steps, ratios, strategies)
+    setup = _sweep_setup(setup, steps, finetune_steps, ratios, strategies,
+                         {"n_train": n_train, "n_test": n_test})
     images, labels, _ = make_shapes(setup.n_train, image_size=32, seed=seed)
     test_x, test_y, _ = make_shapes(setup.n_test, image_size=32, seed=seed, split="test")
     train_data, test_data = (images, labels), (test_x, test_y)
@@ -272,7 +278,7 @@ def masking_sweep(scale: str = "cpu", *, seed: int = 0, ratios: tuple[float, ...
     if result["ratios"]:
         result["best_ratio"] = float(max(result["ratios"], key=lambda k: (
             result["ratios"][k]["finetune_accuracy"], result["ratios"][k]["linear_probe"])))
-    result["settings"] = {"n_train": setup.n_train, "vit": setup.vit, "mae": asdict(setup.mae),
+    result["settings"] = {"n_train": setup.n_train, "n_test": setup.n_test, "vit": setup.vit, "mae": asdict(setup.mae),
                           "train": asdict(setup.train), "finetune_steps": setup.finetune_steps,
                           "probe_epochs": setup.probe_epochs,
                           "fused_attention": setup.fused_attention}
@@ -370,36 +376,3 @@ def plot_information(decays: dict[str, float], *, i0: float = 1.0, ax=None):
            title="useful signal = masked fraction x what the rest still tells")
     ax.legend(fontsize=8)
     return ax.figure
-
-
-def masking_figure(images: Tensor, mask_ratio: float, masking: str = "random",
-                   model: MAE | None = None, *, seed: int = 0, patch_size: int = 8):
-    """Original, masked and (with ``model``) reconstructed images (uint8 (B, C, H, W)) at any
-    ratio and strategy: the lecture's widget draws this. Without a model, only the first two
-    rows, masked on a ``patch_size`` grid; with one, the model's own patch size is used and two
-    reconstruction rows follow (``course_lib.mae.reconstruct``): "model alone", each masked patch
-    drawn with the statistics of the image's visible patches, and "true patch stats", drawn with
-    the true patch's mean and std (its colour comes from the ground truth)."""
-    from ..viz import masked_reconstruction_grid
-    x = normalize(images)
-    mean = torch.tensor(SHAPES_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(SHAPES_STD).view(1, 3, 1, 1)
-    to_image = lambda t: (t * std + mean).clamp(0, 1)       # noqa: E731 - back to [0, 1]
-    if model is not None:
-        device = next(model.parameters()).device
-        drawn = {}
-        for statistics, label in (("visible", "model alone"), ("true", "true patch stats")):
-            masked, _, pasted = reconstruct(model, x.to(device), mask_ratio, masking=masking,
-                                            statistics=statistics,
-                                            generator=torch.Generator().manual_seed(seed))
-            drawn[label] = to_image(pasted.cpu())
-        return masked_reconstruction_grid(to_image(x), to_image(masked.cpu()), drawn)
-    grid = x.shape[-1] // patch_size
-    generator = torch.Generator().manual_seed(seed)
-    if masking == "random":
-        _, mask, _ = random_masking(x.new_zeros(x.shape[0], grid * grid, 1), mask_ratio, generator)
-    else:
-        mask = structured_mask(masking, x.shape[0], grid, mask_ratio, generator=generator).float()
-    m = mask.unsqueeze(-1)                                           # (B, N, 1)
-    masked = unpatchify(patchify(x, patch_size) * (1 - m), patch_size, x.shape[1])
-    return masked_reconstruction_grid(to_image(x), to_image(masked))
