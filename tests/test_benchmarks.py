@@ -1,17 +1,23 @@
 """The benchmark scripts run end to end at a toy size and print the rows they promise (their
 figures are read by people, not asserted: timings on a shared machine are noise)."""
 import importlib.util
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_dino_step_prints_course_lib_and_the_lightly_rows_or_how_to_get_them():
-    out = subprocess.run([sys.executable, str(BENCHMARKS / "dino_step.py"), "--batch-size", "4",
-                          "--local-crops", "2", "--out-dim", "64", "--repeats", "1"],
-                         check=True, capture_output=True, text=True, timeout=300).stdout
+def run_script(name: str, *args: str, monkeypatch) -> None:
+    """``python benchmarks/NAME ARGS`` in this process (each subprocess would import torch again)."""
+    monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / name), *args])
+    runpy.run_path(str(BENCHMARKS / name), run_name="__main__")
+
+
+def test_dino_step_prints_course_lib_and_the_lightly_rows_or_how_to_get_them(monkeypatch, capsys):
+    run_script("dino_step.py", "--batch-size", "4", "--local-crops", "2", "--out-dim", "64",
+               "--repeats", "1", monkeypatch=monkeypatch)
+    out = capsys.readouterr().out
     assert "course_lib" in out and "ratio to course_lib  1.00x" in out
     if importlib.util.find_spec("lightly") is not None:
         assert "lightly grouped" in out and "lightly per-view" in out
@@ -19,15 +25,13 @@ def test_dino_step_prints_course_lib_and_the_lightly_rows_or_how_to_get_them():
         assert "make bench-deps" in out
 
 
-def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path):
+def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path, monkeypatch):
     import json
     out = tmp_path / "rows.jsonl"
     for method in ("simclr", "dino"):
-        subprocess.run([sys.executable, str(BENCHMARKS / "course_scale.py"), "--method", method,
-                        "--steps", "2", "--warmup", "1", "--batch", "16", "--n-train", "64",
-                        "--n-test", "32", "--rotate", "90", "--out-dim", "32", "--threads", "1",
-                        "--out", str(out)], check=True, capture_output=True, text=True,
-                       timeout=300)
+        run_script("course_scale.py", "--method", method, "--steps", "2", "--warmup", "1",
+                   "--batch", "16", "--n-train", "64", "--n-test", "32", "--rotate", "90",
+                   "--out-dim", "32", "--threads", "1", "--out", str(out), monkeypatch=monkeypatch)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["method"] for r in rows] == ["simclr", "dino"]
     for row in rows:
@@ -36,12 +40,12 @@ def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path):
     assert "knn_teacher" in rows[1] and "teacher_entropy" in rows[1]
 
 
-def test_mae_ratio_long_trains_at_the_asked_ratio_and_appends_one_row_per_ratio(tmp_path):
+def test_mae_ratio_long_trains_at_the_asked_ratio_and_appends_one_row_per_ratio(tmp_path,
+                                                                                monkeypatch):
     import json
     out = tmp_path / "ratios.jsonl"
-    subprocess.run([sys.executable, str(BENCHMARKS / "mae_ratio_long.py"), "--ratios", "0.3", "0.6",
-                    "--steps", "2", "--finetune-steps", "1", "--n-train", "128", "--n-test", "64",
-                    "--out", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    run_script("mae_ratio_long.py", "--ratios", "0.3", "0.6", "--steps", "2", "--finetune-steps",
+               "1", "--n-train", "128", "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["mask_ratio"] for r in rows] == [0.3, 0.6]        # read back from the run's config
     for row in rows:
