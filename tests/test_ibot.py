@@ -1,0 +1,221 @@
+"""course_lib.ibot against independent computations: a float64 loop for the patch loss, the
+official averaging (per image, then over ALL images) against the common mistakes, the centers
+against their closed forms, and the method on the shared loop."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_lib.backbones import build_vit
+from course_lib.ibot import IBOT, IBOTConfig, ema_centers, ibot_masks, ibot_patch_loss, update_center
+from course_lib.train import TrainConfig, train
+
+
+def _loop_patch_loss(student, teacher, mask, tau_s, tau_t, center):
+    """The patch loss one image and one patch at a time, in float64 with math.exp / math.log."""
+    B, N, K = student.shape
+    c = center.reshape(-1).double().tolist() if torch.is_tensor(center) else [center] * K
+    per_image = []
+    for b in range(B):
+        total, count = 0.0, 0
+        for i in range(N):
+            if not mask[b, i]:
+                continue
+            t = [(float(teacher[b, i, k]) - c[k]) / tau_t for k in range(K)]
+            s = [float(student[b, i, k]) / tau_s for k in range(K)]
+            t_max, s_max = max(t), max(s)
+            z_t = sum(math.exp(v - t_max) for v in t)
+            log_z_s = s_max + math.log(sum(math.exp(v - s_max) for v in s))
+            total += -sum(math.exp(t[k] - t_max) / z_t * (s[k] - log_z_s) for k in range(K))
+            count += 1
+        per_image.append(total / max(count, 1))
+    return sum(per_image) / B
+
+
+def _example(B=4, N=6, K=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    student = torch.randn(B, N, K, generator=g)
+    teacher = torch.randn(B, N, K, generator=g)
+    mask = torch.zeros(B, N, dtype=torch.bool)
+    mask[0, :1] = True            # one masked patch
+    mask[1, :5] = True            # five
+    mask[2, 2:4] = True           # two; image 3 has none
+    center = 0.3 * torch.randn(1, K, generator=g)
+    return student, teacher, mask, center
+
+
+def test_patch_loss_matches_a_float64_loop():
+    student, teacher, mask, center = _example()
+    got = ibot_patch_loss(student, teacher, mask, 0.1, 0.04, center)
+    want = _loop_patch_loss(student, teacher, mask, 0.1, 0.04, center)
+    assert got.dtype == torch.float32 and got.dim() == 0
+    assert got.item() == pytest.approx(want, rel=1e-5)
+
+
+def test_an_unmasked_image_counts_zero_in_the_mean_over_all_images():
+    student, teacher, mask, center = _example()
+    full = ibot_patch_loss(student, teacher, mask, 0.1, 0.04, center).item()
+    first_three = ibot_patch_loss(student[:3], teacher[:3], mask[:3], 0.1, 0.04, center).item()
+    assert full == pytest.approx(first_three * 3 / 4, rel=1e-6)   # divided by B = 4, not by 3
+    # the common mistake, one mean over all masked patches of the batch, gives another number
+    per_patch = _loop_patch_loss(student, teacher, mask, 0.1, 0.04, center)  # per image...
+    pooled = sum(_loop_patch_loss(student[b:b + 1, i:i + 1], teacher[b:b + 1, i:i + 1],
+                                  mask[b:b + 1, i:i + 1], 0.1, 0.04, center)
+                 for b in range(4) for i in range(6) if mask[b, i]) / int(mask.sum())
+    assert full == pytest.approx(per_patch, rel=1e-5) and abs(full - pooled) > 1e-3
+
+
+def test_no_masked_patch_anywhere_gives_zero_and_the_teacher_gets_no_gradient():
+    student, teacher, mask, center = _example()
+    assert ibot_patch_loss(student, teacher, torch.zeros_like(mask), 0.1, 0.04, center).item() == 0
+    student.requires_grad_(True)
+    teacher.requires_grad_(True)
+    ibot_patch_loss(student, teacher, mask, 0.1, 0.04, center).backward()
+    assert teacher.grad is None
+    assert student.grad[3].abs().sum() == 0 and student.grad[~mask].abs().sum() == 0
+    assert student.grad[mask].abs().sum() > 0
+
+
+def test_shifting_the_teacher_and_its_center_together_changes_nothing():
+    student, teacher, mask, center = _example()
+    shift = torch.linspace(-2, 3, 5)
+    a = ibot_patch_loss(student, teacher, mask, 0.1, 0.04, center)
+    b = ibot_patch_loss(student, teacher + shift, mask, 0.1, 0.04, center + shift)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_patch_loss_follows_the_input_dtype_into_float32_and_rejects_bad_arguments():
+    student, teacher, mask, center = _example()
+    low = ibot_patch_loss(student.bfloat16(), teacher.bfloat16(), mask, 0.1, 0.04, center)
+    assert low.dtype == torch.float32
+    assert low.item() == pytest.approx(
+        _loop_patch_loss(student.bfloat16().float(), teacher.bfloat16().float(), mask, 0.1, 0.04,
+                         center), rel=1e-4)
+    with pytest.raises(ValueError, match="mask must be a bool tensor"):
+        ibot_patch_loss(student, teacher, mask.float(), 0.1, 0.04, center)
+    with pytest.raises(ValueError, match="same shape"):
+        ibot_patch_loss(student, teacher[:, :5], mask, 0.1, 0.04, center)
+    with pytest.raises(ValueError, match="student_patch_logits must be a floating-point tensor"):
+        ibot_patch_loss(student[0], teacher, mask, 0.1, 0.04, center)
+    with pytest.raises(ValueError, match="student_temp must be positive"):
+        ibot_patch_loss(student, teacher, mask, 0.0, 0.04, center)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        ibot_patch_loss(student, teacher, mask, 0.1, -1.0, center)
+
+
+@pytest.mark.gpu
+def test_patch_loss_on_cuda_matches_the_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    student, teacher, mask, center = _example()
+    cpu = ibot_patch_loss(student, teacher, mask, 0.1, 0.04, center)
+    gpu = ibot_patch_loss(student.cuda(), teacher.cuda(), mask.cuda(), 0.1, 0.04, center.cuda())
+    assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), cpu, atol=1e-5)
+
+
+# --- masks ------------------------------------------------------------------------------------------
+def test_masks_are_empty_half_the_time_and_otherwise_blocks_of_ten_to_fifty_percent():
+    masks = ibot_masks(400, 8, generator=torch.Generator().manual_seed(0))
+    assert masks.dtype == torch.bool and masks.shape == (400, 64)
+    counts = masks.sum(1)
+    empty = (counts == 0).float().mean().item()
+    assert abs(empty - 0.5) < 4 * math.sqrt(0.25 / 400)                 # 4 standard errors
+    masked = counts[counts > 0]
+    assert masked.min() >= 64 - int(64 * 0.9) and masked.max() <= 64 - int(64 * 0.5)
+    assert masked.float().std() > 3                                    # the ratio varies
+    again = ibot_masks(400, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(masks, again)
+    assert ibot_masks(5, 8, p_unmasked=1.0).sum() == 0
+    with pytest.raises(ValueError, match="ratio_range"):
+        ibot_masks(2, 8, ratio_range=(0.5, 0.1))
+    with pytest.raises(ValueError, match="p_unmasked"):
+        ibot_masks(2, 8, p_unmasked=1.5)
+
+
+# --- centers ----------------------------------------------------------------------------------------
+def test_update_center_is_the_ema_of_the_mean_over_rows_and_patches():
+    g = torch.Generator().manual_seed(1)
+    center = torch.randn(1, 1, 4, generator=g)
+    before = center.clone()
+    patches = torch.randn(3, 5, 4, generator=g)
+    out = update_center(center, patches, 0.9)
+    assert out is center
+    want = 0.9 * before + 0.1 * patches.mean(dim=(0, 1), keepdim=True)
+    assert torch.allclose(center, want, atol=1e-6)
+    cls_center = torch.zeros(1, 4)
+    update_center(cls_center, patches[:, 0], 0.5)
+    assert torch.allclose(cls_center, 0.5 * patches[:, 0].mean(0, keepdim=True), atol=1e-6)
+    with pytest.raises(ValueError, match="teacher_logits must be"):
+        update_center(cls_center, torch.zeros(3, 5), 0.9)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        update_center(cls_center, patches, 1.5)
+
+
+def test_ema_centers_unrolls_and_tracks_the_mean_as_derived():
+    lam = 0.9
+    g = torch.Generator().manual_seed(2)
+    means = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    c0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    got = ema_centers(means, lam, c0)
+    for t in range(1, 13):                      # c_t = lam^t c0 + (1 - lam) sum lam^(t-k) m_k
+        closed = lam**t * c0 + (1 - lam) * sum(lam**(t - k) * means[k - 1] for k in range(1, t + 1))
+        assert torch.allclose(got[t - 1], closed, atol=1e-12)
+    # constant means: the error shrinks by lam each step, c_k - mu = lam^k (c0 - mu)
+    mu = torch.tensor([0.3, 0.3, 0.3], dtype=torch.float64)
+    steady = ema_centers(mu.expand(30, 3), lam, c0)
+    assert torch.allclose(steady[-1] - mu, lam**30 * (c0 - mu), atol=1e-12)
+    # independent means of variance 1: Var c -> (1 - lam) / (1 + lam) = 1/19
+    noise = torch.randn(4000, 200, generator=g, dtype=torch.float64)
+    variance = ema_centers(noise, lam)[200:].var().item()
+    assert variance == pytest.approx((1 - lam) / (1 + lam), rel=0.05)
+    # a mean drifting by a per step is trailed by a * lam / (1 - lam)
+    drift = 0.01 * torch.arange(1, 301, dtype=torch.float64)
+    lag = (drift - ema_centers(drift, lam))[-1].item()
+    assert lag == pytest.approx(0.01 * lam / (1 - lam), rel=1e-6)
+
+
+# --- the method ---------------------------------------------------------------------------------------
+def _small_ibot(steps, **overrides):
+    torch.manual_seed(0)
+    vit = build_vit("cpu", stem="patch", patch_size=4, embed_dim=32, depth=1, num_heads=2)
+    config = IBOTConfig(out_dim=64, hidden_dim=64, bottleneck_dim=32, **overrides)
+    return IBOT(vit, vit.embed_dim, steps=steps, config=config)
+
+
+def test_the_teacher_never_sees_a_mask_and_both_centers_move_after_the_loss():
+    method = _small_ibot(3, p_unmasked=0.0, n_local_crops=2)
+    seen = []
+    original = method.teacher.forward
+    method.teacher.forward = lambda view, mask=None, mask_token=None, **kw: (
+        seen.append(mask), original(view, mask, mask_token, **kw))[1]
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    loss, metrics = method.training_step(images, None, 0)
+    assert seen == [None, None]                                       # two unmasked global crops
+    assert torch.isfinite(loss) and metrics["loss_mim"] > 0 and metrics["masked_fraction"] > 0.05
+    assert loss.item() == pytest.approx(metrics["loss_cls"] + metrics["loss_mim"], rel=1e-5)
+    assert method.patch_center.abs().sum() > 0 and method.cls_loss.center.abs().sum() > 0
+    loss.backward()
+    assert method.mask_token.grad is not None and method.mask_token.grad.abs().sum() > 0
+
+
+def test_a_short_run_trains_the_student_and_the_teacher_follows_by_ema():
+    method = _small_ibot(6)
+    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    before = [p.clone() for p in method.teacher.parameters()]
+    history = train(method, images, TrainConfig(steps=6, batch_size=8, lr=1e-3, warmup_steps=1,
+                                                log_every=1, progress=False))
+    assert all(math.isfinite(v) for v in history["loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, method.teacher.parameters()))
+    assert method.student.cls_head is method.student.patch_head       # shared head by default
+    assert not any(p.requires_grad for p in method.teacher.parameters())
+
+
+def test_config_errors_name_the_setting():
+    with pytest.raises(ValueError, match="mask_ratio_range"):
+        IBOTConfig(mask_ratio_range=(0.0, 0.5))
+    with pytest.raises(ValueError, match="teacher_patch_temp must be positive"):
+        IBOTConfig(teacher_patch_temp=0.0)
+    with pytest.raises(ValueError, match="steps"):
+        _small_ibot(0)
