@@ -258,6 +258,9 @@ def verdict(cell_id: str, max_score: float, error: tuple[str, str] | None,
     failure: it is quoted, through ``clean``, and never decides the points.
     """
     result = Verdict(cell_id, max_score, checks=len(golden))
+    if not golden:          # nothing to compare with: no points (the template refuses this case)
+        result.messages.append("this test cell records no check, so it cannot be graded")
+        return result
     for index, expected in enumerate(golden):
         if index >= len(student):
             result.messages.append(f"{expected.get('name')}: not reached")

@@ -91,7 +91,16 @@ def _golden_journal(name: str, run: JailRun) -> dict[str, list[dict]]:
         if error:
             raise RuntimeError(f"the solution fails its own test cell {grade_id(cell)} in "
                                f"{name}: {error[0]}: {error[1][:300]}")
-    return journal.read_journal(run.journal)
+    golden = journal.read_journal(run.journal)
+    unchecked = [grade_id(cell) for cell in executed.cells
+                 if is_test(cell) and not golden.get(grade_id(cell))]
+    if unchecked:
+        raise RuntimeError(
+            f"test cell(s) {', '.join(unchecked)} of {name} record no check: a test cell earns "
+            "its points only from course_lib.grading checks (check_close, check_shape, "
+            "check_true), which the grader reads from outside the student's process. A plain "
+            "assert cannot be verified there; write it as check_true(...)")
+    return golden
 
 
 def _check_graded_copy(name: str, sent, run: JailRun, golden: dict) -> None:

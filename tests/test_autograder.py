@@ -485,6 +485,33 @@ def test_the_pipeline_validates_notebooks_without_the_iri_grammar():
     assert run.returncode == 0 and run.stdout.strip() == "rejected", run.stdout + run.stderr
 
 
+@SLOW
+def test_a_test_cell_with_a_plain_assert_stops_the_batch_before_anyone_is_graded(tmp_path):
+    """Points come only from the checks course_lib.grading records: a test cell that records
+    none would pass every submission, the unmodified release included, so the template refuses
+    it and names the cell."""
+    root = course_root("toy_assignment", tmp_path)
+    source = root / "solutions" / "toy_assignment" / "toy.ipynb"
+    nb = read_notebook(source)
+    cell = next(c for c in nb.cells if grade_id(c) == "test_squared_distance_visible")
+    cell.source = "assert torch.allclose(squared_distance(torch.ones(2, 2), torch.ones(2, 2)), torch.zeros(2))"
+    write_notebook(nb, source)
+    (tmp_path / "subs" / "someone").mkdir(parents=True)
+    shutil.copy(source, tmp_path / "subs" / "someone" / "toy.ipynb")
+    run = autograder("grade", "toy_assignment", str(tmp_path / "subs"), "--out",
+                     str(tmp_path / "out"), root=root)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "test_squared_distance_visible of toy.ipynb record no check" in run.stdout + run.stderr
+    assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+def test_a_test_cell_whose_golden_journal_is_empty_earns_nothing():
+    from autograder.journal import verdict
+    result = verdict("test_anything", 2.0, None, [], [])
+    assert (result.score, result.passed) == (0, False)
+    assert "records no check" in result.messages[0]
+
+
 # --- pieces, without nbgrader ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["infonce.ipynb", "Copy of infonce.ipynb", "infonce (1).ipynb",
