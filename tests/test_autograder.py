@@ -595,8 +595,9 @@ def test_secret_lines_cover_solutions_and_hidden_tests_only():
     source, _ = _toy_release_and_source()
     secrets = secret_lines(source)
     assert "return ((x - y) ** 2).sum(dim=-1)" in secrets                      # a solution
-    assert "assert torch.allclose(squared_distance(a, b), expected, atol=1e-5)" in secrets  # hidden
-    assert "got = squared_distance(x, y)" not in secrets                        # visible test
+    assert "torch.stack([torch.dot(a[i] - b[i], a[i] - b[i]) for i in range(5)])," in secrets  # hidden
+    assert ('got = run_answer("squared_distance(x, y)", squared_distance, x, y, '
+            'hint="sum over the last axis")') not in secrets                   # visible test
     assert "def squared_distance(x, y):" not in secrets                         # given signature
 
 
