@@ -1,5 +1,5 @@
 """iBOT: masked image modelling with an online tokenizer (Zhou et al. 2022, "iBOT: Image BERT
-Pre-Training with Online Tokenizer", section 3 and Algorithm 1). Lecture 04.
+Pre-Training with Online Tokenizer", section 3 and Algorithm 1). Unit 4.
 
 iBOT is DINO with a second, dense objective. The student sees the two global crops with some patch
 embeddings replaced by a learned mask embedding; the teacher (EMA of the student, as in DINO) sees
@@ -17,8 +17,8 @@ different views. Two centers, one per objective, each an EMA of the teacher's he
 (momentum 0.9), updated after the loss. An image with no masked patch adds 0 to the mean over
 images (the official code divides by max(sum_i m_i, 1) and then takes the mean over all B).
 
-The file reads in the lecture's order: masks, the patch loss, the centers (and the EMA
-recursion the centering derivation studies), the method on the shared training loop.
+The file reads in order: masks, the patch loss, the centers (and the EMA recursion the
+centering derivation studies), the method on the shared training loop.
 """
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def ema_centers(batch_means: Tensor, momentum: float = 0.9,
     Unrolled: c_t = lambda^t c_0 + (1 - lambda) sum_{k=1..t} lambda^(t-k) m_k. With means of a
     fixed expectation mu, E c_t - mu = lambda^t (c_0 - mu); with independent means of variance
     s^2, Var c_t tends to s^2 (1 - lambda) / (1 + lambda); when mu drifts by a per step, c_t
-    trails it by a lambda / (1 - lambda). Lecture 04 checks each against this loop."""
+    trails it by a lambda / (1 - lambda). ``tests/test_ibot.py`` checks each against this loop."""
     if not isinstance(batch_means, Tensor) or batch_means.dim() < 1 or batch_means.shape[0] == 0:
         raise ValueError(f"batch_means must be a tensor (T, ...) with T >= 1, got "
                          f"{describe(batch_means)}")
