@@ -33,7 +33,6 @@ from functools import partial
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
@@ -41,7 +40,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from ._checks import check_int, describe
 from .augment import batched_multi_crop
 from .diagnostics import entropy
-from .ema import ema_update
+from .ema import ema_update, update_center
 from .schedules import cosine_schedule, teacher_temperature_schedule
 from .train import Method
 
@@ -248,17 +247,11 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_logits: Tensor) -> None:
-        """c <- m c + (1 - m) * (mean of the raw teacher logits (G*B, K) over rows); in place.
-
-        With several processes the mean runs over every process's rows (all_reduce), as DINO."""
+        """c <- m c + (1 - m) * (mean of the raw teacher logits (G*B, K) over rows); in place
+        (:func:`course_lib.ema.update_center`)."""
         self._check("teacher_logits", teacher_logits)
-        batch_sum = teacher_logits.detach().float().sum(dim=0, keepdim=True)          # (1, K)
-        n_rows = teacher_logits.shape[0]
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(batch_sum)
-            n_rows *= dist.get_world_size()
-        m = self.center_momentum
-        self.center.mul_(m).add_(batch_sum / n_rows, alpha=1.0 - m)
+        update_center(self.center, teacher_logits, self.center_momentum)
+
 
 
 # --- 4. the method on the shared training loop ---------------------------------------------------

@@ -28,7 +28,6 @@ from functools import partial
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -36,7 +35,7 @@ from ._checks import check_int, describe
 from .augment import batched_multi_crop
 from .backbones import embed_tokens, encode_tokens, patch_grid, split_tokens
 from .dino import DINOHead, DINOLoss, teacher_distribution
-from .ema import ema_update
+from .ema import ema_update, update_center
 from .masking import block_mask
 from .schedules import cosine_schedule
 from .train import Method
@@ -124,31 +123,6 @@ def ibot_patch_loss(student_patch_logits: Tensor, teacher_patch_logits: Tensor, 
 
 
 # --- 3. the centers, and the recursion the centering derivation studies -------------------------
-@torch.no_grad()
-def update_center(center: Tensor, teacher_logits: Tensor, momentum: float = 0.9) -> Tensor:
-    """In place: c <- momentum * c + (1 - momentum) * (mean of ``teacher_logits`` over every axis
-    but the last). Returns ``center``.
-
-    For CLS logits (rows, K) that is the batch mean; for patch logits (B, N, K) the mean over
-    images of the mean over patches, as iBOT's ``center2``. With several processes the mean runs
-    over every process's rows (all_reduce); in one process it needs no process group."""
-    if not isinstance(center, Tensor) or not center.is_floating_point():
-        raise ValueError(f"center must be a floating-point tensor (1, K), got {describe(center)}")
-    if (not isinstance(teacher_logits, Tensor) or teacher_logits.dim() < 2
-            or teacher_logits.shape[-1] != center.shape[-1]):
-        raise ValueError(f"teacher_logits must be (..., K={center.shape[-1]}), got "
-                         f"{describe(teacher_logits)}")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-    rows = teacher_logits.detach().float().reshape(-1, teacher_logits.shape[-1])
-    total, n_rows = rows.sum(dim=0), rows.shape[0]                        # (K,)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(total)
-        n_rows *= dist.get_world_size()
-    mean = (total / n_rows).to(center.dtype).view(center.shape)
-    return center.mul_(momentum).add_(mean, alpha=1.0 - momentum)
-
-
 def ema_centers(batch_means: Tensor, momentum: float = 0.9,
                 initial: Tensor | float = 0.0) -> Tensor:
     """The centers c_1 ... c_T of the recursion c_t = lambda c_{t-1} + (1 - lambda) m_t from c_0 =
@@ -243,7 +217,7 @@ class IBOT(Method):
 
     ``L = L_cls + lambda_patch * L_mim``: L_cls is :class:`course_lib.dino.DINOLoss` on the CLS
     logits (its own center), L_mim is :func:`ibot_patch_loss` per global crop (same view), with
-    the patch center updated after the loss by :func:`update_center`. ``crops`` maps a uint8
+    the patch center updated after the loss by :func:`course_lib.ema.update_center`. ``crops`` maps a uint8
     batch to [global 1, global 2, locals...] (default ``batched_multi_crop`` with the config's
     sizes); ``masks(batch, grid, generator)`` draws the (B, N) bool masks of one global crop
     (default :func:`ibot_masks` with the config's ratios).
