@@ -8,6 +8,8 @@ Everything runs on the device of the features. Lecture 07 compares methods with 
 optional fine-tune of a backbone under one set of keys, with CLS or mean-of-patches pooling.
 ``attention_jaccard`` scores where a ViT's CLS token looks: its attention thresholded the way the
 DINO paper does (keep the patches holding 60 % of the mass), against the object masks.
+``dense_probe`` asks the same masks of the patch tokens: a linear classifier, object or
+background, on each frozen patch token (the masked-modelling units' dense evaluation).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_int
-from .backbones import cls_attention, num_prefix_tokens
+from .backbones import cls_attention, num_prefix_tokens, patch_tokens
 from .data import normalize
 
 Tensor = torch.Tensor
@@ -109,6 +111,15 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
     for a given ``seed`` on CPU.
     """
     _check_features(train_x, train_y, test_x, test_y)
+    predicted = _probe_predictions(train_x, train_y, test_x, test_y, epochs=epochs, lr=lr,
+                                   weight_decay=weight_decay, batch_size=batch_size, seed=seed)
+    return (predicted == test_y.to(predicted.device)).float().mean().item()
+
+
+def _probe_predictions(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *,
+                       epochs: int = 100, lr: float = 0.1, weight_decay: float = 1e-4,
+                       batch_size: int = 1024, seed: int = 0) -> Tensor:
+    """:func:`linear_probe`'s classifier, trained; its predicted class for each test row (m,)."""
     if epochs <= 0 or batch_size <= 0 or lr <= 0:
         raise ValueError(f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}")
     device = train_x.device
@@ -116,8 +127,8 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
     mean, std = train_x.float().mean(0), train_x.float().std(0).clamp_min(1e-6)
     xtr = (train_x.float() - mean) / std
     xte = (test_x.float().to(device) - mean) / std
-    ytr, yte = train_y.to(device), test_y.to(device)
-    n_classes = int(max(ytr.max(), yte.max())) + 1
+    ytr = train_y.to(device)
+    n_classes = int(max(ytr.max(), test_y.max())) + 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = nn.Linear(xtr.shape[1], n_classes).to(device)
@@ -135,7 +146,7 @@ def linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tenso
             opt.step()
             sched.step()
     with torch.no_grad():
-        return (head(xte).argmax(1) == yte).float().mean().item()
+        return head(xte).argmax(1)
 
 
 POOLINGS = ("cls", "mean")
@@ -296,3 +307,54 @@ def centre_bump_jaccard(masks: Tensor, grid: tuple[int, int], *, mass: float = 0
     keep = F.interpolate(attention_masks(bump, mass).float(), size=tuple(masks.shape[-2:]),
                          mode="nearest")[:, 0] > 0.5
     return jaccard(keep, masks.cpu()).mean().item()
+
+
+# --- what the patch tokens know: object or background (Lectures 04 and 07) -----------------------
+def token_labels(masks: Tensor, grid: tuple[int, int]) -> Tensor:
+    """Object masks bool (B, H, W) -> one label per patch (B, gh * gw), row-major: 1 where at
+    least half of the patch's pixels are object, else 0."""
+    if not isinstance(masks, Tensor) or masks.dtype != torch.bool or masks.dim() != 3:
+        raise ValueError(f"masks must be a bool tensor (B, H, W), got "
+                         f"{masks.dtype if isinstance(masks, Tensor) else type(masks).__name__}")
+    gh, gw = grid
+    height, width = masks.shape[-2:]
+    if height % gh or width % gw:
+        raise ValueError(f"grid {grid} must divide the masks' size {(height, width)}")
+    share = F.avg_pool2d(masks[:, None].float(), (height // gh, width // gw))     # (B, 1, gh, gw)
+    return (share >= 0.5).flatten(1).long()
+
+
+@torch.no_grad()
+def _patch_features(backbone: nn.Module, images: Tensor, device, batch_size: int = 256) -> Tensor:
+    was_training = backbone.training
+    backbone.eval()
+    tokens = [patch_tokens(backbone, normalize(images[i:i + batch_size]).to(device)).float().cpu()
+              for i in range(0, images.shape[0], batch_size)]
+    backbone.train(was_training)
+    return torch.cat(tokens)                                                     # (n, N, D)
+
+
+def dense_probe(backbone: nn.Module, train_images: Tensor, train_masks: Tensor,
+                test_images: Tensor, test_masks: Tensor, *, epochs: int = 10,
+                seed: int = 0) -> dict[str, float]:
+    """A linear classifier on every frozen patch token: object or background.
+
+    uint8 images (n, 3, H, W) and their object masks bool (n, H, W); each patch is labelled by
+    :func:`token_labels` and its final-norm token is one sample of :func:`linear_probe` (trained
+    for ``epochs`` on the training tokens). Returns ``dense_accuracy`` on the test tokens,
+    ``dense_iou`` (object tokens predicted and true: intersection over union over the whole test
+    set, the score that does not reward calling everything background) and
+    ``dense_majority`` (the accuracy of always answering the commoner class)."""
+    device = next(backbone.parameters()).device
+    grid = tuple(backbone.patch_embed.grid_size)
+    train_x = _patch_features(backbone, train_images, device).flatten(0, 1)      # (n N, D)
+    test_x = _patch_features(backbone, test_images, device).flatten(0, 1)
+    train_y = token_labels(train_masks, grid).flatten()
+    test_y = token_labels(test_masks, grid).flatten()
+    predicted = _probe_predictions(train_x, train_y, test_x, test_y, epochs=epochs,
+                                   seed=seed).bool()
+    truth = test_y.bool()
+    union = (predicted | truth).sum().item()
+    return {"dense_accuracy": (predicted == truth).float().mean().item(),
+            "dense_iou": (predicted & truth).sum().item() / union if union else 1.0,
+            "dense_majority": max(truth.float().mean().item(), 1 - truth.float().mean().item())}

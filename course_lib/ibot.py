@@ -34,6 +34,7 @@ from torch import nn
 from ._checks import check_int, describe
 from .augment import batched_multi_crop
 from .backbones import embed_tokens, encode_tokens, patch_grid, split_tokens
+from .diagnostics import entropy
 from .dino import DINOHead, DINOLoss, teacher_distribution
 from .ema import ema_update, update_center
 from .masking import block_mask
@@ -171,6 +172,8 @@ class IBOTConfig:
     center_momentum: float = 0.9
     momentum_teacher: float = 0.996          # cosine to 1
     lambda_patch: float = 1.0                # weight of L_mim
+    lambda_cls: float = 1.0                  # weight of L_cls (the ablation's "MIM only" sets 0)
+    patch_centering: bool = True             # False: the patch center stays 0 (the ablation)
 
     def __post_init__(self) -> None:
         for name in ("out_dim", "hidden_dim", "bottleneck_dim", "global_size", "local_size"):
@@ -186,8 +189,9 @@ class IBOTConfig:
         for name in ("center_momentum", "momentum_teacher", "p_unmasked"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if not self.lambda_patch >= 0:
-            raise ValueError(f"lambda_patch must be >= 0, got {self.lambda_patch!r}")
+        for name in ("lambda_patch", "lambda_cls"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 class _Networks(nn.Module):
@@ -215,7 +219,7 @@ class IBOT(Method):
     """Student (ViT, mask embedding, heads) on masked global crops and unmasked local crops;
     teacher (a copy, EMA) on the unmasked global crops.
 
-    ``L = L_cls + lambda_patch * L_mim``: L_cls is :class:`course_lib.dino.DINOLoss` on the CLS
+    ``L = lambda_cls * L_cls + lambda_patch * L_mim``: L_cls is :class:`course_lib.dino.DINOLoss` on the CLS
     logits (its own center), L_mim is :func:`ibot_patch_loss` per global crop (same view), with
     the patch center updated after the loss by :func:`course_lib.ema.update_center`. ``crops`` maps a uint8
     batch to [global 1, global 2, locals...] (default ``batched_multi_crop`` with the config's
@@ -283,11 +287,24 @@ class IBOT(Method):
                                        cfg.teacher_patch_temp, self.patch_center)
                        for (_, s_patch), (_, t_patch), mask in zip(student, teacher, masks))
         loss_mim = loss_mim / len(globals_)
-        update_center(self.patch_center, torch.cat([p for _, p in teacher]), cfg.center_momentum)
-        loss = loss_cls + cfg.lambda_patch * loss_mim
+        teacher_patches = torch.cat([p for _, p in teacher])                 # (2B, N, K)
+        patch_stats = self.patch_stats(teacher_patches)      # with the center this loss used
+        if cfg.patch_centering:
+            update_center(self.patch_center, teacher_patches, cfg.center_momentum)
+        loss = cfg.lambda_cls * loss_cls + cfg.lambda_patch * loss_mim
         masked = torch.stack(masks).float().mean().item()
         return loss, {"loss_cls": loss_cls.item(), "loss_mim": loss_mim.item(),
-                      "masked_fraction": masked, **self.cls_loss.last_stats}
+                      "masked_fraction": masked, **self.cls_loss.last_stats, **patch_stats}
+
+    @torch.no_grad()
+    def patch_stats(self, teacher_patch_logits: Tensor) -> dict[str, float]:
+        """The collapse readings of the patch targets (B, N, K) -> floats: ``patch_entropy``, the
+        mean over patches of H(P_t^i), and ``patch_batch_mean_entropy``, H of their average over
+        every patch of the batch (uniform collapse: both log K; one-hot: both 0)."""
+        targets = teacher_distribution(teacher_patch_logits.float(), self.patch_center,
+                                       self.config.teacher_patch_temp)
+        return {"patch_entropy": entropy(targets).mean().item(),
+                "patch_batch_mean_entropy": entropy(targets.flatten(0, 1).mean(0)).item()}
 
     @torch.no_grad()
     def after_step(self, step):

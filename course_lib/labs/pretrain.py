@@ -16,6 +16,11 @@ what makes each method itself:
   teacher's backbone, as DINO evaluates;
 - MAE: plain 4 px patches (8x8 tokens: a conv stem would leak masked pixels into visible tokens),
   75 % masked at random, a 2-block decoder 64 wide; features are the mean of the patch tokens.
+- iBOT: DINO's settings and views on MAE's 8x8 grid of plain patches (a masked patch must not
+  leak into its neighbours' tokens), one shared head for the CLS and patch objectives, masks as
+  the official loader (none for half the images, else 10-50 % in blocks); the teacher's backbone.
+  Every step runs the full 65-token ViT three times (the student twice, the teacher), so at the
+  ``long`` scale it trains ``IBOT_LONG_STEPS`` steps to stay inside the half-hour budget.
 
 :func:`pretrain` trains one method at a scale and returns the backbone to evaluate with the
 metadata ``course_lib.zoo.save`` writes next to its weights. ``python -m course_lib pretrain
@@ -35,15 +40,17 @@ from ..backbones import build_vit
 from ..data import N_CLASSES, make_shapes
 from ..dino import DINO, DINOConfig
 from ..evaluate import evaluate_backbone, knn_accuracy
+from ..ibot import IBOT, IBOTConfig
 from ..mae import MAE, MAEConfig
 from ..train import Method, TrainConfig, train
 from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
 
 Tensor = torch.Tensor
 
-METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour")
+METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour",
+                             "ibot")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
-           "simclr-nocolour": "cls"}
+           "simclr-nocolour": "cls", "ibot": "cls"}
 ZOO_SCALE_NAMES: tuple[str, ...] = ("cpu", "long", "gpu")
 
 
@@ -71,6 +78,9 @@ MAE_VIT: dict = dict(preset="cpu", stem="patch", patch_size=4)  # same width and
 DINO_CONFIG = DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
                          teacher_temp=0.04, warmup_teacher_temp=0.04, momentum_teacher=0.99)
 MAE_CONFIG = MAEConfig(mask_ratio=0.75, decoder_dim=64, decoder_depth=2, decoder_heads=4)
+IBOT_CONFIG = IBOTConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
+                         teacher_temp=0.04, teacher_patch_temp=0.04, momentum_teacher=0.99)
+IBOT_LONG_STEPS = 1000    # 1.2 s a step on one core: 1500 steps would take 32 minutes
 
 
 def zoo_scale(scale: str) -> ZooScale:
@@ -96,7 +106,7 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     torch.manual_seed(seed)
     if name == "mae":
         return MAE(build_vit(**MAE_VIT, img_size=size), mae_config)
-    backbone = build_vit(**VIT, img_size=size)
+    backbone = build_vit(**(MAE_VIT if name == "ibot" else VIT), img_size=size)
     if name == "supervised":
         from ..supervised import Supervised
         spec = simclr_view_spec(size, strength=0.0, scale=recipe.crop_scale, rotation=recipe.rotation)
@@ -121,13 +131,17 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
         from ..moco import MoCo
         return MoCo(backbone, backbone.embed_dim, temperature=TEMPERATURES["moco"], views=views,
                     seed=seed)
+    if name == "ibot":
+        return IBOT(backbone, backbone.embed_dim, steps=steps, config=IBOT_CONFIG,
+                    crops=lambda x: list(views(x)), seed=seed)
     return DINO(backbone, backbone.embed_dim, steps=steps, config=DINO_CONFIG,
                 crops=lambda x: list(views(x)))
 
 
 def evaluated_backbone(name: str, method: Method) -> nn.Module:
-    """The network a checkpoint keeps: DINO's teacher backbone, MAE's encoder, else the backbone."""
-    if check_method(name) == "dino":
+    """The network a checkpoint keeps: DINO's and iBOT's teacher backbone, MAE's encoder, else the
+    backbone."""
+    if check_method(name) in ("dino", "ibot"):
         return method.teacher.backbone
     return method.encoder if name == "mae" else method.backbone
 
@@ -169,7 +183,8 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
     check_method(name)
     setup = zoo_scale(scale)
     recipe = setup.recipe
-    steps = steps if steps is not None else recipe.steps
+    if steps is None:
+        steps = IBOT_LONG_STEPS if (name, scale) == ("ibot", "long") else recipe.steps
     data = dict(n_train=n_train or setup.n_train, n_test=n_test or setup.n_test,
                 image_size=setup.image_size,
                 seed=seed, clutter=recipe.clutter)
@@ -200,6 +215,8 @@ def _method_settings(name: str, mae_config: MAEConfig = MAE_CONFIG) -> dict:
         return {"temperature": TEMPERATURES["simclr"], "colour_jitter_p": 0.0, "grayscale_p": 0.0}
     if name == "dino":
         return asdict(DINO_CONFIG)
+    if name == "ibot":
+        return asdict(IBOT_CONFIG)
     return asdict(mae_config) if name == "mae" else {}
 
 
