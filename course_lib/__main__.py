@@ -8,6 +8,7 @@
     python -m course_lib moco --batch-size 32 --queue-size 4096 --json out.json
     python -m course_lib pretrain dino --scale long --out dino.pt   # a checkpoint for the zoo
     python -m course_lib dino-ablation --scale cpu --json out.json
+    python -m course_lib ibot-ablation --scale cpu --json out.json
     python -m course_lib mae-speedup --scale cpu --json out.json
     python -m course_lib mae-sweep --scale cpu --json out.json
 
@@ -27,6 +28,7 @@ from typing import Callable
 from . import __version__
 from .labs.dino import VARIANTS as DINO_VARIANTS
 from .labs.dino import ablation_summary
+from .labs.ibot import VARIANTS as IBOT_VARIANTS
 from .labs.infonce import PRETRAIN_SCALES, TEMPERATURES
 from .labs.mae import RATIOS as MAE_RATIOS
 from .labs.mae import STRATEGIES as MAE_STRATEGIES
@@ -232,6 +234,29 @@ def dino_ablation_run(args: argparse.Namespace) -> dict:
                              steps=args.steps, device=settings.device)
 
 
+def ibot_ablation_arguments(p: argparse.ArgumentParser) -> None:
+    from .labs.ibot import ABLATION_SCALES
+    scale_option(p)
+    seed_option(p)
+    p.add_argument("--variants", nargs="+", choices=list(IBOT_VARIANTS), default=list(IBOT_VARIANTS),
+                   help="which runs of the ablation")
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps per variant; "
+                   f"default: the scale's ({_per_scale({k: s.train.steps for k, s in ABLATION_SCALES.items()})})")
+    json_option(p)
+
+
+def ibot_ablation_run(args: argparse.Namespace) -> dict:
+    from .labs.ibot import ibot_ablation
+    settings = _settings(args)
+    return ibot_ablation(settings.scale, seed=args.seed, variants=args.variants, steps=args.steps,
+                         device=settings.device)
+
+
+def ibot_ablation_summary(result: dict) -> str:
+    from .labs.ibot import ablation_summary as summary
+    return summary(result)
+
+
 def mae_speedup_arguments(p: argparse.ArgumentParser) -> None:
     scale_option(p)
     p.add_argument("--mask-ratio", type=mask_ratio, default=0.75, help="share of patches masked")
@@ -303,6 +328,9 @@ COMMANDS = (
     Command("dino-ablation", "DINO collapse ablation: centering / sharpening / EMA on and off; "
             "teacher entropy, KL and k-NN", dino_ablation_arguments, dino_ablation_run,
             ablation_summary),
+    Command("ibot-ablation", "iBOT: CLS only / MIM only / both / no patch center; target "
+            "entropies, k-NN and the dense probe", ibot_ablation_arguments, ibot_ablation_run,
+            ibot_ablation_summary),
     Command("mae-speedup", "MAE: time the encoder on the visible tokens against all tokens, and "
             "the MAE step against a full-sequence autoencoder", mae_speedup_arguments,
             mae_speedup_run, speedup_summary),

@@ -60,6 +60,15 @@ MAE_REFERENCES = (
     "course_lib.masking.mask_from_boolean", "course_lib.mae.mae_loss",
     "course_lib.mae.MAE.forward_decoder", "course_lib.mae.optimal_ratio",
 )
+# Every reference implementation an iBOT (unit 4) answer could call instead of its own code: the
+# patch loss, the centers and their recursion, DINO's target and loss, the masked embedding.
+IBOT_REFERENCES = (
+    "course_lib.ibot.ibot_patch_loss", "course_lib.ibot.ema_centers",
+    "course_lib.ibot.IBOT.training_step", "course_lib.ema.update_center",
+    "course_lib.dino.teacher_distribution", "course_lib.dino.DINOLoss.forward",
+    "course_lib.dino.DINOLoss.teacher_probs", "course_lib.dino.DINOLoss.update_center",
+    "course_lib.backbones.embed_tokens",
+)
 _forbidden_calls: list[str] = []   # names of references called inside a forbid_reference block
 
 # Captured at import, before any student code runs in the kernel (see the module docstring).

@@ -155,6 +155,11 @@ TARGETS = {
                 ("test_teacher_targets", "test_dino_step")),
     "03_mae": ("solution_patchify", "patchify", "imgs, patch_size", "(imgs, patch_size)",
                "torch.as_tensor(value).to(imgs.dtype)", ("test_patchify",)),
+    "04_ibot": ("solution_ibot_patch_loss", "ibot_patch_loss",
+                "student, teacher, mask, student_temp, teacher_temp, center",
+                "(student, teacher, mask, student_temp, teacher_temp, center)",
+                "student.sum() * 0 + torch.as_tensor(value, dtype=student.dtype)",
+                ("test_ibot_patch_loss", "test_ibot_step")),
 }
 # An answer whose values are right but that breaks a property only a boolean check sees.
 BOOLEAN_DEFECTS = {
@@ -170,6 +175,9 @@ BOOLEAN_DEFECTS = {
         "generator=None):\n"
         "    kept, mask, ids_restore = _random_masking(x, mask_ratio, generator)\n"
         "    return kept, mask.bool(), ids_restore   # a boolean mask: the loss cannot use it\n"),
+    "04_ibot": ("solution_ibot_patch_loss", lambda right: right.replace(
+        "def ibot_patch_loss(", "def _ibot_patch_loss(") + "\n\ndef ibot_patch_loss(*args):\n"
+        "    return _ibot_patch_loss(*args).detach()   # no gradient: a loss that cannot train\n"),
 }
 
 

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 from course_lib.backbones import build_vit
 from course_lib.data import make_shapes
-from course_lib.evaluate import (Pooled, attention_jaccard, attention_masks, evaluate_backbone,
-                                 extract_features, jaccard, knn_accuracy, linear_probe)
+from course_lib.evaluate import (Pooled, attention_jaccard, attention_masks, dense_probe,
+                                 evaluate_backbone, extract_features, jaccard, knn_accuracy,
+                                 linear_probe, token_labels)
 
 
 def knn_loop(train_x, train_y, test_x, k, T):
@@ -167,3 +168,50 @@ def test_centre_bump_keeps_the_patches_a_hand_count_gives():
     everywhere = torch.ones(3, 32, 32, dtype=torch.bool)
     assert centre_bump_jaccard(everywhere, (4, 4)) == pytest.approx(6 / 16)
     assert centre_bump_jaccard(~everywhere, (4, 4)) == 0.0
+
+
+# --- the dense probe -------------------------------------------------------------------------------
+def test_token_labels_are_the_majority_of_each_patch_by_a_loop():
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.rand(3, 16, 16, generator=gen) > 0.6
+    labels = token_labels(masks, (4, 4))
+    for b in range(3):
+        for i in range(4):
+            for j in range(4):
+                share = masks[b, 4 * i:4 * i + 4, 4 * j:4 * j + 4].float().mean().item()
+                assert labels[b, 4 * i + j].item() == int(share >= 0.5)
+    with pytest.raises(ValueError, match=r"grid \(3, 3\) must divide"):
+        token_labels(masks, (3, 3))
+    with pytest.raises(ValueError, match="masks must be a bool tensor"):
+        token_labels(masks.float(), (4, 4))
+
+
+class _Oracle(torch.nn.Module):
+    """A stand-in ViT whose patch tokens say, in their first coordinate, whether the patch is
+    bright: with object pixels bright and background dark, a linear probe can be perfect."""
+
+    num_prefix_tokens = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.patch_embed = type("PatchEmbed", (), {"grid_size": (4, 4)})()
+
+    def forward_features(self, x):
+        cells = F.avg_pool2d(x.mean(1, keepdim=True), 8).flatten(1)     # (B, 16)
+        tokens = torch.stack([cells, torch.zeros_like(cells)], dim=-1) * self.scale
+        return torch.cat([torch.zeros(x.shape[0], 1, 2), tokens], dim=1)
+
+
+def test_dense_probe_is_perfect_when_the_tokens_carry_the_label(monkeypatch):
+    import course_lib.evaluate as evaluate
+    monkeypatch.setattr(evaluate, "patch_tokens", lambda model, x: model.forward_features(x)[:, 1:])
+    gen = torch.Generator().manual_seed(1)
+    masks = torch.zeros(40, 32, 32, dtype=torch.bool)
+    for b in range(40):
+        i, j = torch.randint(0, 3, (2,), generator=gen).tolist()
+        masks[b, 8 * i:8 * i + 16, 8 * j:8 * j + 8] = True               # two object cells
+    images = (masks[:, None].expand(-1, 3, -1, -1) * 200 + 20).to(torch.uint8)
+    scores = dense_probe(_Oracle(), images[:20], masks[:20], images[20:], masks[20:], epochs=30)
+    assert scores["dense_accuracy"] == 1.0 and scores["dense_iou"] == 1.0
+    assert scores["dense_majority"] == pytest.approx(14 / 16)

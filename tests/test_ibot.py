@@ -201,6 +201,34 @@ def test_the_teacher_never_sees_a_mask_and_both_centers_move_after_the_loss():
     assert method.mask_token.grad is not None and method.mask_token.grad.abs().sum() > 0
 
 
+def test_the_ablation_switches_weigh_the_losses_and_freeze_the_patch_center():
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    for overrides, expected in ((dict(lambda_cls=0.0), lambda m: m["loss_mim"]),
+                                (dict(lambda_patch=0.0), lambda m: m["loss_cls"]),
+                                (dict(lambda_cls=0.5, lambda_patch=2.0),
+                                 lambda m: 0.5 * m["loss_cls"] + 2.0 * m["loss_mim"])):
+        loss, metrics = _small_ibot(2, p_unmasked=0.0, **overrides).training_step(images, None, 0)
+        assert loss.item() == pytest.approx(expected(metrics), rel=1e-5), overrides
+    frozen = _small_ibot(2, patch_centering=False)
+    frozen.training_step(images, None, 0)
+    assert torch.count_nonzero(frozen.patch_center) == 0 and frozen.cls_loss.center.abs().sum() > 0
+    with pytest.raises(ValueError, match="lambda_cls must be >= 0"):
+        IBOTConfig(lambda_cls=-1.0)
+
+
+def test_patch_stats_are_the_entropies_of_the_centred_sharpened_targets():
+    method = _small_ibot(2)
+    method.patch_center.normal_()
+    logits = torch.randn(3, 4, 64, dtype=torch.float64)
+    stats = method.patch_stats(logits)
+    targets = torch.softmax((logits - method.patch_center.double()) / 0.04, dim=-1)
+    per_patch = -(targets * targets.clamp_min(1e-300).log()).sum(-1)
+    mean_target = targets.reshape(12, 64).mean(0)
+    assert stats["patch_entropy"] == pytest.approx(per_patch.mean().item(), abs=1e-5)
+    assert stats["patch_batch_mean_entropy"] == pytest.approx(
+        -(mean_target * mean_target.log()).sum().item(), abs=1e-5)
+
+
 def test_a_short_run_trains_the_student_and_the_teacher_follows_by_ema():
     method = _small_ibot(6)
     images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
