@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import importlib.abc
+import importlib.util
 import json
 import math
 import os
@@ -235,6 +237,63 @@ def _stub_code(dotted: str) -> Any:
     return namespace["stub"].__code__
 
 
+def _module_of(dotted: str) -> str:
+    """The module part of 'pkg.mod.Class.attr' ('pkg.mod'), found without importing it."""
+    parts = dotted.split(".")
+    for cut in range(1, len(parts)):
+        name = ".".join(parts[:cut])
+        try:
+            spec = (sys.modules[name].__spec__ if name in sys.modules
+                    else importlib.util.find_spec(name))
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            break
+        if spec.submodule_search_locations is None:      # a module: the rest are attributes
+            return name
+    raise ValueError(f"forbid_reference: cannot import a module from {dotted!r}")
+
+
+class _LoaderThenForbid(importlib.abc.Loader):
+    """A module's own loader, and then the references in it forbidden before anyone can use it."""
+
+    def __init__(self, loader: Any, after: Callable[[], None]) -> None:
+        self.loader, self.after = loader, after
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self.loader.exec_module(module)
+        self.after()
+
+    def __getattr__(self, name: str) -> Any:             # get_source, get_code, ...
+        return getattr(self.loader, name)
+
+
+class _ForbidOnImport(importlib.abc.MetaPathFinder):
+    """Installed for the duration of a ``forbid_reference`` block whose reference modules were not
+    imported yet: one of them imported inside the block has its references forbidden as soon as
+    it has executed, before the import statement hands it (or a name from it) to the caller."""
+
+    def __init__(self, pending: dict[str, list[str]], forbid: Callable[[str], None]) -> None:
+        self.pending, self.forbid = pending, forbid
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in self.pending:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                names = self.pending.pop(fullname)
+                spec.loader = _LoaderThenForbid(spec.loader,
+                                                lambda: [self.forbid(name) for name in names])
+                return spec
+        return None
+
+
 class forbid_reference:  # noqa: N801 - used as a context manager, reads like a function
     """``with forbid_reference("course_lib.simclr.info_nce", ...):`` calls inside fail.
 
@@ -243,6 +302,11 @@ class forbid_reference:  # noqa: N801 - used as a context manager, reads like a 
     info_nce as f``) fail too; names in ``course_lib`` modules, ``__main__`` and the caller's
     globals that are the reference are also replaced. A call the answer swallowed with
     ``try/except`` still fails the block. Everything is restored on exit, even on error.
+
+    A reference module that is not imported yet is not imported here (importing timm and
+    torchvision would cost every graded kernel seconds): nothing can hold one of its functions,
+    and if the answer imports it inside the block, the module's references are forbidden the
+    moment it has executed (an import hook installed for the block only).
     """
 
     def __init__(self, *dotted_names: str) -> None:
@@ -252,34 +316,49 @@ class forbid_reference:  # noqa: N801 - used as a context manager, reads like a 
 
     def __enter__(self) -> "forbid_reference":
         self._n_calls = len(_forbidden_calls)
+        self._finder: _ForbidOnImport | None = None
         try:
+            pending: dict[str, list[str]] = {}
             for dotted in self.dotted_names:
-                owner, attr, original = _resolve(dotted)
-                code = _stub_code(dotted)
-                fn: Any = original
-                while isinstance(fn, FunctionType):
-                    if not fn.__code__.co_freevars:
-                        self._undo.append((fn, "__code__", fn.__code__))
-                        fn.__code__ = code
-                    fn = getattr(fn, "__wrapped__", None)
-                stub = FunctionType(code, {}, dotted.rsplit(".", 1)[-1])
-                namespaces = [vars(m) for name, m in list(sys.modules.items())
-                              if name.split(".")[0] == "course_lib" and m is not None]
-                namespaces += [vars(sys.modules["__main__"]), self.caller_globals]
-                if isinstance(owner, type):   # a method: patch the class attribute
-                    self._undo.append((owner, attr, owner.__dict__[attr]))
-                    setattr(owner, attr, stub)
-                for ns in namespaces:
-                    for key, value in list(ns.items()):
-                        if value is original:
-                            self._undo.append((ns, key, value))
-                            ns[key] = stub
+                module = _module_of(dotted)
+                if module in sys.modules:
+                    self._forbid(dotted)
+                else:
+                    pending.setdefault(module, []).append(dotted)
+            if pending:
+                self._finder = _ForbidOnImport(pending, self._forbid)
+                sys.meta_path.insert(0, self._finder)
         except BaseException:
             self._restore()
             raise
         return self
 
+    def _forbid(self, dotted: str) -> None:
+        owner, attr, original = _resolve(dotted)
+        code = _stub_code(dotted)
+        fn: Any = original
+        while isinstance(fn, FunctionType):
+            if not fn.__code__.co_freevars:
+                self._undo.append((fn, "__code__", fn.__code__))
+                fn.__code__ = code
+            fn = getattr(fn, "__wrapped__", None)
+        stub = FunctionType(code, {}, dotted.rsplit(".", 1)[-1])
+        namespaces = [vars(m) for name, m in list(sys.modules.items())
+                      if name.split(".")[0] == "course_lib" and m is not None]
+        namespaces += [vars(sys.modules["__main__"]), self.caller_globals]
+        if isinstance(owner, type):   # a method: patch the class attribute
+            self._undo.append((owner, attr, owner.__dict__[attr]))
+            setattr(owner, attr, stub)
+        for ns in namespaces:
+            for key, value in list(ns.items()):
+                if value is original:
+                    self._undo.append((ns, key, value))
+                    ns[key] = stub
+
     def _restore(self) -> None:
+        if self._finder is not None and self._finder in sys.meta_path:
+            sys.meta_path.remove(self._finder)
+        self._finder = None
         for target, key, value in reversed(self._undo):
             if isinstance(target, dict):
                 target[key] = value

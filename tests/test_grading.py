@@ -166,3 +166,52 @@ def test_forbid_reference_rejects_unknown_names_without_leaving_patches():
         with forbid_reference("course_lib.simclr.info_nce", "course_lib.simclr.no_such_function"):
             pass
     assert course_lib.simclr.info_nce.__code__ is original
+
+
+def test_every_reference_list_names_functions_that_exist():
+    from course_lib.grading import (DINO_REFERENCES, IBOT_REFERENCES, INFONCE_REFERENCES,
+                                    MAE_REFERENCES, _resolve)
+    for name in INFONCE_REFERENCES + DINO_REFERENCES + MAE_REFERENCES + IBOT_REFERENCES:
+        owner, attr, value = _resolve(name)
+        assert callable(value), name
+
+
+LAZY = r'''
+import sys, torch
+from course_lib.grading import IBOT_REFERENCES, forbid_reference
+assert "course_lib.ibot" not in sys.modules and "timm" not in sys.modules
+hooks = len(sys.meta_path)
+
+
+def imports_then_calls():
+    import course_lib.ibot                                # imported inside: forbidden on arrival
+    return course_lib.ibot.ema_centers(torch.zeros(2, 3))
+
+
+def imports_a_name_then_calls():
+    from course_lib.dino import teacher_distribution      # a name taken from a module imported here
+    return teacher_distribution(torch.zeros(2, 3), 0.0, 0.1)
+
+
+for answer in (imports_a_name_then_calls, imports_then_calls):   # each module new to the block
+    assert "course_lib.ibot" not in sys.modules
+    try:
+        with forbid_reference(*IBOT_REFERENCES):
+            answer()
+    except AssertionError as error:
+        assert "course_lib reference implementation" in str(error), error
+    else:
+        raise SystemExit(f"{answer.__name__}: a reference imported inside the block ran")
+    assert len(sys.meta_path) == hooks                    # the import hook is gone
+assert imports_then_calls().shape == (2, 3) and imports_a_name_then_calls().shape == (2, 3)
+print("ok")
+'''
+
+
+def test_a_reference_module_imported_inside_the_block_is_forbidden_on_arrival():
+    """forbid_reference does not import a module nobody imported (a graded kernel saves the
+    seconds timm and torchvision take); an answer that imports it inside the block still fails."""
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stdout + run.stderr
