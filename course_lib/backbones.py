@@ -56,6 +56,9 @@ class ViTConfig:
     # Positional embeddings are resampled for other input sizes, so one model takes DINO's
     # global and local crops (timm's early-out makes this free at the native size).
     dynamic_img_size: bool = True
+    # False: no CLS token (I-JEPA); the tokens are the patches (and registers), model(images)
+    # returns their mean, and the CLS-attention functions refuse the model.
+    class_token: bool = True
 
     def __post_init__(self) -> None:
         for name in ("img_size", "patch_size", "embed_dim", "depth", "num_heads"):
@@ -139,8 +142,10 @@ def build_vit(preset: str | ViTConfig = "cpu", *, img_size: int | None = None,
     kwargs["reg_tokens"] = kwargs.pop("num_register_tokens")
     if kwargs.pop("stem") == "conv":
         kwargs["embed_layer"] = ConvPatchEmbed
-    model = VisionTransformer(num_classes=num_classes, global_pool="token", class_token=True,
-                              **kwargs)
+    # Without a CLS token the head averages the final-norm patch tokens (fc_norm=False keeps the
+    # final norm in forward_features, where every other function of this module expects it).
+    model = VisionTransformer(num_classes=num_classes, fc_norm=False,
+                              global_pool="token" if config.class_token else "avg", **kwargs)
     model.course_config = config  # what built it, for checkpoints and printing
     return model
 
@@ -210,6 +215,7 @@ def _check_images(model: VisionTransformer, images: Tensor) -> None:
 def split_tokens(model: VisionTransformer, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Split ``forward_features`` output (B, P + N, D) into CLS (B, D), registers (B, R, D) and
     patches (B, N, D)."""
+    _check_class_token(model)
     prefix = num_prefix_tokens(model)
     if not isinstance(tokens, Tensor) or tokens.dim() != 3 or tokens.shape[1] <= prefix:
         raise ValueError(f"tokens must be (B, {prefix} + N, D) with N > 0, got "
@@ -217,10 +223,17 @@ def split_tokens(model: VisionTransformer, tokens: Tensor) -> tuple[Tensor, Tens
     return tokens[:, 0], tokens[:, 1:prefix], tokens[:, prefix:]
 
 
+def _check_class_token(model: VisionTransformer) -> None:
+    if not getattr(model, "has_class_token", True):
+        raise ValueError("the model has no CLS token (built with class_token=False): use its "
+                         "patch tokens")
+
+
 def cls_token(model: VisionTransformer, images: Tensor) -> Tensor:
     """Final-norm CLS token (B, D) of ``images`` (B, C, H, W); equals ``model(images)`` when
     ``num_classes=0``."""
     _check_images(model, images)
+    _check_class_token(model)
     return model.forward_features(images)[:, 0]
 
 
@@ -307,6 +320,7 @@ def cls_attention_row(model: VisionTransformer, images: Tensor) -> Tensor:
     path is untouched. The model runs in eval mode (no drop-path) and is put back as it was.
     """
     _check_images(model, images)
+    _check_class_token(model)
     attn = model.blocks[-1].attn
     if not (hasattr(attn, "qkv") and hasattr(attn, "head_dim") and hasattr(attn, "scale")):
         raise ValueError(f"the last block's attention ({type(attn).__name__}) has no fused qkv "

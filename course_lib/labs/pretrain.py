@@ -21,6 +21,10 @@ what makes each method itself:
   the official loader (none for half the images, else 10-50 % in blocks); the teacher's backbone.
   Every step runs the full 65-token ViT three times (the student twice, the teacher), so at the
   ``long`` scale it trains ``IBOT_LONG_STEPS`` steps to stay inside the half-hour budget.
+- I-JEPA: MAE's 8x8 grid without a CLS token, the released configs' masks (4 targets of 15-20 %,
+  a context of 85-100 % with the targets cut out), a 2-block predictor 64 wide, smooth L1 on
+  layer-normed targets, EMA momentum 0.996 -> 1 (linear); no augmentation, as the paper; the
+  target encoder's mean patch token.
 
 :func:`pretrain` trains one method at a scale and returns the backbone to evaluate with the
 metadata ``course_lib.zoo.save`` writes next to its weights. ``python -m course_lib pretrain
@@ -41,6 +45,7 @@ from ..data import N_CLASSES, make_shapes
 from ..dino import DINO, DINOConfig
 from ..evaluate import evaluate_backbone, knn_accuracy
 from ..ibot import IBOT, IBOTConfig
+from ..ijepa import IJEPA, IJEPAConfig
 from ..mae import MAE, MAEConfig
 from ..train import Method, TrainConfig, train
 from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
@@ -48,9 +53,9 @@ from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
 Tensor = torch.Tensor
 
 METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour",
-                             "ibot")
+                             "ibot", "ijepa")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
-           "simclr-nocolour": "cls", "ibot": "cls"}
+           "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean"}
 ZOO_SCALE_NAMES: tuple[str, ...] = ("cpu", "long", "gpu")
 
 
@@ -80,6 +85,7 @@ DINO_CONFIG = DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_
 MAE_CONFIG = MAEConfig(mask_ratio=0.75, decoder_dim=64, decoder_depth=2, decoder_heads=4)
 IBOT_CONFIG = IBOTConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
                          teacher_temp=0.04, teacher_patch_temp=0.04, momentum_teacher=0.99)
+IJEPA_CONFIG = IJEPAConfig(pred_dim=64, pred_depth=2, pred_heads=4)
 IBOT_LONG_STEPS = 1000    # 1.2 s a step on one core: 1500 steps would take 32 minutes
 
 
@@ -106,6 +112,9 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     torch.manual_seed(seed)
     if name == "mae":
         return MAE(build_vit(**MAE_VIT, img_size=size), mae_config)
+    if name == "ijepa":
+        return IJEPA(build_vit(**MAE_VIT, img_size=size, class_token=False), steps=steps,
+                     config=IJEPA_CONFIG, seed=seed)
     backbone = build_vit(**(MAE_VIT if name == "ibot" else VIT), img_size=size)
     if name == "supervised":
         from ..supervised import Supervised
@@ -143,6 +152,8 @@ def evaluated_backbone(name: str, method: Method) -> nn.Module:
     backbone."""
     if check_method(name) in ("dino", "ibot"):
         return method.teacher.backbone
+    if name == "ijepa":
+        return method.backbone                                  # the target encoder
     return method.encoder if name == "mae" else method.backbone
 
 
@@ -217,6 +228,8 @@ def _method_settings(name: str, mae_config: MAEConfig = MAE_CONFIG) -> dict:
         return asdict(DINO_CONFIG)
     if name == "ibot":
         return asdict(IBOT_CONFIG)
+    if name == "ijepa":
+        return asdict(IJEPA_CONFIG)
     return asdict(mae_config) if name == "mae" else {}
 
 
