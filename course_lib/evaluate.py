@@ -345,7 +345,9 @@ def dense_probe(backbone: nn.Module, train_images: Tensor, train_masks: Tensor,
     ``dense_iou`` (object tokens predicted and true: intersection over union over the whole test
     set, the score that does not reward calling everything background) and
     ``dense_iou_stderr`` (the standard error of the IoU over five folds of the test images) and
-    ``dense_majority`` (the accuracy of always answering the commoner class)."""
+    ``dense_majority`` (the accuracy of always answering the commoner class) and
+    ``dense_position_iou`` (the IoU of answering from the patch's position alone: object where
+    most training images have object there)."""
     device = next(backbone.parameters()).device
     grid = tuple(backbone.patch_embed.grid_size)
     train_x = _patch_features(backbone, train_images, device).flatten(0, 1)      # (n N, D)
@@ -359,9 +361,14 @@ def dense_probe(backbone: nn.Module, train_images: Tensor, train_masks: Tensor,
     folds = [_iou(p, t) for p, t in zip(predicted.view(n_images, -1).chunk(min(5, n_images)),
                                          truth.view(n_images, -1).chunk(min(5, n_images)))]
     spread = torch.tensor(folds).std().item() / len(folds) ** 0.5 if len(folds) > 1 else float("nan")
+    # The baseline that needs no features: call a patch "object" where most training images have
+    # object at that position (the shapes sit near the centre).
+    prior = token_labels(train_masks, grid).float().mean(0) > 0.5                # (N,)
+    by_position = prior.expand(n_images, -1).flatten()
     return {"dense_accuracy": (predicted == truth).float().mean().item(),
             "dense_iou": _iou(predicted, truth), "dense_iou_stderr": spread,
-            "dense_majority": max(truth.float().mean().item(), 1 - truth.float().mean().item())}
+            "dense_majority": max(truth.float().mean().item(), 1 - truth.float().mean().item()),
+            "dense_position_iou": _iou(by_position, truth)}
 
 
 def _iou(predicted: Tensor, truth: Tensor) -> float:

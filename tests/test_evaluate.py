@@ -215,3 +215,5 @@ def test_dense_probe_is_perfect_when_the_tokens_carry_the_label(monkeypatch):
     scores = dense_probe(_Oracle(), images[:20], masks[:20], images[20:], masks[20:], epochs=30)
     assert scores["dense_accuracy"] == 1.0 and scores["dense_iou"] == 1.0
     assert scores["dense_majority"] == pytest.approx(14 / 16)
+    # two object cells at random places: no position holds object in most images
+    assert scores["dense_position_iou"] == 0.0

@@ -98,8 +98,9 @@ def test_the_variants_change_only_what_they_name(tiny_scale):
 
 def test_the_dense_table_of_shipped_checkpoints_has_one_row_per_network():
     table = lab.checkpoint_dense_table(["ibot", "dino"], n_images=20)
-    assert list(table) == ["ibot", "dino", "untrained"]
+    assert list(table) == ["ibot", "dino", "untrained", "untrained sin-cos"]
     assert table["ibot"]["grid"] == (8, 8) and table["dino"]["grid"] == (4, 4)
     assert table["untrained"]["grid"] == (8, 8) and "knn_accuracy" not in table["untrained"]
+    assert table["untrained"]["dense_position_iou"] == table["ibot"]["dense_position_iou"]
     text = lab.dense_table_text(table)
-    assert len(text.splitlines()) == 4 and "untrained" in text
+    assert len(text.splitlines()) == 1 + 4 + 2 and "position alone (4x4 grid)" in text

@@ -23,12 +23,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finished
 
-from ..backbones import build_vit
+from ..backbones import build_vit, freeze_pos_embed
 from ..data import N_CLASSES, make_shapes
 from ..diagnostics import entropy
 from ..dino import teacher_distribution
 from ..evaluate import dense_probe, evaluate_backbone
 from ..ibot import IBOT, IBOTConfig
+from ..mae import sincos_2d
 from ..runtime import at_scale
 from ..train import TrainConfig, train
 
@@ -272,7 +273,8 @@ def checkpoint_dense_table(names: list[str] | tuple[str, ...], *, n_images: int 
                            seed: int = 0) -> dict:
     """name -> the dense probe (and the checkpoint's own k-NN, steps and token grid) of shipped
     checkpoints, each on ``n_images`` training and ``n_images`` held-out images of its own data;
-    plus ``"untrained"``, the 8x8-grid ViT the masked-modelling checkpoints start from. The probe
+    plus ``"untrained"``, the 8x8-grid ViT the masked-modelling checkpoints start from, and
+    ``"untrained sin-cos"``, the same weights with MAE's fixed sin-cos positions. The probe
     labels each patch of the checkpoint's own grid, so rows of different grids ask different
     questions (a 4x4 grid's patches are coarser): compare rows with the same ``grid``."""
     from .. import zoo
@@ -288,20 +290,25 @@ def checkpoint_dense_table(names: list[str] | tuple[str, ...], *, n_images: int 
                        "grid": tuple(model.backbone.patch_embed.grid_size),
                        **dense_probe(model.backbone, images, masks, test_images, test_masks, seed=seed)}
     images, masks, test_images, test_masks, size = data
-    torch.manual_seed(seed)
-    untrained = build_vit(**MAE_VIT, img_size=size).eval()
-    table["untrained"] = {"steps": 0, "grid": tuple(untrained.patch_embed.grid_size),
-                          **dense_probe(untrained, images, masks, test_images, test_masks, seed=seed)}
+    for label, fixed in (("untrained", False), ("untrained sin-cos", True)):
+        torch.manual_seed(seed)
+        untrained = build_vit(**MAE_VIT, img_size=size).eval()
+        if fixed:                      # MAE's fixed positions, with the same random weights
+            freeze_pos_embed(untrained, sincos_2d(untrained.embed_dim, 8, cls_token=True))
+        table[label] = {"steps": 0, "grid": tuple(untrained.patch_embed.grid_size),
+                        **dense_probe(untrained, images, masks, test_images, test_masks, seed=seed)}
     return table
 
 
 def dense_table_text(table: dict) -> str:
     """:func:`checkpoint_dense_table` as text, one line per network."""
-    lines = [f"{'network':<12}{'steps':>6}{'grid':>6}{'k-NN':>7}{'dense acc':>10}{'dense IoU':>10}"
+    lines = [f"{'network':<18}{'steps':>6}{'grid':>6}{'k-NN':>7}{'dense acc':>10}{'dense IoU':>10}"
              f"{'+-':>7}{'majority':>9}"]
     for name, row in table.items():
         knn = f"{row['knn_accuracy']:7.3f}" if "knn_accuracy" in row else f"{'':>7}"
-        lines.append(f"{name:<12}{row['steps']:>6}{row['grid'][0]:>4}x{row['grid'][1]}{knn}"
+        lines.append(f"{name:<18}{row['steps']:>6}{row['grid'][0]:>4}x{row['grid'][1]}{knn}"
                      f"{row['dense_accuracy']:10.3f}{row['dense_iou']:10.3f}"
                      f"{row['dense_iou_stderr']:7.3f}{row['dense_majority']:9.3f}")
+    grids = {row["grid"]: row["dense_position_iou"] for row in table.values()}
+    lines += [f"position alone ({g[0]}x{g[1]} grid): dense IoU {iou:.3f}" for g, iou in grids.items()]
     return "\n".join(lines)
