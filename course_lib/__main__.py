@@ -9,6 +9,7 @@
     python -m course_lib pretrain dino --scale long --out dino.pt   # a checkpoint for the zoo
     python -m course_lib dino-ablation --scale cpu --json out.json
     python -m course_lib ibot-ablation --scale cpu --json out.json
+    python -m course_lib ijepa-ablation --scale cpu --json out.json
     python -m course_lib mae-speedup --scale cpu --json out.json
     python -m course_lib mae-sweep --scale cpu --json out.json
 
@@ -17,6 +18,7 @@ Each command prints a short human summary and, with ``--json``, writes its figur
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import platform
 import sys
@@ -26,9 +28,6 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .labs.dino import VARIANTS as DINO_VARIANTS
-from .labs.dino import ablation_summary
-from .labs.ibot import VARIANTS as IBOT_VARIANTS
 from .labs.infonce import PRETRAIN_SCALES, TEMPERATURES
 from .labs.mae import RATIOS as MAE_RATIOS
 from .labs.mae import STRATEGIES as MAE_STRATEGIES
@@ -217,44 +216,29 @@ def checkpoint_run(args: argparse.Namespace) -> dict:
                             n_train=args.n_train, n_test=args.n_test, device=device)
 
 
-def dino_ablation_arguments(p: argparse.ArgumentParser) -> None:
-    scale_option(p)
-    seed_option(p)
-    p.add_argument("--variants", nargs="+", choices=list(DINO_VARIANTS), default=list(DINO_VARIANTS),
-                   help="which runs of the ablation")
-    p.add_argument("--steps", type=positive_int, default=None,
-                   help="training steps per variant; default: the scale's (cpu 300, gpu 3000)")
-    json_option(p)
+def ablation_command(name: str, help_text: str, lab: str, runner: str) -> "Command":
+    """A ``<unit>-ablation`` command from its lab module ``course_lib.labs.<lab>``: ``VARIANTS``,
+    ``ABLATION_SCALES``, the runner ``runner(scale, seed=, variants=, steps=, device=)`` and
+    ``ablation_summary(result)``."""
+    def module():
+        return importlib.import_module(f"course_lib.labs.{lab}")
 
+    def arguments(p: argparse.ArgumentParser) -> None:
+        variants, scales = list(module().VARIANTS), module().ABLATION_SCALES
+        scale_option(p)
+        seed_option(p)
+        p.add_argument("--variants", nargs="+", choices=variants, default=variants,
+                       help="which runs of the ablation")
+        p.add_argument("--steps", type=positive_int, default=None, help="training steps per "
+                       f"variant; default: the scale's ({_per_scale({k: v.train.steps for k, v in scales.items()})})")
+        json_option(p)
 
-def dino_ablation_run(args: argparse.Namespace) -> dict:
-    from .labs.dino import collapse_ablation
-    settings = _settings(args)
-    return collapse_ablation(settings.scale, seed=args.seed, variants=args.variants,
-                             steps=args.steps, device=settings.device)
+    def run(args: argparse.Namespace) -> dict:
+        settings = _settings(args)
+        return getattr(module(), runner)(settings.scale, seed=args.seed, variants=args.variants,
+                                         steps=args.steps, device=settings.device)
 
-
-def ibot_ablation_arguments(p: argparse.ArgumentParser) -> None:
-    from .labs.ibot import ABLATION_SCALES
-    scale_option(p)
-    seed_option(p)
-    p.add_argument("--variants", nargs="+", choices=list(IBOT_VARIANTS), default=list(IBOT_VARIANTS),
-                   help="which runs of the ablation")
-    p.add_argument("--steps", type=positive_int, default=None, help="training steps per variant; "
-                   f"default: the scale's ({_per_scale({k: s.train.steps for k, s in ABLATION_SCALES.items()})})")
-    json_option(p)
-
-
-def ibot_ablation_run(args: argparse.Namespace) -> dict:
-    from .labs.ibot import ibot_ablation
-    settings = _settings(args)
-    return ibot_ablation(settings.scale, seed=args.seed, variants=args.variants, steps=args.steps,
-                         device=settings.device)
-
-
-def ibot_ablation_summary(result: dict) -> str:
-    from .labs.ibot import ablation_summary as summary
-    return summary(result)
+    return Command(name, help_text, arguments, run, lambda result: module().ablation_summary(result))
 
 
 def mae_speedup_arguments(p: argparse.ArgumentParser) -> None:
@@ -325,12 +309,13 @@ COMMANDS = (
     Command("pretrain", "train one method the way the shipped checkpoints were trained; "
             "evaluate it and write the checkpoint", checkpoint_arguments, checkpoint_run,
             checkpoint_summary),
-    Command("dino-ablation", "DINO collapse ablation: centering / sharpening / EMA on and off; "
-            "teacher entropy, KL and k-NN", dino_ablation_arguments, dino_ablation_run,
-            ablation_summary),
-    Command("ibot-ablation", "iBOT: CLS only / MIM only / both / no patch center; target "
-            "entropies, k-NN and the dense probe", ibot_ablation_arguments, ibot_ablation_run,
-            ibot_ablation_summary),
+    ablation_command("dino-ablation", "DINO collapse ablation: centering / sharpening / EMA on "
+                     "and off; teacher entropy, KL and k-NN", "dino", "collapse_ablation"),
+    ablation_command("ibot-ablation", "iBOT: CLS only / MIM only / both / no patch center; "
+                     "target entropies, k-NN and the dense probe", "ibot", "ibot_ablation"),
+    ablation_command("ijepa-ablation", "I-JEPA: EMA and stop-gradient removed, smooth L1 against "
+                     "L2; target std and rank, k-NN and the dense probe", "ijepa",
+                     "collapse_ablation"),
     Command("mae-speedup", "MAE: time the encoder on the visible tokens against all tokens, and "
             "the MAE step against a full-sequence autoencoder", mae_speedup_arguments,
             mae_speedup_run, speedup_summary),

@@ -83,6 +83,7 @@ def test_version_and_every_option_has_help(capsys):
     (["shapes", "--out", "grid.jpg"], "expected a file name ending in .png"),
     (["dino-ablation", "--variants", "all"], "invalid choice: 'all'"),
     (["ibot-ablation", "--steps", "0"], "--steps: expected a positive integer, got '0'"),
+    (["ijepa-ablation", "--variants", "none"], "invalid choice: 'none'"),
     (["shapes", "--size", "16", "--n", "4"], "image_size must be an int in [32, 128], got 16"),
 ])
 def test_bad_values_are_one_error_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):

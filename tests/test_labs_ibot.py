@@ -13,7 +13,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from course_lib.__main__ import main
 from course_lib.labs import ibot as lab

@@ -31,6 +31,7 @@ from ..diagnostics import entropy
 from ..dino import DINO, DINOConfig, teacher_distribution
 from ..evaluate import evaluate_backbone
 from ..runtime import at_scale
+from . import ablation_runs
 from ..train import TrainConfig, train
 
 Tensor = torch.Tensor
@@ -122,13 +123,7 @@ def collapse_ablation(scale: str = "cpu", *, seed: int = 0, variants: list[str] 
     (JSON-able unless ``keep_models``, which adds each trained method under ``"model"``).
     """
     setup = ablation_scale(scale, seed)
-    if steps is not None:
-        setup = replace(setup, train=replace(setup.train, steps=steps,
-                                             warmup_steps=min(setup.train.warmup_steps, steps)))
-    unknown = set(variants or []) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"variants must be among {sorted(VARIANTS)}, got {sorted(unknown)}")
-    names = list(VARIANTS) if variants is None else variants
+    setup, names = ablation_runs(setup, VARIANTS, steps, variants)
     images, labels, _ = make_shapes(setup.n_train, image_size=32, seed=seed, clutter=setup.clutter)
     test_x, test_y, _ = make_shapes(setup.n_test, image_size=32, seed=seed, split="test",
                                     clutter=setup.clutter)

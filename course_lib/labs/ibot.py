@@ -31,6 +31,7 @@ from ..evaluate import dense_probe, evaluate_backbone
 from ..ibot import IBOT, IBOTConfig
 from ..mae import sincos_2d
 from ..runtime import at_scale
+from . import ablation_runs
 from ..train import TrainConfig, train
 
 Tensor = torch.Tensor
@@ -205,13 +206,7 @@ def ibot_ablation(scale: str = "cpu", *, seed: int = 0, variants: list[str] | No
     Top level: ``out_dim`` (K), ``log_k``, ``chance``, ``untrained`` (the scores of the network
     every run starts from), ``settings`` and ``variants``: name -> :func:`run_variant`."""
     setup = ablation_scale(scale, seed)
-    if steps is not None:
-        setup = replace(setup, train=replace(setup.train, steps=steps,
-                                             warmup_steps=min(setup.train.warmup_steps, steps)))
-    unknown = set(variants or []) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"variants must be among {sorted(VARIANTS)}, got {sorted(unknown)}")
-    names = list(VARIANTS) if variants is None else variants
+    setup, names = ablation_runs(setup, VARIANTS, steps, variants)
     data = ablation_data(setup, seed)
     torch.manual_seed(seed)
     untrained = evaluate_network(build_vit(**setup.vit).to(device), data, device)

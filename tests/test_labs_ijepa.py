@@ -1,0 +1,64 @@
+"""Lecture 05's lab (course_lib.labs.ijepa): the coverage maps, the ablation command and the
+I-JEPA against MAE table. The phenomena (the context pinned to the top-left by the official
+collator; the targets' std collapsing without EMA and stop-gradient) are asserted by lecture 05's
+check cells on the lecture's own runs; this file checks the plumbing and the counts."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from course_lib.__main__ import main
+from course_lib.ijepa import multiblock_batch
+from course_lib.labs import ijepa as lab
+
+
+def test_coverage_counts_match_a_direct_count():
+    run = lab.context_coverage(10, official=False, n_batches=3, batch=4, seed=7)
+    gen = torch.Generator().manual_seed(7)
+    counts = torch.zeros(100)
+    for _ in range(3):
+        context, _ = multiblock_batch(4, 10, generator=gen)
+        for row in context:
+            counts[row] += 1
+    assert torch.allclose(run["context"].flatten(), counts / 12)
+    assert run["targets"].shape == (10, 10) and 0 <= run["targets"].max() <= 4
+
+
+def test_the_official_coverage_never_reaches_the_last_row():
+    official = lab.context_coverage(14, official=True, n_batches=5, batch=8)
+    fixed = lab.context_coverage(14, official=False, n_batches=5, batch=8)
+    assert official["context"][-1].sum() == 0 and official["uncovered"] >= 27
+    assert fixed["context"][-1].sum() > 0 and fixed["uncovered"] < official["uncovered"]
+
+
+@pytest.fixture
+def tiny_scale(monkeypatch):
+    small = replace(lab.ABLATION_SCALES["cpu"], n_train=64, n_test=40, n_dense=16,
+                    train=replace(lab.ABLATION_SCALES["cpu"].train, batch_size=8))
+    monkeypatch.setitem(lab.ABLATION_SCALES, "cpu", small)
+
+
+def test_ablation_command_writes_its_table_and_json(tmp_path, capsys, tiny_scale):
+    out = tmp_path / "ablation.json"
+    assert main(["ijepa-ablation", "--scale", "cpu", "--variants", "ijepa", "no_ema_no_stopgrad",
+                 "--steps", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["variants"]) == {"ijepa", "no_ema_no_stopgrad"}
+    for run in result["variants"].values():
+        assert len(run["curves"]["step"]) == len(run["curves"]["target_std"]) >= 1
+        assert run["final_target_std"] > 0 and 0 <= run["dense_iou"] <= 1
+    printed = capsys.readouterr().out
+    assert printed.count("\nno_ema_no_stopgrad ") == 1 and "untrained" in printed
+    with pytest.raises(ValueError, match="variants must be among"):
+        lab.collapse_ablation("cpu", variants=["ijepa", "no_teacher"])
+
+
+def test_jepa_against_mae_reads_both_checkpoints_and_an_untrained_network():
+    table = lab.jepa_vs_mae(n_images=20)
+    assert list(table) == ["ijepa", "mae", "untrained"]
+    assert table["ijepa"]["steps"] == table["mae"]["steps"] and table["untrained"]["steps"] == 0
+    text = lab.jepa_vs_mae_text(table)
+    assert len(text.splitlines()) == 4 and "fine-tune" not in text
