@@ -1,7 +1,7 @@
 """The pretrained checkpoints the course ships, installed with the package (nothing to download).
 
     from course_lib import zoo
-    zoo.available()        # ['dino', 'ibot', 'mae', 'moco', 'simclr', 'simclr-nocolour', 'supervised']
+    zoo.available()        # ['dino', 'ibot', 'ijepa', 'mae', 'moco', 'simclr', 'simclr-nocolour', ...]
     model = zoo.load("dino")
     model.meta["metrics"]                # {'knn_accuracy': ..., ...} measured on these weights
     feats = model.features(images)       # uint8 (n, 3, H, W) -> (n, D), the pooled features

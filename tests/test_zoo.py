@@ -38,7 +38,7 @@ def knn_by_loop(bank: torch.Tensor, bank_y: torch.Tensor, queries: torch.Tensor,
     return correct / len(query_y)
 
 
-def test_the_course_ships_every_method_of_units_1_to_4():
+def test_the_course_ships_every_method_of_units_1_to_5():
     assert set(METHODS) <= set(SHIPPED), SHIPPED
 
 
@@ -105,7 +105,7 @@ def test_bad_names_images_and_paths_are_clear_errors(tmp_path):
         model.features(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
 
 
-@pytest.mark.parametrize("method", ["dino", "mae", "ibot"])
+@pytest.mark.parametrize("method", ["dino", "mae", "ibot", "ijepa"])
 def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path):
     out, report = tmp_path / f"{method}.pt", tmp_path / f"{method}.json"
     assert main(["pretrain", method, "--scale", "cpu", "--steps", "2", "--n-train", "256",
