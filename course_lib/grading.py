@@ -1,30 +1,26 @@
 """Helpers for the test cells of the graded notebooks (``solutions/``).
 
-Every failed check raises ``AssertionError`` with the same four-part message, so a student reads
-what was checked, what was EXPECTED, what came back (GOT) and a HINT naming the likely mistake::
+Every failed check raises ``AssertionError`` with the same four-part message: what was checked,
+what was EXPECTED, what came back (GOT) and a HINT naming the likely mistake::
 
     check_close("info_nce(z, z, 0.5)", got, math.log(3), hint="...",
                 mistakes={"self-similarity left in the denominator": math.log(4)})
 
-``mistakes`` maps a hint to the value that mistake produces: when the answer matches one of them,
-that hint is shown instead of the generic one. ``forbid_reference`` makes the hidden tests fail a
-submission that calls the ``course_lib`` reference instead of its own code.
+``mistakes`` maps a hint to the value that mistake produces: an answer that matches one gets that
+hint. ``forbid_reference`` fails a submission that calls the ``course_lib`` reference instead.
 
-**Under the autograder** (``python -m autograder grade``) the environment variable
-``COURSE_GRADING_JOURNAL`` names a file, and every check also appends what it saw to that journal
-(one JSON line: the test cell, the check's name and the student's value). The grader compares the
-journal, outside the student's process, with the journal of the instructor's solution, so a
-submission that patches ``torch.allclose`` or ``isinstance`` or returns an object that compares
-equal to anything gains nothing: the points depend on the numbers it recorded. In the graded copy
-of a test cell the grader replaces ``expected`` by ``None`` and drops ``mistakes``, so the right
-answer is never computed inside the student's kernel; ``check_close`` then only records.
+**Under the autograder** (``python -m autograder grade``) ``COURSE_GRADING_JOURNAL`` names a file
+to which every check appends one JSON line: the test cell, the check's name, the student's value.
+The grader compares it, outside the student's process, with the instructor's journal, so patching
+``torch.allclose`` or ``isinstance``, or an object that equals anything, gains nothing. In the
+graded copy of a test cell ``expected`` becomes ``None`` and ``mistakes`` are dropped: the right
+answer is never computed inside the student's kernel, and ``check_close`` only records.
 
-The in-kernel comparison (what a student sees while working) uses the functions and types captured
-when this module is imported, and accepts a number or a tensor of an exact type: ``torch.Tensor``
-(or ``nn.Parameter``), Python ``int`` and ``float``, numpy scalars and arrays; a subclass with its
-own ``__eq__`` is a wrong type. A check only counts for the graded test cell it runs in: the grader
-tags each test cell, and the tag is cleared when any cell ends, so a student's own ``check_*`` call
-in a scratch cell records nothing.
+The in-kernel comparison (what a student sees while working) uses functions and types captured at
+import, and accepts a number or a tensor of an exact type: ``torch.Tensor`` (or ``nn.Parameter``),
+Python ``int`` and ``float``, numpy scalars and arrays (a subclass with its own ``__eq__`` is a
+wrong type). A check counts only in the graded test cell it runs in: the grader tags each test
+cell and the tag is cleared when any cell ends, so a ``check_*`` in a scratch cell records nothing.
 """
 from __future__ import annotations
 
@@ -33,7 +29,6 @@ import importlib
 import importlib.abc
 import importlib.util
 import json
-import math
 import os
 import sys
 from types import FunctionType, TracebackType
@@ -42,35 +37,10 @@ from typing import Any, Callable, Mapping
 import numpy
 import torch
 
-# Every reference implementation an InfoNCE (unit 1) answer could call instead of its own code.
-INFONCE_REFERENCES = (
-    "course_lib.simclr.similarity_matrix", "course_lib.simclr.info_nce",
-    "course_lib.moco.moco_loss", "course_lib.moco.MoCoQueue.enqueue", "course_lib.ema.ema_update",
-    "course_lib.diagnostics.alignment", "course_lib.diagnostics.uniformity",
-)
-# Every reference implementation a DINO (unit 2) answer could call instead of its own code.
-DINO_REFERENCES = (
-    "course_lib.dino.DINOLoss.forward", "course_lib.dino.DINOLoss.teacher_probs",
-    "course_lib.dino.DINOLoss.update_center", "course_lib.dino.teacher_distribution",
-    "course_lib.diagnostics.entropy", "course_lib.ema.ema_update",
-    "course_lib.schedules.cosine_schedule", "course_lib.schedules.linear_warmup_then_constant",
-    "course_lib.schedules.teacher_temperature_schedule",
-)
-# Every reference implementation an MAE (unit 3) answer could call instead of its own code.
-MAE_REFERENCES = (
-    "course_lib.mae.patchify", "course_lib.mae.unpatchify", "course_lib.mae.random_masking",
-    "course_lib.masking.mask_from_boolean", "course_lib.mae.mae_loss",
-    "course_lib.mae.MAE.forward_decoder", "course_lib.mae.optimal_ratio",
-)
-# Every reference implementation an iBOT (unit 4) answer could call instead of its own code: the
-# patch loss, the centers and their recursion, DINO's target and loss, the masked embedding.
-IBOT_REFERENCES = (
-    "course_lib.ibot.ibot_patch_loss", "course_lib.ibot.ema_centers",
-    "course_lib.ibot.IBOT.training_step", "course_lib.ema.update_center",
-    "course_lib.dino.teacher_distribution", "course_lib.dino.DINOLoss.forward",
-    "course_lib.dino.DINOLoss.teacher_probs", "course_lib.dino.DINOLoss.update_center",
-    "course_lib.backbones.embed_tokens",
-)
+# Per unit, what an answer could call instead of its own code (course_lib/references.py).
+from .references import (DINO_REFERENCES, IBOT_REFERENCES, IJEPA_REFERENCES,  # noqa: E402,F401
+                         INFONCE_REFERENCES, MAE_REFERENCES)
+
 _forbidden_calls: list[str] = []   # names of references called inside a forbid_reference block
 
 # Captured at import, before any student code runs in the kernel (see the module docstring).

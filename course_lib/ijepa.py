@@ -273,8 +273,10 @@ class IJEPA(Method):
         self.predictor = Predictor(encoder.embed_dim, self.grid, config.pred_dim,
                                    config.pred_depth, config.pred_heads)
         self.generator = torch.Generator().manual_seed(seed)
+        # The official generator's first ``steps`` values: m_i = low + i (high - low) / steps, so
+        # the last step uses one increment below ``high`` (torch.linspace would end on it).
         low, high = config.momentum
-        self.momentum_schedule = torch.linspace(low, high, steps, dtype=torch.float64)
+        self.momentum_schedule = low + (high - low) * torch.arange(steps, dtype=torch.float64) / steps
 
     @property
     def backbone(self) -> nn.Module:

@@ -160,6 +160,10 @@ TARGETS = {
                 "(student, teacher, mask, student_temp, teacher_temp, center)",
                 "student.sum() * 0 + torch.as_tensor(value, dtype=student.dtype)",
                 ("test_ibot_patch_loss", "test_ibot_step")),
+    "05_ijepa": ("solution_jepa_loss", "jepa_loss",
+                 "pred, target_encoder, image_tokens, target_idx",
+                 "(pred, target_encoder, image_tokens, target_idx)",
+                 "pred.sum() * 0 + torch.as_tensor(value, dtype=pred.dtype)", ("test_jepa_loss",)),
 }
 # An answer whose values are right but that breaks a property only a boolean check sees.
 BOOLEAN_DEFECTS = {
@@ -178,6 +182,8 @@ BOOLEAN_DEFECTS = {
     "04_ibot": ("solution_ibot_patch_loss", lambda right: right.replace(
         "def ibot_patch_loss(", "def _ibot_patch_loss(") + "\n\ndef ibot_patch_loss(*args):\n"
         "    return _ibot_patch_loss(*args).detach()   # no gradient: a loss that cannot train\n"),
+    "05_ijepa": ("solution_jepa_loss", lambda right: right.replace(
+        "with torch.no_grad():", "if True:   # no stop-gradient: the loss trains the targets")),
 }
 
 
