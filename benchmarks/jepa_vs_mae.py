@@ -22,10 +22,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-images", type=int, default=500, help="images per split, dense probe")
     parser.add_argument("--out", default="benchmarks/results/jepa_vs_mae.json")
     args = parser.parse_args()
     start = time.perf_counter()
-    table = jepa_vs_mae(finetune_steps=args.finetune_steps, seed=args.seed)
+    table = jepa_vs_mae(n_images=args.n_images, finetune_steps=args.finetune_steps,
+                        seed=args.seed)
     print(jepa_vs_mae_text(table))
     result = {"finetune_steps": args.finetune_steps, "finetune_images": 1000, "seed": args.seed,
               "threads": torch.get_num_threads(),

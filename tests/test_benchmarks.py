@@ -52,3 +52,27 @@ def test_mae_ratio_long_trains_at_the_asked_ratio_and_appends_one_row_per_ratio(
         assert row["steps"] == 2 and row["finetune_steps"] == 1
         for key in ("knn_accuracy", "linear_probe", "finetune_accuracy", "untrained_knn_accuracy"):
             assert 0.0 <= row[key] <= 1.0, key
+
+
+def test_probe_against_finetune_writes_both_numbers_per_checkpoint(tmp_path, monkeypatch, capsys):
+    import json
+    out = tmp_path / "pvf.json"
+    run_script("probe_vs_finetune.py", "--names", "simclr", "--finetune-steps", "1",
+               "--n-train", "64", "--n-test", "32", "--out", str(out), monkeypatch=monkeypatch)
+    row = json.loads(out.read_text())["table"]["simclr"]
+    assert 0.0 <= row["linear_probe"] <= 1.0 and 0.0 <= row["finetune_accuracy"] <= 1.0
+    assert "simclr     probe" in capsys.readouterr().out
+
+
+def test_jepa_against_mae_reads_both_checkpoints_and_an_untrained_network(tmp_path, monkeypatch,
+                                                                          capsys):
+    import json
+    out = tmp_path / "jvm.json"
+    run_script("jepa_vs_mae.py", "--n-images", "20", "--finetune-steps", "1", "--out", str(out),
+               monkeypatch=monkeypatch)
+    table = json.loads(out.read_text())["table"]
+    assert list(table) == ["ijepa", "mae", "untrained"]
+    assert table["ijepa"]["steps"] == table["mae"]["steps"] and table["untrained"]["steps"] == 0
+    assert all(0.0 <= row["finetune_accuracy"] <= 1.0 for row in table.values())
+    assert "fine-tune" in capsys.readouterr().out
+
