@@ -140,6 +140,10 @@ def build_vit(preset: str | ViTConfig = "cpu", *, img_size: int | None = None,
         raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
     kwargs = asdict(config)
     kwargs["reg_tokens"] = kwargs.pop("num_register_tokens")
+    # With registers, positions go on the patches only, as DINOv2 inserts its registers after the
+    # positional embedding (Darcet et al. 2024). timm's no_embed_class leaves the CLS token
+    # without one too, which costs nothing: a constant added to a learned token is that token.
+    kwargs["no_embed_class"] = config.num_register_tokens > 0
     if kwargs.pop("stem") == "conv":
         kwargs["embed_layer"] = ConvPatchEmbed
     # Without a CLS token the head averages the final-norm patch tokens (fc_norm=False keeps the

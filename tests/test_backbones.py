@@ -62,10 +62,15 @@ def test_register_tokens_sit_between_cls_and_patches(n_reg):
     torch.testing.assert_close(patches, patch_tokens(model, x))
     # Layout [CLS, registers, patches]: the first embedded tokens are the learned parameters.
     embedded = embed_tokens(model, x)
-    torch.testing.assert_close(embedded[:, 0], (model.cls_token + model.pos_embed[:, :1])[0].expand(2, -1))
-    if n_reg:
-        expected = model.reg_token + model.pos_embed[:, 1:1 + n_reg]
-        torch.testing.assert_close(embedded[:, 1:1 + n_reg], expected.expand(2, -1, -1))
+    if not n_reg:
+        torch.testing.assert_close(embedded[:, 0],
+                                   (model.cls_token + model.pos_embed[:, :1])[0].expand(2, -1))
+    else:   # as DINOv2: registers (and the CLS token) carry no position, the patches do
+        assert model.pos_embed.shape[1] == 64
+        torch.testing.assert_close(embedded[:, 0], model.cls_token[0].expand(2, -1))
+        torch.testing.assert_close(embedded[:, 1:1 + n_reg], model.reg_token.expand(2, -1, -1))
+        patches_in = model.patch_embed(x).flatten(1, 2) + model.pos_embed
+        torch.testing.assert_close(embedded[:, 1 + n_reg:], patches_in)
 
 
 def test_overrides_and_config_reach_timm():
@@ -128,8 +133,9 @@ def test_mask_token_replaces_patches_before_the_positional_embedding():
     mask[0, 5] = mask[1, 63] = True
     out = embed_tokens(model, x, mask=mask, mask_token=mask_token)
     plain = embed_tokens(model, x)
-    torch.testing.assert_close(out[0, prefix + 5], mask_token + model.pos_embed[0, prefix + 5])
-    torch.testing.assert_close(out[1, prefix + 63], mask_token + model.pos_embed[0, prefix + 63])
+    # with a register the positions cover the patches only (as DINOv2): patch i has row i
+    torch.testing.assert_close(out[0, prefix + 5], mask_token + model.pos_embed[0, 5])
+    torch.testing.assert_close(out[1, prefix + 63], mask_token + model.pos_embed[0, 63])
     keep = ~mask
     torch.testing.assert_close(out[:, prefix:][keep], plain[:, prefix:][keep])
     with pytest.raises(ValueError, match="mask"):
@@ -207,7 +213,10 @@ def manual_cls_attention_row(model, x):
     prefix = [model.cls_token.expand(B, -1, -1)]
     if model.reg_token is not None:
         prefix.append(model.reg_token.expand(B, -1, -1))
-    tokens = torch.cat(prefix + [patches], 1) + model.pos_embed        # (B, P + N, D)
+    if model.no_embed_class:                                           # registers: no position
+        tokens = torch.cat(prefix + [patches + model.pos_embed], 1)    # (B, P + N, D)
+    else:
+        tokens = torch.cat(prefix + [patches], 1) + model.pos_embed
     for block in model.blocks[:-1]:
         tokens = block(tokens)
     last = model.blocks[-1]
