@@ -151,6 +151,8 @@ class DINOLoss(nn.Module):
     student crop i and teacher crop i are the same view and that pair is skipped. The loss uses
     the center from before this batch; the center is then updated (``use_centering`` only).
 
+    ``sinkhorn_iters > 0`` replaces the center by DINOv2's Sinkhorn-Knopp targets
+    (:func:`course_lib.dinov2.sinkhorn_knopp`, sharpened by tau_t; c is neither used nor updated).
     Ablation flags: ``use_centering=False`` never subtracts nor updates c. ``use_sharpening=False``
     replaces tau_t by tau_s: the teacher is then no sharper than the student (any ``teacher_temp``
     passed is ignored). After each call ``last_stats`` holds floats for the collapse plots:
@@ -169,7 +171,7 @@ class DINOLoss(nn.Module):
 
     def __init__(self, out_dim: int, n_global_crops: int = 2, student_temp: float = 0.1,
                  center_momentum: float = 0.9, use_centering: bool = True,
-                 use_sharpening: bool = True) -> None:
+                 use_sharpening: bool = True, sinkhorn_iters: int = 0) -> None:
         super().__init__()
         check_int("out_dim", out_dim)
         check_int("n_global_crops", n_global_crops)
@@ -180,6 +182,8 @@ class DINOLoss(nn.Module):
         self.out_dim, self.n_global_crops = out_dim, n_global_crops
         self.student_temp, self.center_momentum = float(student_temp), float(center_momentum)
         self.use_centering, self.use_sharpening = use_centering, use_sharpening
+        check_int("sinkhorn_iters", sinkhorn_iters, 0)
+        self.sinkhorn_iters = sinkhorn_iters   # > 0: DINOv2's Sinkhorn-Knopp targets, no center
         self.register_buffer("center", torch.zeros(1, out_dim))        # (1, K)
         self.last_stats: dict[str, float] = {}
 
@@ -204,6 +208,9 @@ class DINOLoss(nn.Module):
         if not self.use_sharpening:
             tau_t = self.student_temp  # "no sharpening": the teacher is no sharper than the student
         with torch.no_grad():
+            if self.sinkhorn_iters:
+                from .dinov2 import sinkhorn_knopp
+                return sinkhorn_knopp(teacher_logits, tau_t, self.sinkhorn_iters)
             center = self.center if self.use_centering else 0.0
             return teacher_distribution(teacher_logits.detach().float(), center, tau_t)  # (rows, K)
 
@@ -241,7 +248,7 @@ class DINOLoss(nn.Module):
             self.last_stats = {"teacher_entropy": teacher_entropy.item(),
                                "batch_mean_entropy": entropy(probs_t.mean(0)).item(),
                                "kl": (loss.detach() - teacher_entropy).item()}
-        if self.use_centering:
+        if self.use_centering and not self.sinkhorn_iters:
             self.update_center(teacher_logits)
         return loss
 

@@ -100,3 +100,18 @@ def test_sinkhorn_ignores_a_constant_shift_and_survives_small_temperatures():
         sinkhorn_knopp(logits, 0.0)
     with pytest.raises(ValueError, match="n_iters must be a positive int"):
         sinkhorn_knopp(logits, 0.1, n_iters=0)
+
+
+def test_dino_loss_with_sinkhorn_targets_uses_them_and_leaves_the_center_alone():
+    from course_lib.dino import DINOLoss
+    gen = torch.Generator().manual_seed(4)
+    student, teacher = torch.randn(4 * 3, 8, generator=gen), torch.randn(2 * 3, 8, generator=gen)
+    loss_fn = DINOLoss(8, student_temp=0.1, sinkhorn_iters=3)
+    loss = loss_fn(student, teacher, teacher_temp=0.05)
+    targets = sinkhorn_by_loop(teacher, 0.05, 3).float().chunk(2)            # G x (B, K)
+    log_p = torch.log_softmax(student / 0.1, dim=1).chunk(4)                 # V x (B, K)
+    pairs = [-(targets[i] * log_p[j]).sum(1).mean() for i in range(2) for j in range(4) if i != j]
+    assert loss.item() == pytest.approx(torch.stack(pairs).mean().item(), rel=1e-5)
+    assert torch.count_nonzero(loss_fn.center) == 0                         # no center in this mode
+    with pytest.raises(ValueError, match="sinkhorn_iters"):
+        DINOLoss(8, sinkhorn_iters=-1)
