@@ -16,6 +16,7 @@ import torch
 
 from course_lib.__main__ import main
 from course_lib.labs import ibot as lab
+from lab_scales import shrink_cpu_scale
 
 
 def test_feedback_loop_records_one_value_per_step_and_is_seeded():
@@ -53,10 +54,7 @@ def test_the_first_step_of_the_feedback_loop_matches_a_step_written_out():
 
 @pytest.fixture
 def tiny_scale(monkeypatch):
-    """The CPU scale with a handful of images, so the runner's plumbing runs in seconds."""
-    small = replace(lab.ABLATION_SCALES["cpu"], n_train=64, n_test=40, n_dense=16,
-                    train=replace(lab.ABLATION_SCALES["cpu"].train, batch_size=8))
-    monkeypatch.setitem(lab.ABLATION_SCALES, "cpu", small)
+    shrink_cpu_scale(monkeypatch, lab)
 
 
 def test_ablation_command_writes_its_table_and_json(tmp_path, capsys, tiny_scale):

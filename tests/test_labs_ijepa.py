@@ -6,7 +6,6 @@ of I-JEPA against MAE: tests/test_benchmarks.py, through the script that fine-tu
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ import torch
 from course_lib.__main__ import main
 from course_lib.ijepa import multiblock_batch
 from course_lib.labs import ijepa as lab
+from lab_scales import shrink_cpu_scale
 
 
 def test_coverage_counts_match_a_direct_count():
@@ -37,9 +37,7 @@ def test_the_official_coverage_never_reaches_the_last_row():
 
 @pytest.fixture
 def tiny_scale(monkeypatch):
-    small = replace(lab.ABLATION_SCALES["cpu"], n_train=64, n_test=40, n_dense=16,
-                    train=replace(lab.ABLATION_SCALES["cpu"].train, batch_size=8))
-    monkeypatch.setitem(lab.ABLATION_SCALES, "cpu", small)
+    shrink_cpu_scale(monkeypatch, lab)
 
 
 def test_ablation_command_writes_its_table_and_json(tmp_path, capsys, tiny_scale):
