@@ -20,11 +20,16 @@ what makes each method itself:
   leak into its neighbours' tokens), one shared head for the CLS and patch objectives, masks as
   the official loader (none for half the images, else 10-50 % in blocks); the teacher's backbone.
   Every step runs the full 65-token ViT three times (the student twice, the teacher), so at the
-  ``long`` scale it trains ``IBOT_LONG_STEPS`` steps to stay inside the half-hour budget.
+  ``long`` scale it trains ``LONG_STEPS["ibot"]`` steps to stay inside the half-hour budget.
 - I-JEPA: MAE's 8x8 grid without a CLS token, the released configs' masks (4 targets of 15-20 %,
   a context of 85-100 % with the targets cut out), a 2-block predictor 64 wide, smooth L1 on
   layer-normed targets, EMA momentum 0.996 -> 1 (linear); no augmentation, as the paper; the
   target encoder's mean patch token.
+- DINOv2: iBOT's grid, views, masks and head with DINOv2's additions: KoLeo (weight 0.1) on the
+  student's CLS features, Sinkhorn-Knopp instead of the centers (both objectives), EMA momentum
+  from 0.99; ``dinov2-reg`` is the same run with 4 register tokens (as the released ``_reg``
+  models), the pair lecture 06 compares token norms on. The teacher's backbone, like iBOT's, and
+  ``LONG_STEPS`` steps at the ``long`` scale for the same reason.
 
 :func:`pretrain` trains one method at a scale and returns the backbone to evaluate with the
 metadata ``course_lib.zoo.save`` writes next to its weights. ``python -m course_lib pretrain
@@ -43,6 +48,7 @@ from torch import nn
 from ..backbones import build_vit
 from ..data import N_CLASSES, make_shapes
 from ..dino import DINO, DINOConfig
+from ..dinov2 import DINOv2, DINOv2Config
 from ..evaluate import evaluate_backbone, knn_accuracy
 from ..ibot import IBOT, IBOTConfig
 from ..ijepa import IJEPA, IJEPAConfig
@@ -53,9 +59,10 @@ from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
 Tensor = torch.Tensor
 
 METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour",
-                             "ibot", "ijepa")
+                             "ibot", "ijepa", "dinov2", "dinov2-reg")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
-           "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean"}
+           "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
+           "dinov2-reg": "cls"}
 ZOO_SCALE_NAMES: tuple[str, ...] = ("cpu", "long", "gpu")
 
 
@@ -86,7 +93,12 @@ MAE_CONFIG = MAEConfig(mask_ratio=0.75, decoder_dim=64, decoder_depth=2, decoder
 IBOT_CONFIG = IBOTConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
                          teacher_temp=0.04, teacher_patch_temp=0.04, momentum_teacher=0.99)
 IJEPA_CONFIG = IJEPAConfig(pred_dim=64, pred_depth=2, pred_heads=4)
-IBOT_LONG_STEPS = 1000    # 1.2 s a step on one core: 1500 steps would take 32 minutes
+DINOV2_CONFIG = DINOv2Config(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
+                             teacher_temp=0.04, momentum_teacher=0.99, centering="sinkhorn_knopp")
+DINOV2_REGISTERS = {"dinov2": 0, "dinov2-reg": 4}
+# 1.2 s a step on one core (the student and the teacher each see 2B crops of 65 tokens): 1500
+# steps would take 30 minutes or more.
+LONG_STEPS = {"ibot": 1000, "dinov2": 1000, "dinov2-reg": 1000}
 
 
 def zoo_scale(scale: str) -> ZooScale:
@@ -115,7 +127,10 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     if name == "ijepa":
         return IJEPA(build_vit(**MAE_VIT, img_size=size, class_token=False), steps=steps,
                      config=IJEPA_CONFIG, seed=seed)
-    backbone = build_vit(**(MAE_VIT if name == "ibot" else VIT), img_size=size)
+    if name in DINOV2_REGISTERS:
+        backbone = build_vit(**MAE_VIT, img_size=size, num_register_tokens=DINOV2_REGISTERS[name])
+    else:
+        backbone = build_vit(**(MAE_VIT if name == "ibot" else VIT), img_size=size)
     if name == "supervised":
         from ..supervised import Supervised
         spec = simclr_view_spec(size, strength=0.0, scale=recipe.crop_scale, rotation=recipe.rotation)
@@ -143,14 +158,17 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     if name == "ibot":
         return IBOT(backbone, backbone.embed_dim, steps=steps, config=IBOT_CONFIG,
                     crops=lambda x: list(views(x)), seed=seed)
+    if name in DINOV2_REGISTERS:
+        return DINOv2(backbone, backbone.embed_dim, steps=steps, config=DINOV2_CONFIG,
+                      crops=lambda x: list(views(x)), seed=seed)
     return DINO(backbone, backbone.embed_dim, steps=steps, config=DINO_CONFIG,
                 crops=lambda x: list(views(x)))
 
 
 def evaluated_backbone(name: str, method: Method) -> nn.Module:
-    """The network a checkpoint keeps: DINO's and iBOT's teacher backbone, MAE's encoder, else the
-    backbone."""
-    if check_method(name) in ("dino", "ibot"):
+    """The network a checkpoint keeps: the teacher backbone of DINO, iBOT and DINOv2, MAE's
+    encoder, else the backbone."""
+    if check_method(name) in ("dino", "ibot", "dinov2", "dinov2-reg"):
         return method.teacher.backbone
     if name == "ijepa":
         return method.backbone                                  # the target encoder
@@ -195,7 +213,7 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
     setup = zoo_scale(scale)
     recipe = setup.recipe
     if steps is None:
-        steps = IBOT_LONG_STEPS if (name, scale) == ("ibot", "long") else recipe.steps
+        steps = LONG_STEPS.get(name, recipe.steps) if scale == "long" else recipe.steps
     data = dict(n_train=n_train or setup.n_train, n_test=n_test or setup.n_test,
                 image_size=setup.image_size,
                 seed=seed, clutter=recipe.clutter)
@@ -230,6 +248,8 @@ def _method_settings(name: str, mae_config: MAEConfig = MAE_CONFIG) -> dict:
         return asdict(IBOT_CONFIG)
     if name == "ijepa":
         return asdict(IJEPA_CONFIG)
+    if name in DINOV2_REGISTERS:
+        return {**asdict(DINOV2_CONFIG), "num_register_tokens": DINOV2_REGISTERS[name]}
     return asdict(mae_config) if name == "mae" else {}
 
 
