@@ -105,7 +105,7 @@ def test_bad_names_images_and_paths_are_clear_errors(tmp_path):
         model.features(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
 
 
-@pytest.mark.parametrize("method", ["dino", "mae", "ibot", "ijepa"])
+@pytest.mark.parametrize("method", ["dino", "mae", "ibot", "ijepa", "dinov2-reg"])
 def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path):
     out, report = tmp_path / f"{method}.pt", tmp_path / f"{method}.json"
     assert main(["pretrain", method, "--scale", "cpu", "--steps", "2", "--n-train", "256",
@@ -114,6 +114,7 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
     meta = json.loads(report.read_text())
     assert meta["steps"] == 2 and meta["data"]["n_train"] == 256 and meta["method"] == method
     model = zoo.load(method, directory=tmp_path)
+    assert model.backbone.course_config.num_register_tokens == (4 if method == "dinov2-reg" else 0)
     assert model.meta["metrics"]["knn_accuracy"] == pytest.approx(
         zoo.measure(model)["knn_accuracy"], abs=1e-6)
 

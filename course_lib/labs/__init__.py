@@ -9,6 +9,7 @@ of its own. The formulas live in the method modules at ``course_lib``'s top, nex
     labs.mae       lecture 03: masking-ratio sweep, measured speed-up (mae, masking, evaluate)
     labs.ibot      lecture 04: feedback loop, objective ablation, dense probe (ibot, evaluate)
     labs.ijepa     lecture 05: mask coverage, collapse ablation, against MAE (ijepa, evaluate)
+    labs.dinov2    lecture 06: small-batch bound, centering and KoLeo on frozen features, token norms
 
     from course_lib.labs import dino as lab
     result = lab.collapse_ablation("cpu", steps=100)
