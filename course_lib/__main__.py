@@ -12,6 +12,7 @@
     python -m course_lib ijepa-ablation --scale cpu --json out.json
     python -m course_lib mae-speedup --scale cpu --json out.json
     python -m course_lib mae-sweep --scale cpu --json out.json
+    python -m course_lib compare --scale cpu --json table.json --out table.png
 
 Each command prints a short human summary and, with ``--json``, writes its figures to a file.
 """
@@ -241,6 +242,29 @@ def ablation_command(name: str, help_text: str, lab: str, runner: str) -> "Comma
     return Command(name, help_text, arguments, run, lambda result: module().ablation_summary(result))
 
 
+def compare_arguments(p: argparse.ArgumentParser) -> None:
+    from .labs.evaluation import COMPARE_SCALES
+    p.add_argument("--scale", choices=tuple(COMPARE_SCALES), default="cpu",
+                   help="cpu: 1000 training images, one seed, 30 fine-tuning steps; long: 5000, "
+                        "three seeds, 300 steps")
+    p.add_argument("--names", nargs="+", default=None,
+                   help="checkpoints to compare; default: every one in the zoo")
+    p.add_argument("--retrain", action="store_true", help="train each method again first")
+    p.add_argument("--out", type=output_file(".png", ".pdf", ".svg"), default=None,
+                   help="write the figure here")
+    json_option(p)
+
+
+def compare_run(args: argparse.Namespace) -> dict:
+    from .labs.evaluation import compare, plot_compare
+    from .runtime import default_device
+    table = compare(args.names, args.scale, retrain=args.retrain, device=default_device(),
+                    progress=True)
+    if args.out:
+        plot_compare(table).figure.savefig(args.out, bbox_inches="tight", dpi=120)
+    return table
+
+
 def mae_speedup_arguments(p: argparse.ArgumentParser) -> None:
     scale_option(p)
     p.add_argument("--mask-ratio", type=mask_ratio, default=0.75, help="share of patches masked")
@@ -316,6 +340,9 @@ COMMANDS = (
     ablation_command("ijepa-ablation", "I-JEPA: EMA and stop-gradient removed, smooth L1 against "
                      "L2; target std and rank, k-NN and the dense probe", "ijepa",
                      "collapse_ablation"),
+    Command("compare", "every checkpoint of the zoo through the one evaluator: k-NN, fair linear "
+            "probe, fine-tuning, 1 and 10 percent of the labels, dense probe", compare_arguments, compare_run,
+            lambda result: importlib.import_module("course_lib.labs.evaluation").compare_text(result)),
     Command("mae-speedup", "MAE: time the encoder on the visible tokens against all tokens, and "
             "the MAE step against a full-sequence autoencoder", mae_speedup_arguments,
             mae_speedup_run, speedup_summary),

@@ -1,0 +1,161 @@
+"""Lecture 07's lab (course_lib.labs.evaluation): balanced low-label splits, a probe whose weight
+decay never sees the test set, one checkpoint through every protocol (against the evaluator's
+functions called directly), and the compare command."""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from course_lib import zoo
+from course_lib.__main__ import main
+from course_lib.backbones import build_vit
+from course_lib.data import make_shapes, normalize
+from course_lib.evaluate import Pooled, extract_features, knn_accuracy, linear_probe
+from course_lib.labs import evaluation as lab
+
+
+def test_balanced_subset_takes_the_same_count_of_every_class():
+    labels = torch.arange(1000) % 10
+    labels[:50] = 3                                            # class 3 over-represented
+    for fraction, per_class in ((0.01, 1), (0.1, 10), (0.5, 50)):
+        subset = lab.balanced_subset(labels, fraction, seed=4)
+        counts = torch.bincount(labels[subset], minlength=10)
+        assert counts.tolist() == [per_class] * 10, fraction
+        assert subset.unique().numel() == subset.numel()
+    assert not torch.equal(lab.balanced_subset(labels, 0.1, seed=0), lab.balanced_subset(labels, 0.1, seed=1))
+    with pytest.raises(ValueError, match="fraction must be in"):
+        lab.balanced_subset(labels, 0.0)
+    with pytest.raises(ValueError, match="class 1 has 1 images"):
+        lab.balanced_subset(torch.tensor([0, 0, 0, 0, 1]), 0.8)
+
+
+def _features(seed=0, n=200, noise=1.0):
+    """Four classes around fixed centres (the same for every seed), Gaussian noise from ``seed``."""
+    centres = torch.randn(4, 16, generator=torch.Generator().manual_seed(100))
+    labels = torch.arange(n) % 4
+    noise = noise * torch.randn(n, 16, generator=torch.Generator().manual_seed(seed))
+    return centres[labels] + noise, labels
+
+
+def test_the_fair_probe_chooses_its_decay_on_held_out_training_images_only():
+    train_x, train_y = _features(0)
+    test_x, test_y = _features(1, n=80)
+    result = lab.fair_probe(train_x, train_y, test_x, test_y, weight_decays=(1e-4, 1.0), epochs=20)
+    scrambled = lab.fair_probe(train_x, train_y, test_x, test_y[torch.randperm(80)],
+                               weight_decays=(1e-4, 1.0), epochs=20)
+    assert scrambled["weight_decay"] == result["weight_decay"]                # test labels unused
+    assert scrambled["val_accuracy"] == result["val_accuracy"]
+    held_out = lab.balanced_subset(train_y, 0.2, seed=0)
+    keep = torch.ones(200, dtype=torch.bool)
+    keep[held_out] = False
+    for wd, accuracy in result["val_accuracy"].items():
+        assert accuracy == linear_probe(train_x[keep], train_y[keep], train_x[held_out],
+                                        train_y[held_out], epochs=20, weight_decay=wd, seed=0)
+    assert result["weight_decay"] == max((1e-4, 1.0), key=lambda wd: (result["val_accuracy"][wd], -wd))
+    assert result["accuracy"] == linear_probe(train_x, train_y, test_x, test_y, epochs=20,
+                                              weight_decay=result["weight_decay"], seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zoo")
+    torch.manual_seed(0)
+    backbone = build_vit("cpu", depth=1)
+    meta = {"method": "tiny", "steps": 3, "seed": 0, "commit": "x" * 40, "pooling": "cls",
+            "train_seconds": 1.5, "data": dict(n_train=200, n_test=100, image_size=32, seed=0,
+                                                clutter=0.0),
+            "config": {"vit": asdict(backbone.course_config)}}
+    zoo.save(folder / "tiny.pt", backbone, meta, probe_epochs=0)
+    return folder
+
+
+def test_one_checkpoint_through_every_protocol(tiny_zoo):
+    setup = lab.CompareScale(n_train=200, n_test=60, seeds=(0, 1), finetune_steps=2,
+                             probe_epochs=5, dense_images=20)
+    row = lab.evaluate_checkpoint("tiny", setup, directory=tiny_zoo)
+    assert set(row["runs"]) == set(lab.PROTOCOLS)
+    assert all(len(row["runs"][p]) == 2 for p in lab.SEEDED) and len(row["runs"]["knn"]) == 1
+    for protocol, values in row["runs"].items():
+        assert row["mean"][protocol] == pytest.approx(statistics.fmean(values))
+        assert all(0.0 <= v <= 1.0 for v in values)
+    assert row["sd"]["probe_1pct"] == pytest.approx(statistics.stdev(row["runs"]["probe_1pct"]))
+    model = zoo.load("tiny", directory=tiny_zoo)
+    train_x, train_y, _ = make_shapes(200, image_size=32, seed=0, clutter=0.0)
+    test_x, test_y, _ = make_shapes(60, image_size=32, seed=0, clutter=0.0, split="test")
+    pooled = Pooled(model.backbone, "cls")
+    train_f, test_f = (extract_features(pooled, x, transform=normalize) for x in (train_x, test_x))
+    assert row["runs"]["knn"] == [knn_accuracy(train_f, train_y, test_f, test_y)]
+    subset = lab.balanced_subset(train_y, 0.1, seed=1)
+    assert row["runs"]["probe_10pct"][1] == linear_probe(train_f[subset], train_y[subset], test_f,
+                                                         test_y, epochs=5, seed=1)
+    again = lab.evaluate_checkpoint("tiny", setup, directory=tiny_zoo)
+    assert again["runs"] == row["runs"]                        # seeded, fine-tuning included
+    assert row["steps"] == 3 and row["train_seconds"] == 1.5 and row["grid"] == [4, 4]
+
+
+def test_compare_rejects_unknown_names_and_scales():
+    with pytest.raises(ValueError, match="names must be checkpoints of the zoo"):
+        lab.compare(["byol"])
+    with pytest.raises(ValueError, match="scale must be one of"):
+        lab.compare(["simclr"], scale="huge")
+
+
+def test_the_compare_command_writes_the_table_and_the_figure(tmp_path, capsys):
+    report, figure = tmp_path / "table.json", tmp_path / "table.png"
+    assert main(["compare", "--names", "simclr", "--json", str(report), "--out", str(figure)]) == 0
+    table = json.loads(report.read_text())
+    row = table["rows"]["simclr"]
+    assert table["scale"] == "cpu" and table["setup"]["seeds"] == [0] and not table["retrained"]
+    assert row["runs"]["knn"][0] == pytest.approx(row["mean"]["knn"]) and row["steps"] == 1500
+    assert row["mean"]["probe"] > 0.2 > table["chance"]        # SimCLR's features, fairly probed
+    assert figure.stat().st_size > 10_000
+    out = capsys.readouterr().out
+    assert "simclr" in out and "dense IoU" in out
+    with pytest.raises(SystemExit):
+        main(["compare", "--scale", "gpu"])
+
+
+def test_knn_variant_with_both_switches_on_is_the_evaluator_and_the_mistakes_differ():
+    train_x, train_y = _features(2)
+    test_x, test_y = _features(3, n=60)
+    assert lab.knn_variant(train_x, train_y, test_x, test_y) == pytest.approx(
+        knn_accuracy(train_x, train_y, test_x, test_y))
+    scaled = train_x.clone()
+    scaled[train_y == 0] *= 50                                 # class 0 gets long vectors
+    assert lab.knn_variant(scaled, train_y, test_x, test_y) == pytest.approx(
+        lab.knn_variant(train_x, train_y, test_x, test_y))     # cosine: lengths do not matter
+    raw = lab.knn_variant(scaled, train_y, test_x, test_y, normalise=False, weighted=False)
+    assert raw < lab.knn_variant(scaled, train_y, test_x, test_y) - 0.2   # class 0 wins votes
+    # unweighted: every one of the k neighbours votes 1, the majority of a hand-made example
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 1.0], [0.2, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    query = torch.tensor([[1.0, 0.05]])
+    assert lab.knn_variant(bank, labels, query, torch.tensor([1]), k=5, weighted=False) == 1.0
+    assert lab.knn_variant(bank, labels, query, torch.tensor([0]), k=5) == 1.0
+
+
+def test_tuning_on_the_test_set_reports_the_best_configuration_and_the_fair_estimates():
+    train_x, train_y = _features(4)
+    test_x, test_y = _features(5, n=60, noise=2.0)
+    result = lab.tuning_on_the_test_set(train_x, train_y, test_x, test_y, weight_decays=(1e-4, 1e-1),
+                                        seeds=(0, 1), epochs=10)
+    assert len(result["per_config"]) == 4 and result["tuned"] == max(result["per_config"].values())
+    assert result["fair"] == [lab.fair_probe(train_x, train_y, test_x, test_y,
+                                             weight_decays=(1e-4, 1e-1), epochs=10,
+                                             seed=s)["accuracy"] for s in (0, 1)]
+    assert result["tuned"] >= max(result["fair"])          # the fair choice is one of the configs
+
+
+def test_low_label_splits_count_missing_classes_of_random_draws():
+    train_x, train_y = _features(6, n=400)
+    test_x, test_y = _features(7, n=40)
+    result = lab.low_label_splits(train_x, train_y, test_x, test_y, fraction=0.01, seeds=(0, 1, 2),
+                                  epochs=5)
+    assert len(result["random"]) == len(result["balanced"]) == 3
+    for seed, missing in zip((0, 1, 2), result["missing"]):       # 4 images drawn from 4 classes
+        plain = torch.randperm(400, generator=torch.Generator().manual_seed(seed))[:4]
+        assert missing == 4 - train_y[plain].unique().numel()
