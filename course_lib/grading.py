@@ -38,8 +38,8 @@ import numpy
 import torch
 
 # Per unit, what an answer could call instead of its own code (course_lib/references.py).
-from .references import (DINO_REFERENCES, IBOT_REFERENCES, IJEPA_REFERENCES,  # noqa: E402,F401
-                         INFONCE_REFERENCES, MAE_REFERENCES)
+from .references import (DINO_REFERENCES, DINOV2_REFERENCES,  # noqa: E402,F401
+                         IBOT_REFERENCES, IJEPA_REFERENCES, INFONCE_REFERENCES, MAE_REFERENCES)
 
 _forbidden_calls: list[str] = []   # names of references called inside a forbid_reference block
 

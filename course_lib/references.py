@@ -38,3 +38,12 @@ IJEPA_REFERENCES = (
     "course_lib.ema.ema_update", "course_lib.backbones.encode_tokens",
     "course_lib.schedules.cosine_schedule", "course_lib.schedules.linear_warmup_then_constant",
 )
+DINOV2_REFERENCES = (
+    "course_lib.dinov2.koleo_loss", "course_lib.dinov2.sinkhorn_knopp",
+    "course_lib.dinov2.masked_patch_loss", "course_lib.dinov2.DINOv2.training_step",
+    "course_lib.dinov2.DINOv2.patch_targets", "course_lib.dinov2._Side.forward",
+    "course_lib.dino.DINOLoss.forward", "course_lib.dino.DINOLoss.teacher_probs",
+    "course_lib.dino.teacher_distribution", "course_lib.ibot.ibot_patch_loss",
+    "course_lib.backbones.embed_tokens", "course_lib.backbones.split_tokens",
+    "course_lib.backbones.encode_tokens",
+)

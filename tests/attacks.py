@@ -164,6 +164,11 @@ TARGETS = {
                  "pred, target_encoder, image_tokens, target_idx",
                  "(pred, target_encoder, image_tokens, target_idx)",
                  "pred.sum() * 0 + torch.as_tensor(value, dtype=pred.dtype)", ("test_jepa_loss",)),
+    "06_dinov2": ("solution_masked_patch_loss", "masked_patch_loss",
+                  "student_logits, targets, mask, student_temp=0.1",
+                  "(student_logits, targets, mask, student_temp)",
+                  "student_logits.sum() * 0 + torch.as_tensor(value, dtype=student_logits.dtype)",
+                  ("test_masked_patch_loss",)),
 }
 # An answer whose values are right but that breaks a property only a boolean check sees.
 BOOLEAN_DEFECTS = {
@@ -184,6 +189,8 @@ BOOLEAN_DEFECTS = {
         "    return _ibot_patch_loss(*args).detach()   # no gradient: a loss that cannot train\n"),
     "05_ijepa": ("solution_jepa_loss", lambda right: right.replace(
         "with torch.no_grad():", "if True:   # no stop-gradient: the loss trains the targets")),
+    "06_dinov2": ("solution_masked_patch_loss", lambda right: right.replace(
+        "targets.detach()", "targets")),          # gradient into the teacher's targets
 }
 
 
