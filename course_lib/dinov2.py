@@ -40,12 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_int, describe
-from .augment import batched_multi_crop
-from .backbones import embed_tokens, encode_tokens, patch_grid, split_tokens
+from .backbones import embed_tokens, encode_tokens, split_tokens
 from .diagnostics import entropy
 from .dino import DINOHead, DINOLoss, teacher_distribution
 from .ema import ema_update, update_center
-from .ibot import ibot_masks
+from .ibot import default_crops, global_crop_masks
 from .schedules import cosine_schedule
 from .train import Method
 
@@ -271,11 +270,7 @@ class DINOv2(Method):
         self.dino_loss = DINOLoss(config.out_dim, 2, config.student_temp, config.center_momentum,
                                   sinkhorn_iters=config.sinkhorn_iters if self.sinkhorn else 0)
         self.register_buffer("patch_center", torch.zeros(1, config.out_dim))   # (1, K)
-        self.crops = crops or partial(batched_multi_crop, global_size=config.global_size,
-                                      local_size=config.local_size,
-                                      n_local_crops=config.n_local_crops,
-                                      global_scale=config.global_scale,
-                                      local_scale=config.local_scale)
+        self.crops = crops or default_crops(config)
         self.generator = torch.Generator().manual_seed(seed)
         self.momentum_schedule = cosine_schedule(config.momentum_teacher, 1.0, steps)
 
@@ -286,12 +281,7 @@ class DINOv2(Method):
 
     def masks(self, views: Tensor) -> Tensor:
         """The (B, N) bool masks of a batch of global crops (B, 3, H, W), on its device."""
-        height, width = patch_grid(self.backbone, views)
-        if height != width:
-            raise ValueError(f"global crops must give a square patch grid, got {height}x{width}")
-        return ibot_masks(views.shape[0], height, ratio_range=self.config.mask_ratio_range,
-                          p_unmasked=self.config.p_unmasked,
-                          generator=self.generator).to(views.device)
+        return global_crop_masks(self.backbone, views, self.config, self.generator)
 
     def patch_targets(self, teacher_masked_logits: Tensor) -> Tensor:
         """The teacher's distributions (M, K) at the masked tokens: Sinkhorn-Knopp over the M

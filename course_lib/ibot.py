@@ -76,6 +76,23 @@ def ibot_masks(batch: int, grid_size: int, *, ratio_range: tuple[float, float] =
     return masks
 
 
+def global_crop_masks(backbone: nn.Module, views: Tensor, config, generator: torch.Generator) -> Tensor:
+    """:func:`ibot_masks` for a batch of global crops (B, 3, H, W) seen by ``backbone``, with the
+    ratios of ``config`` (an iBOT or DINOv2 config), on the crops' device."""
+    height, width = patch_grid(backbone, views)
+    if height != width:
+        raise ValueError(f"global crops must give a square patch grid, got {height}x{width}")
+    return ibot_masks(views.shape[0], height, ratio_range=config.mask_ratio_range,
+                      p_unmasked=config.p_unmasked, generator=generator).to(views.device)
+
+
+def default_crops(config) -> Callable[[Tensor], list[Tensor]]:
+    """``batched_multi_crop`` with the sizes, scales and local-crop count of ``config``."""
+    return partial(batched_multi_crop, global_size=config.global_size,
+                   local_size=config.local_size, n_local_crops=config.n_local_crops,
+                   global_scale=config.global_scale, local_scale=config.local_scale)
+
+
 # --- 2. the patch loss -----------------------------------------------------------------------------
 def _check_patch_logits(name: str, logits: object) -> None:
     if not isinstance(logits, Tensor) or logits.dim() != 3 or not logits.is_floating_point():
@@ -246,11 +263,7 @@ class IBOT(Method):
         self.mask_token = nn.Parameter(torch.zeros(feature_dim))
         self.cls_loss = DINOLoss(config.out_dim, 2, config.student_temp, config.center_momentum)
         self.register_buffer("patch_center", torch.zeros(1, 1, config.out_dim))   # (1, 1, K)
-        self.crops = crops or partial(batched_multi_crop, global_size=config.global_size,
-                                      local_size=config.local_size,
-                                      n_local_crops=config.n_local_crops,
-                                      global_scale=config.global_scale,
-                                      local_scale=config.local_scale)
+        self.crops = crops or default_crops(config)
         self.generator = torch.Generator().manual_seed(seed)
         self.momentum_schedule = cosine_schedule(config.momentum_teacher, 1.0, steps)
 
@@ -261,11 +274,7 @@ class IBOT(Method):
 
     def masks(self, view: Tensor) -> Tensor:
         """The (B, N) bool masks of one global crop (B, 3, H, W), on its device."""
-        height, width = patch_grid(self.backbone, view)
-        if height != width:
-            raise ValueError(f"global crops must give a square patch grid, got {height}x{width}")
-        return ibot_masks(view.shape[0], height, ratio_range=self.config.mask_ratio_range,
-                          p_unmasked=self.config.p_unmasked, generator=self.generator).to(view.device)
+        return global_crop_masks(self.backbone, view, self.config, self.generator)
 
     def training_step(self, images, labels, step):
         """uint8 images (B, 3, H, W) -> (loss, metrics); labels are ignored."""

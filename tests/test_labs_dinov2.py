@@ -103,7 +103,7 @@ def test_register_norms_match_a_forward_pass_written_out():
 
 def test_frozen_view_features_come_from_the_checkpoint():
     from course_lib import zoo
-    from course_lib.data import make_shapes, normalize
+    from course_lib.data import make_shapes
     features = lab.frozen_view_features("simclr", n_train=16, n_test=8, n_views=2)
     assert features.views.shape == (16, 2, 96) and features.test.shape == (8, 96)
     model = zoo.load("simclr")
