@@ -182,6 +182,18 @@ def compare(names: list[str] | tuple[str, ...] | None = None, scale: str = "cpu"
 
 
 # --- 3. reading the table -----------------------------------------------------------------------------
+SHIPPED_TABLE = "compare_long.json"
+
+
+def shipped_table() -> dict:
+    """The table ``python -m course_lib compare --scale long`` wrote for the shipped checkpoints,
+    installed with them (``course_lib/checkpoints/compare_long.json``)."""
+    import json
+
+    from .. import zoo
+    return json.loads((zoo.CHECKPOINT_DIR / SHIPPED_TABLE).read_text())
+
+
 LABELS = {"knn": "k-NN", "probe": "linear probe", "finetune": "fine-tune",
           "probe_1pct": "probe, 1 % labels", "probe_10pct": "probe, 10 % labels",
           "dense": "dense IoU"}
