@@ -45,6 +45,7 @@ from .diagnostics import entropy
 from .dino import DINOHead, DINOLoss, teacher_distribution
 from .ema import ema_update, update_center
 from .ibot import default_crops, global_crop_masks
+from .runtime import release_freed_memory
 from .schedules import cosine_schedule
 from .train import Method
 
@@ -329,3 +330,4 @@ class DINOv2(Method):
     @torch.no_grad()
     def after_step(self, step):
         ema_update(self.teacher, self.student, float(self.momentum_schedule[step]))
+        release_freed_memory()     # the masked-token tensors change size every step

@@ -6,6 +6,7 @@ override one field and rerun the notebook top to bottom.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import sys
@@ -127,3 +128,21 @@ def median_seconds(closures: dict, repeats: int, device: torch.device | str = "c
                 times[name].append(time.perf_counter() - start)
     return {name: median(t) for name, t in times.items()}
 
+
+
+def release_freed_memory() -> bool:
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim``); False where there is
+    no glibc (macOS, Windows, musl), where it does nothing.
+
+    A training step whose tensors change size from step to step (DINOv2 sends only the masked
+    tokens, a different number each step, through its head) leaves glibc's heap fragmented: the
+    memory is freed but not returned, and a CPU process grows by about 15 MB a step (14 GB after
+    1000 steps of the shipped recipe). Trimming after each step keeps it flat for about 4 % of
+    the step's time; CUDA memory is not concerned."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
