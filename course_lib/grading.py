@@ -39,7 +39,8 @@ import torch
 
 # Per unit, what an answer could call instead of its own code (course_lib/references.py).
 from .references import (DINO_REFERENCES, DINOV2_REFERENCES,  # noqa: E402,F401
-                         IBOT_REFERENCES, IJEPA_REFERENCES, INFONCE_REFERENCES, MAE_REFERENCES)
+                         EVALUATION_REFERENCES, IBOT_REFERENCES, IJEPA_REFERENCES,
+                         INFONCE_REFERENCES, MAE_REFERENCES)
 
 _forbidden_calls: list[str] = []   # names of references called inside a forbid_reference block
 

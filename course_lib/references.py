@@ -47,3 +47,7 @@ DINOV2_REFERENCES = (
     "course_lib.backbones.embed_tokens", "course_lib.backbones.split_tokens",
     "course_lib.backbones.encode_tokens",
 )
+EVALUATION_REFERENCES = (
+    "course_lib.evaluate.knn_accuracy", "course_lib.labs.evaluation.knn_variant",
+    "course_lib.labs.evaluation.balanced_subset", "course_lib.labs.evaluation.fair_probe",
+)

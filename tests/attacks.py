@@ -169,6 +169,10 @@ TARGETS = {
                   "(student_logits, targets, mask, student_temp)",
                   "student_logits.sum() * 0 + torch.as_tensor(value, dtype=student_logits.dtype)",
                   ("test_masked_patch_loss",)),
+    "07_evaluation": ("solution_weighted_knn", "weighted_knn",
+                      "train_x, train_y, test_x, k=20, temperature=0.07",
+                      "(train_x, train_y, test_x, k, temperature)",
+                      "torch.as_tensor(value).long()", ("test_weighted_knn",)),
 }
 # An answer whose values are right but that breaks a property only a boolean check sees.
 BOOLEAN_DEFECTS = {
@@ -191,6 +195,9 @@ BOOLEAN_DEFECTS = {
         "with torch.no_grad():", "if True:   # no stop-gradient: the loss trains the targets")),
     "06_dinov2": ("solution_masked_patch_loss", lambda right: right.replace(
         "targets.detach()", "targets")),          # gradient into the teacher's targets
+    "07_evaluation": ("solution_weighted_knn", lambda right: right.replace(
+        "F.normalize(train_x.float(), dim=1)",    # the caller's features normalised in place
+        "train_x.div_(train_x.norm(dim=1, keepdim=True)).float()")),
 }
 
 

@@ -169,11 +169,11 @@ def test_forbid_reference_rejects_unknown_names_without_leaving_patches():
 
 
 def test_every_reference_list_names_functions_that_exist():
-    from course_lib.grading import (DINO_REFERENCES, DINOV2_REFERENCES, IBOT_REFERENCES,
-                                    IJEPA_REFERENCES, INFONCE_REFERENCES, MAE_REFERENCES,
-                                    _resolve)
+    from course_lib.grading import (DINO_REFERENCES, DINOV2_REFERENCES, EVALUATION_REFERENCES,
+                                    IBOT_REFERENCES, IJEPA_REFERENCES, INFONCE_REFERENCES,
+                                    MAE_REFERENCES, _resolve)
     for name in (INFONCE_REFERENCES + DINO_REFERENCES + MAE_REFERENCES + IBOT_REFERENCES
-                 + IJEPA_REFERENCES + DINOV2_REFERENCES):
+                 + IJEPA_REFERENCES + DINOV2_REFERENCES + EVALUATION_REFERENCES):
         owner, attr, value = _resolve(name)
         assert callable(value), name
 
