@@ -159,3 +159,15 @@ def test_low_label_splits_count_missing_classes_of_random_draws():
     for seed, missing in zip((0, 1, 2), result["missing"]):       # 4 images drawn from 4 classes
         plain = torch.randperm(400, generator=torch.Generator().manual_seed(seed))[:4]
         assert missing == 4 - train_y[plain].unique().numel()
+
+
+def test_the_shipped_table_covers_the_zoo_and_its_knn_is_each_checkpoints_own():
+    table = lab.shipped_table()
+    setup = asdict(lab.COMPARE_SCALES["long"])
+    assert table["scale"] == "long" and table["setup"] == {**setup, "seeds": list(setup["seeds"])}
+    assert sorted(table["rows"]) == zoo.available()
+    for name, row in table["rows"].items():
+        meta = zoo.load(name).meta           # measured at save time on the same 5000 + 1000 images
+        assert row["mean"]["knn"] == pytest.approx(meta["metrics"]["knn_accuracy"], abs=1e-9), name
+        assert row["steps"] == meta["steps"] and len(row["runs"]["finetune"]) == 3
+        assert row["mean"]["probe"] == pytest.approx(statistics.fmean(row["runs"]["probe"]))
