@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_int
-from .backbones import cls_attention, num_prefix_tokens, patch_tokens
 from .data import normalize
 
 Tensor = torch.Tensor
@@ -170,6 +169,7 @@ class Pooled(nn.Module):
         if self.pooling == "cls":
             return self.backbone(images)                                       # (B, D)
         tokens = self.backbone.forward_features(images)                        # (B, P + N, D)
+        from .backbones import num_prefix_tokens   # here: importing timm costs seconds
         return tokens[:, num_prefix_tokens(self.backbone):].mean(1)            # (B, D)
 
 
@@ -280,12 +280,13 @@ def attention_jaccard(model: nn.Module, images: Tensor, masks: Tensor, *, mass: 
     if masks.shape != (images.shape[0], *images.shape[-2:]) or masks.dtype != torch.bool:
         raise ValueError(f"masks must be bool (B, H, W) = {(images.shape[0], *images.shape[-2:])}, "
                          f"got {masks.dtype} {tuple(masks.shape)}")
+    from . import backbones                        # here: importing timm costs seconds
     device = next(model.parameters()).device
     per_head, averaged = [], []
     for start in range(0, images.shape[0], batch_size):
         x = normalize(images[start:start + batch_size]).to(device)
         target = masks[start:start + batch_size].to(device)
-        att = cls_attention(model, x)                                    # (b, h, gh, gw)
+        att = backbones.cls_attention(model, x)                          # (b, h, gh, gw)
         size = tuple(target.shape[-2:])
         keep = F.interpolate(attention_masks(att, mass).float(), size=size, mode="nearest") > 0.5
         per_head.append(jaccard(keep, target[:, None]).cpu())            # (b, h)
@@ -328,7 +329,8 @@ def token_labels(masks: Tensor, grid: tuple[int, int]) -> Tensor:
 def _patch_features(backbone: nn.Module, images: Tensor, device, batch_size: int = 256) -> Tensor:
     was_training = backbone.training
     backbone.eval()
-    tokens = [patch_tokens(backbone, normalize(images[i:i + batch_size]).to(device)).float().cpu()
+    from . import backbones
+    tokens = [backbones.patch_tokens(backbone, normalize(images[i:i + batch_size]).to(device)).float().cpu()
               for i in range(0, images.shape[0], batch_size)]
     backbone.train(was_training)
     return torch.cat(tokens)                                                     # (n, N, D)

@@ -57,12 +57,14 @@ class Notebook:
         return source[source.index("### BEGIN HIDDEN TESTS"):]
 
     def run(self, replace: dict[str, str] | None = None, *, release: bool = False,
-            stop_after: str | None = None) -> tuple[dict[str, BaseException | None], str]:
+            stop_after: str | None = None,
+            only_test: bool = False) -> tuple[dict[str, BaseException | None], str]:
         """Execute the code cells in order, up to the cell ``stop_after``.
 
         Returns ({test grade_id: exception or None}, stderr text including warnings). The set-up
         and settings cells must run without error; an answer cell may raise (a release stub does,
-        as in Jupyter), and the next cells still run.
+        as in Jupyter), and the next cells still run. With ``only_test``, the test cells before
+        ``stop_after`` are skipped (a mutant is judged by one test cell; the others only cost time).
         """
         replace = replace or {}
         namespace: dict = {"__name__": "__main__"}
@@ -73,6 +75,9 @@ class Notebook:
                 continue
             meta = nbgrader_meta(cell)
             grade_id = meta["grade_id"]
+            if (only_test and grade_id != stop_after and meta.get("grade")
+                    and not meta.get("solution")):
+                continue
             source = replace.get(grade_id, cell.source)
             code = compile(MAGIC.sub(r"\1pass", release_source(source) if release else source),
                            f"<cell {grade_id}>", "exec")
@@ -97,7 +102,7 @@ class Notebook:
         replace = {solution_cell: mutant}
         if hidden_only:
             replace[test_cell] = self.hidden_part(test_cell)
-        results, _ = self.run(replace, stop_after=test_cell)
+        results, _ = self.run(replace, stop_after=test_cell, only_test=True)
         error = results[test_cell]
         where = "hidden tests" if hidden_only else test_cell
         assert isinstance(error, AssertionError), \

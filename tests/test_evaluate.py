@@ -204,8 +204,8 @@ class _Oracle(torch.nn.Module):
 
 
 def test_dense_probe_is_perfect_when_the_tokens_carry_the_label(monkeypatch):
-    import course_lib.evaluate as evaluate
-    monkeypatch.setattr(evaluate, "patch_tokens", lambda model, x: model.forward_features(x)[:, 1:])
+    import course_lib.backbones as backbones
+    monkeypatch.setattr(backbones, "patch_tokens", lambda model, x: model.forward_features(x)[:, 1:])
     gen = torch.Generator().manual_seed(1)
     masks = torch.zeros(40, 32, 32, dtype=torch.bool)
     for b in range(40):

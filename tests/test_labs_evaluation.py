@@ -171,3 +171,21 @@ def test_the_shipped_table_covers_the_zoo_and_its_knn_is_each_checkpoints_own():
         assert row["mean"]["knn"] == pytest.approx(meta["metrics"]["knn_accuracy"], abs=1e-9), name
         assert row["steps"] == meta["steps"] and len(row["runs"]["finetune"]) == 3
         assert row["mean"]["probe"] == pytest.approx(statistics.fmean(row["runs"]["probe"]))
+
+
+def test_retrain_compares_the_networks_it_just_trained_not_the_shipped_ones(monkeypatch, tiny_zoo):
+    import shutil
+
+    import course_lib.labs.pretrain as pretrain
+    trained = []
+
+    def fake_train_checkpoint(name, scale, *, out, probe_epochs, device, progress):
+        trained.append((name, scale, probe_epochs))
+        shutil.copy(tiny_zoo / "tiny.pt", out)      # a 3-step network stands in for the run
+
+    monkeypatch.setattr(pretrain, "train_checkpoint", fake_train_checkpoint)
+    monkeypatch.setitem(lab.COMPARE_SCALES, "cpu", lab.CompareScale(
+        n_train=200, n_test=60, seeds=(0,), finetune_steps=1, probe_epochs=2, dense_images=10))
+    table = lab.compare(["simclr"], "cpu", retrain=True)
+    assert trained == [("simclr", "cpu", 0)] and table["retrained"]
+    assert table["rows"]["simclr"]["steps"] == 3 and table["rows"]["simclr"]["method"] == "tiny"
