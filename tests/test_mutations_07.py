@@ -55,6 +55,21 @@ SPLIT = Template(fn('''
     draw="torch.randperm(members.numel(), generator=generator)[:per_class]",
     result="torch.cat(chosen).sort().values")
 
+FROZEN = Template(fn('''
+    def frozen_features(backbone, images, batch_size=256):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {{batch_size!r}}")
+        was_training = backbone.training
+        {eval}
+        with {grad}:
+            chunks = [{forward} for start in {starts}]
+        {restore}
+        return {result}
+'''), eval="backbone.eval()", grad="torch.no_grad()",
+    forward="backbone(images[start:start + batch_size]).float().cpu()",
+    starts="range(0, images.shape[0], batch_size)", restore="backbone.train(was_training)",
+    result="torch.cat(chunks)")
+
 CHOOSE = Template(fn('''
     def choose_weight_decay(train_x, train_y, weight_decays, *, probe=probe_accuracy,
                             val_fraction=0.2, seed=0):
@@ -121,6 +136,7 @@ RECOMMEND = Template(fn('''
 
 KNN_CELLS = ("solution_weighted_knn", "test_weighted_knn")
 SPLIT_CELLS = ("solution_balanced_split", "test_balanced_split")
+FROZEN_CELLS = ("solution_frozen_features", "test_frozen_features")
 CHOOSE_CELLS = ("solution_choose_weight_decay", "test_choose_weight_decay")
 FAIR_CELLS = ("solution_fair_probe_accuracy", "test_fair_probe_accuracy")
 RECOMMEND_CELLS = ("solution_recommend", "test_recommend")
@@ -232,7 +248,39 @@ MUTANTS = [
         def balanced_split(labels, fraction, *, seed=0):
             return balanced_subset(labels, fraction, seed=seed)
      ''')),
-    # --- 3. choose_weight_decay ------------------------------------------------------------------
+    # --- 3. frozen_features --------------------------------------------------------------------
+    ("frozen: no torch.no_grad (the features carry gradient)", *FROZEN_CELLS,
+     "the probe would train the backbone", FROZEN.format(grad="torch.enable_grad()")),
+    ("frozen: left in train mode (dropout active, BatchNorm statistics updated)", *FROZEN_CELLS,
+     "left in train mode", FROZEN.format(eval="pass")),
+    ("frozen: mode not restored (left in eval mode)", *FROZEN_CELLS, "mode not restored",
+     FROZEN.format(restore="pass")),
+    ("frozen: always set to train mode afterwards", *FROZEN_CELLS, "always set to train",
+     FROZEN.format(restore="backbone.train()")),
+    ("frozen: batches ignored (one forward of all images)", *FROZEN_CELLS, "batches ignored",
+     FROZEN.format(starts="[0]", forward="backbone(images).float().cpu()")),
+    ("frozen: batches not concatenated in order", *FROZEN_CELLS, "not concatenated in order",
+     FROZEN.format(result="torch.cat(chunks[::-1])")),
+    ("frozen: no argument check", *FROZEN_CELLS, "raise ValueError", fn('''
+        def frozen_features(backbone, images, batch_size=256):
+            was_training = backbone.training
+            backbone.eval()
+            with torch.no_grad():
+                chunks = [backbone(images[start:start + max(batch_size, 1)]).float().cpu()
+                          for start in range(0, images.shape[0], max(batch_size, 1))]
+            backbone.train(was_training)
+            return torch.cat(chunks)
+     ''')),
+    ("frozen: calls course_lib.evaluate.extract_features", *FROZEN_CELLS, "reference", fn('''
+        from course_lib.evaluate import extract_features
+
+        def frozen_features(backbone, images, batch_size=256):
+            if batch_size < 1:
+                raise ValueError("batch_size")
+            flat = torch.nn.Sequential(torch.nn.Flatten(), backbone)    # (n, 4, 1, 1) -> (n, 4)
+            return extract_features(flat, images[:, :, None, None], batch_size=batch_size)
+     ''')),
+    # --- 4. choose_weight_decay ------------------------------------------------------------------
     ("choose: no held-out rows (scored on the rows it was fitted on)", *CHOOSE_CELLS,
      "fitted on", CHOOSE.format(fit_rows="train_x, train_y", eval_rows="train_x, train_y")),
     ("choose: fitted on all training rows, scored on the held-out ones", *CHOOSE_CELLS,
@@ -274,7 +322,7 @@ MUTANTS = [
     ("choose: held out with course_lib.labs.evaluation.balanced_subset", *CHOOSE_CELLS,
      "reference", "from course_lib.labs.evaluation import balanced_subset\n\n"
      + CHOOSE.format(held_out="balanced_subset(train_y, val_fraction, seed=seed)")),
-    # --- 4. fair_probe_accuracy ------------------------------------------------------------------
+    # --- 5. fair_probe_accuracy ------------------------------------------------------------------
     ("fair: tuned on the test set", *FAIR_CELLS, "tuned on the test set",
      FAIR.format(choose="max(weight_decays, key=lambda wd: (probe(train_x, train_y, test_x, "
                         "test_y, wd), -wd))")),
@@ -319,7 +367,7 @@ MUTANTS = [
             chosen = min(wd for wd in weight_decays if accuracy[wd] == max(accuracy.values()))
             return probe(train_x, train_y, test_x, test_y, chosen), chosen
      ''')),
-    # --- 5. recommend ----------------------------------------------------------------------------
+    # --- 6. recommend ----------------------------------------------------------------------------
     ("recommend: the use ignored (always the probe)", *RECOMMEND_CELLS, "use ignored",
      RECOMMEND.format(protocol='"probe"')),
     ("recommend: few_labels read from probe_10pct", *RECOMMEND_CELLS, "probe_1pct",
@@ -398,6 +446,24 @@ ALTERNATIVES = [
                     raise ValueError(f"class {v}: {len(rows)} rows < {r}")
                 picked += rows[torch.multinomial(torch.ones(len(rows)), r, generator=g)].tolist()
             return torch.tensor(sorted(picked), dtype=torch.long)
+     ''')),
+    ("frozen_features with torch.inference_mode, .detach() and a while loop",
+     "solution_frozen_features", fn('''
+        def frozen_features(backbone, images, batch_size=256):
+            if not batch_size >= 1:
+                raise ValueError("batch_size must be at least 1")
+            mode = backbone.training
+            backbone.train(False)
+            parts, i = [], 0
+            try:
+                with torch.inference_mode():
+                    while i < len(images):
+                        parts.append(backbone(images[i:i + batch_size]).detach().to("cpu",
+                                                                                  torch.float32))
+                        i += batch_size
+            finally:
+                backbone.train(mode)
+            return torch.cat(parts, dim=0)
      ''')),
     ("choose_weight_decay with index lists and a sorted scan", "solution_choose_weight_decay",
      fn('''
