@@ -154,11 +154,14 @@ class Template:
 PARAMETERS = "mistake, solution_cell, test_cell, keyword, mutant"
 
 
-def mutation_tests(notebook: Notebook, mutants: list[tuple], *, hidden_alone: bool = True) -> dict:
+def mutation_tests(notebook: Notebook, mutants: list[tuple], *, hidden_alone: bool = True,
+                   alternatives: list[tuple] = ()) -> dict:
     """The tests every unit's mutation file runs over its table ``mutants`` of (mistake, answer
     cell, test cell, keyword of the expected message, mutant source): each mutant is caught with a
     message naming the mistake, by the whole test cell and (``hidden_alone``) by its hidden part
-    alone; the table is printed at the end. Bind them in the module: ``globals().update(...)``."""
+    alone; the table is printed at the end. ``alternatives`` (answer, answer cell, source): right
+    answers written another way, which must pass every test cell silently (the tests check the
+    method, not one way of coding it). Bind them in the module: ``globals().update(...)``."""
     import pytest
     ids = [m[0] for m in mutants]
 
@@ -184,4 +187,15 @@ def mutation_tests(notebook: Notebook, mutants: list[tuple], *, hidden_alone: bo
     if hidden_alone:
         tests["test_hidden_tests_alone_catch_and_name_the_mistake"] = \
             test_hidden_tests_alone_catch_and_name_the_mistake
+    if alternatives:
+        @pytest.mark.parametrize("answer, solution_cell, source", alternatives,
+                                 ids=[a[0] for a in alternatives])
+        def test_other_right_answers_pass_every_test_cell(answer, solution_cell, source):
+            results, stderr = notebook.run({solution_cell: source})
+            failed = {cell: str(err) for cell, err in results.items() if err is not None}
+            assert not failed, f"{answer} fails: {failed}"
+            assert stderr == "", f"{answer} writes to stderr: {stderr!r}"
+
+        tests["test_other_right_answers_pass_every_test_cell"] = \
+            test_other_right_answers_pass_every_test_cell
     return tests

@@ -9,7 +9,6 @@ Run with ``-s`` to see the table: mistake -> test cell -> first line of the mess
 """
 from __future__ import annotations
 
-import pytest
 
 from notebook_harness import REPO, Notebook, Template, fn, mutation_tests
 
@@ -290,13 +289,4 @@ ALTERNATIVES = [
 ]
 
 
-globals().update(mutation_tests(NOTEBOOK, MUTANTS))
-
-
-@pytest.mark.parametrize("answer, solution_cell, source", ALTERNATIVES,
-                         ids=[a[0] for a in ALTERNATIVES])
-def test_other_right_answers_pass_every_test_cell(answer, solution_cell, source):
-    results, stderr = NOTEBOOK.run({solution_cell: source})
-    failed = {cell: str(err) for cell, err in results.items() if err is not None}
-    assert not failed, f"{answer} fails: {failed}"
-    assert stderr == "", f"{answer} writes to stderr: {stderr!r}"
+globals().update(mutation_tests(NOTEBOOK, MUTANTS, alternatives=ALTERNATIVES))

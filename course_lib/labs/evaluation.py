@@ -249,8 +249,11 @@ def knn_variant(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor
     if normalise:
         train_x, test_x = F.normalize(train_x.float(), dim=1), F.normalize(test_x.float(), dim=1)
     similarity, index = (test_x.float() @ train_x.float().T).topk(k, dim=1)      # (m, k)
-    weights = (similarity / temperature).exp() if weighted else torch.ones_like(similarity)
-    if weighted and not normalise:       # raw dot products overflow exp: scale by the row's top
+    if not weighted:
+        weights = torch.ones_like(similarity)
+    elif normalise:
+        weights = (similarity / temperature).exp()
+    else:                       # raw dot products overflow exp: shift by the row's top (same vote)
         weights = ((similarity - similarity[:, :1]) / temperature).exp()
     votes = torch.zeros(test_x.shape[0], int(train_y.max()) + 1)
     votes.scatter_add_(1, train_y[index], weights)
