@@ -71,11 +71,42 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def autocast(device: torch.device, enabled: bool = True) -> ContextManager:
-    """bfloat16 autocast on CUDA, a no-op elsewhere (CPU results stay exact and deterministic)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def amp_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype | None:
+    """The autocast dtype on ``device``, or None for full precision.
+
+    By default (``dtype=None``): None off CUDA (CPU results stay exact and deterministic);
+    bfloat16 on a GPU that computes it natively (Ampere and newer: A100, H100, L4); float16
+    otherwise (a T4, Colab's free GPU, only emulates bfloat16, several times slower), which
+    needs a gradient scaler (:func:`grad_scaler`). ``dtype="bfloat16"`` or ``"float16"`` forces
+    that dtype on any device, the CPU included (how the tests run both paths without a GPU).
+    """
+    if dtype is not None:
+        if dtype not in AMP_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(AMP_DTYPES)} or None, got {dtype!r}")
+        return AMP_DTYPES[dtype]
+    if device.type != "cuda":
+        return None
+    native = torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if native else torch.float16
+
+
+def autocast(device: torch.device, enabled: bool = True, dtype: str | None = None) -> ContextManager:
+    """Autocast to :func:`amp_dtype` ``(device, dtype)``; a no-op when that is None or not ``enabled``."""
+    chosen = amp_dtype(device, dtype) if enabled else None
+    return nullcontext() if chosen is None else torch.autocast(device.type, dtype=chosen)
+
+
+def grad_scaler(device: torch.device, enabled: bool = True,
+                dtype: str | None = None) -> torch.amp.GradScaler:
+    """A gradient scaler that is active only when autocast runs in float16: float16 gradients of
+    small losses underflow to zero unless the loss is scaled up first (bfloat16 has float32's
+    exponent range and needs none). Inactive, its ``scale``, ``unscale_``, ``step`` and ``update``
+    pass through, so one training loop serves every case."""
+    float16 = enabled and amp_dtype(device, dtype) == torch.float16
+    return torch.amp.GradScaler(device.type, enabled=float16)
 
 
 @dataclass

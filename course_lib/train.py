@@ -7,7 +7,8 @@ A method is an ``nn.Module`` subclassing :class:`Method` that supplies
 
 and the loop does the rest: batches drawn from an in-memory uint8 tensor, AdamW on the
 parameters that require grad (no weight decay on biases and norms), a cosine learning rate with
-linear warm-up, gradient clipping, bfloat16 autocast on CUDA only, a tqdm bar, a metrics history,
+linear warm-up, gradient clipping, autocast on CUDA only (bfloat16, or float16 with a gradient
+scaler on GPUs without native bfloat16), a tqdm bar, a metrics history,
 checkpoints. Augmentation happens inside ``training_step`` on the batch's device, so the same
 code is fast on a GPU and needs no DataLoader workers.
 """
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finished
 
-from .runtime import autocast
+from .runtime import AMP_DTYPES, autocast, grad_scaler
 from .schedules import cosine_schedule
 
 Tensor = torch.Tensor
@@ -49,7 +50,8 @@ class TrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.05
     grad_clip: float | None = 3.0  # DINO clips at 3.0 (Caron et al. 2021, appendix)
-    amp: bool = True  # bfloat16 autocast, CUDA only
+    amp: bool = True  # autocast on CUDA: bfloat16 where native, float16 with a gradient scaler otherwise
+    amp_dtype: str | None = None  # force "bfloat16" or "float16" (any device, the CPU included)
     seed: int = 0
     log_every: int = 10
     progress: bool = True
@@ -65,6 +67,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive and min_lr non-negative, got {self.lr}, {self.min_lr}")
         if self.log_every <= 0:
             raise ValueError(f"log_every must be positive, got {self.log_every}")
+        if self.amp_dtype not in (None, *AMP_DTYPES):
+            raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)} or None, got {self.amp_dtype!r}")
 
 
 @dataclass
@@ -133,6 +137,7 @@ def train(method: Method, images: Tensor, config: TrainConfig, *, labels: Tensor
     history = history if history is not None else History()
     generator = torch.Generator().manual_seed(config.seed)
     batches = _batch_indices(images.shape[0], config.batch_size, config.steps, generator)
+    scaler = grad_scaler(device, enabled=config.amp, dtype=config.amp_dtype)
     bar = tqdm(range(config.steps), disable=not config.progress, desc=type(method).__name__,
                mininterval=1.0)
     for step, idx in zip(bar, batches):
@@ -142,15 +147,17 @@ def train(method: Method, images: Tensor, config: TrainConfig, *, labels: Tensor
             group["lr"] = float(lr_schedule[step])
         x = images[idx].to(device, non_blocking=True)
         y = labels[idx].to(device) if labels is not None else None
-        with autocast(device, enabled=config.amp):
+        with autocast(device, enabled=config.amp, dtype=config.amp_dtype):
             loss, metrics = method.training_step(x, y, step)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower lr or check the step")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)      # skipped when a float16 gradient overflowed
+        scaler.update()
         method.after_step(step)
         if step % config.log_every == 0 or step == config.steps - 1:
             values = {"loss": loss.item(), "lr": float(lr_schedule[step]), **metrics}

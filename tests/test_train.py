@@ -133,3 +133,57 @@ def test_train_input_errors():
         train(nn.Linear(2, 2), images, TrainConfig(progress=False))
     with pytest.raises(ValueError, match="batch_size"):
         train(TinyClassifier(), images, TrainConfig(batch_size=1000, progress=False))
+
+
+def one_sgd_step(method, amp_dtype, steps=1):
+    """Parameters of ``method`` after ``steps`` plain-SGD steps (no clipping, no warm-up) of the loop."""
+    images, labels = toy_data()
+    cfg = TrainConfig(steps=steps, batch_size=16, lr=0.1, min_lr=0.1, warmup_steps=0, grad_clip=None,
+                      amp_dtype=amp_dtype, progress=False)
+    train(method, images, cfg, labels=labels, optimizer=torch.optim.SGD(method.parameters(), lr=0.1))
+    return [p.detach().clone() for p in method.parameters()]
+
+
+def test_float16_autocast_steps_with_the_true_gradients():
+    """float16 (forced on the CPU) goes through the gradient scaler: the loss is scaled up before
+    backward and the gradients scaled back down before the step, so the update matches full
+    precision (to float16's accuracy) instead of being 65536 times too large."""
+    torch.manual_seed(0)
+    start = TinyClassifier().state_dict()
+    updates = {}
+    for dtype in (None, "float16", "bfloat16"):
+        model = TinyClassifier()
+        model.load_state_dict(start)
+        after = one_sgd_step(model, dtype)
+        updates[dtype] = torch.cat([(a - s).flatten() for a, s in zip(after, start.values())])
+    full = updates[None]
+    assert full.abs().max() > 1e-3                              # the step did move the weights
+    for dtype in ("float16", "bfloat16"):
+        assert torch.allclose(updates[dtype], full, rtol=0.05, atol=2e-3 * full.abs().max()), dtype
+
+
+def test_float16_step_with_overflowed_gradients_is_skipped():
+    """A step whose float16-scaled gradients overflow leaves the weights as they were (the scaler
+    skips it and halves its scale); without a scaler (bfloat16) the same step is taken."""
+    class Overflow(TinyClassifier):
+        def training_step(self, images, labels, step):
+            loss, metrics = super().training_step(images, labels, step)
+            if step == 1:  # finite loss, but 1e34 * 65536 overflows float32 in backward
+                loss = 1e34 * sum(p.float().square().sum() for p in self.parameters())
+            return loss, metrics
+    torch.manual_seed(0)
+    start = Overflow().state_dict()
+    runs = {}
+    for dtype, steps in ((None, 1), ("float16", 1), ("float16", 2), ("bfloat16", 2)):
+        model = Overflow()
+        model.load_state_dict(start)
+        runs[dtype, steps] = one_sgd_step(model, dtype, steps)
+    for a, b in zip(runs["float16", 2], runs["float16", 1]):
+        assert torch.equal(a, b)                                # step 1 skipped
+    assert max(p.abs().max() for p in runs["bfloat16", 2]) > 1e30  # no scaler: the step taken
+    assert max(p.abs().max() for p in runs["float16", 2]) < 10
+
+
+def test_amp_dtype_config_error():
+    with pytest.raises(ValueError, match="amp_dtype"):
+        TrainConfig(amp_dtype="half")

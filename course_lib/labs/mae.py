@@ -89,7 +89,7 @@ SPEEDUP_SCALES: dict[str, SpeedupScale] = {
     "cpu": SpeedupScale(vit=dict(preset="cpu", stem="patch", patch_size=4), batch_size=128,
                         decoder=MAEConfig(decoder_dim=64, decoder_depth=2, decoder_heads=4),
                         repeats=7),
-    # GPU: ViT-Ti at 96 px with 8 px patches (144 tokens), bfloat16 autocast
+    # GPU: ViT-Ti at 96 px with 8 px patches (144 tokens), autocast (runtime.amp_dtype)
     "gpu": SpeedupScale(vit=dict(preset="tiny"), batch_size=256,
                         decoder=MAEConfig(decoder_dim=128, decoder_depth=2, decoder_heads=4),
                         repeats=20),
