@@ -124,3 +124,52 @@ def test_random_init_baseline_measures_the_untrained_starting_point(data):
     assert set(a) == KEYS - {"steps", "loss", "train_seconds"}
     assert a == b
     assert all(math.isfinite(v) for v in a.values())
+
+
+def slow_batch_row(z1, z2, n, tau):
+    """One anchor at a time, in plain Python floats: the oracle of batch_size_table."""
+    rows = []
+    for b in range(z1.shape[0] // n):
+        views = [v / v.norm() for v in list(z1[b * n:(b + 1) * n]) + list(z2[b * n:(b + 1) * n])]
+        for i in range(2 * n):
+            partner = (i + n) % (2 * n)
+            cos = {j: float(views[i] @ views[j]) for j in range(2 * n) if j != i}
+            denominator = sum(math.exp(c / tau) for c in cos.values())
+            p = math.exp(cos[partner] / tau) / denominator
+            rows.append((-math.log(p), p, (1 - p) / tau,
+                         max(c for j, c in cos.items() if j != partner)))
+    return [sum(column) / len(rows) for column in zip(*rows)]
+
+
+def test_batch_size_table_matches_an_anchor_by_anchor_loop():
+    torch.manual_seed(0)
+    z1 = torch.randn(50, 6, dtype=torch.float64)
+    z2 = z1 + 0.7 * torch.randn(50, 6, dtype=torch.float64)
+    table = lab.batch_size_table(z1, z2, [2, 8, 16], temperature=0.3)
+    for n in (2, 8, 16):
+        loss, p, grad, hardest = slow_batch_row(z1, z2, n, 0.3)
+        row = table[n]
+        assert row["loss"] == pytest.approx(loss, rel=1e-5)
+        assert row["p_positive"] == pytest.approx(p, rel=1e-5)
+        assert row["gradient_scale"] == pytest.approx(grad, rel=1e-5)
+        assert row["hardest_negative"] == pytest.approx(hardest, rel=1e-5)
+        assert row["cap"] == pytest.approx(math.log(2 * n - 1))
+        assert row["bound"] == pytest.approx(math.log(2 * n - 1) - loss, rel=1e-5)
+
+
+def test_batch_size_table_of_identical_views_approaches_the_cap():
+    """Views that coincide and images far apart: the loss goes to 0 and the bound to log(2N - 1)."""
+    z = torch.eye(16)
+    row = lab.batch_size_table(z, z.clone(), [8], temperature=0.05)[8]
+    assert row["loss"] < 1e-6 and row["bound"] == pytest.approx(math.log(15), abs=1e-6)
+    assert row["hardest_negative"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_batch_size_table_rejects_bad_arguments():
+    z = torch.randn(10, 4)
+    with pytest.raises(ValueError, match="batch_sizes"):
+        lab.batch_size_table(z, z, [1], temperature=0.1)
+    with pytest.raises(ValueError, match="batch_sizes"):
+        lab.batch_size_table(z, z, [11], temperature=0.1)
+    with pytest.raises(ValueError, match="z1 and z2"):
+        lab.batch_size_table(z, z[:, :3], [4], temperature=0.1)

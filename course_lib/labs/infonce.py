@@ -8,7 +8,8 @@ initialisation and returns plain numbers, so the lecture's cells stay one line l
 (Wu et al. 2018; the DINO evaluation) and by the alignment and uniformity of the normalised
 projections (Wang and Isola 2020, section 4.1). :func:`temperature_weights` gives the softmax and
 the gradient on each negative that the temperature widget draws (Wang and Liu 2021, section 3);
-:func:`saved_activation_bytes` measures what backward keeps per image (the queue's memory argument).
+:func:`saved_activation_bytes` measures what backward keeps per image (the queue's memory argument);
+:func:`batch_size_table` measures, on fixed embeddings, the three costs of a small batch.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finishe
 from ..diagnostics import alignment, uniformity
 from ..evaluate import evaluate_backbone
 from ..moco import MoCo
-from ..simclr import SimCLR, default_views
+from ..simclr import SimCLR, default_views, positive_index, similarity_matrix
 from ..train import Method, TrainConfig, train
 
 Tensor = torch.Tensor
@@ -275,3 +276,44 @@ def saved_activation_bytes(model: nn.Module, inputs: Tensor) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(inputs)
     return sum(seen.values())
+
+
+# --- the batch-size argument ----------------------------------------------------------------------------
+def batch_size_table(z1: Tensor, z2: Tensor, batch_sizes: list[int] | tuple[int, ...],
+                     temperature: float) -> dict[int, dict[str, float]]:
+    """What a batch of N pairs gives InfoNCE, measured on fixed embeddings of two views.
+
+    ``z1[i]``, ``z2[i]`` (n, D) embed two views of image i. For each N the pairs are cut, in order,
+    into the ``n // N`` disjoint batches of N (the rest is dropped); every one of the 2N anchors of
+    a batch contributes, and the table holds their means:
+
+    - ``loss``: InfoNCE (:func:`course_lib.simclr.info_nce`); ``cap``: log(2N - 1), the most it can
+      certify; ``bound``: cap - loss, the lower bound on the views' mutual information (nats);
+    - ``p_positive``: the softmax probability of the partner view; ``gradient_scale``:
+      (1 - p_positive) / tau, the size of the push the anchor still gets (section 3);
+    - ``hardest_negative``: the largest cosine between the anchor and another image's view.
+    """
+    if z1.dim() != 2 or z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2 must be (n, D) of one shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    bad = [n for n in batch_sizes if not isinstance(n, int) or not 2 <= n <= z1.shape[0]]
+    if bad:
+        raise ValueError(f"batch_sizes must be ints in [2, n={z1.shape[0]}], got {bad}")
+    table = {}
+    for n in batch_sizes:
+        sums = torch.zeros(4, dtype=torch.float64)
+        batches = z1.shape[0] // n
+        for b in range(batches):
+            part = slice(b * n, (b + 1) * n)
+            logits = similarity_matrix(z1[part], z2[part], temperature)      # (2N, 2N), self = -inf
+            target = positive_index(n, logits.device)
+            log_p = logits.log_softmax(dim=1)
+            p_pos = log_p.gather(1, target[:, None]).exp().squeeze(1)         # (2N,)
+            negatives = logits.scatter(1, target[:, None], float("-inf"))     # others' views only
+            sums += torch.stack([F.nll_loss(log_p, target, reduction="sum"), p_pos.sum(),
+                                 ((1 - p_pos) / temperature).sum(),
+                                 (negatives.max(dim=1).values * temperature).sum()]).double()
+        loss, p_pos, grad, hardest = (sums / (2 * n * batches)).tolist()
+        cap = float(torch.log(torch.tensor(2.0 * n - 1)))
+        table[n] = {"loss": loss, "cap": cap, "bound": cap - loss, "p_positive": p_pos,
+                    "gradient_scale": grad, "hardest_negative": hardest}
+    return table
