@@ -4,6 +4,7 @@
     python -m autograder check                      # CI: exercises/ is current and leaks nothing
     python -m autograder grade ASSIGNMENT SUBMISSIONS --out OUT
     python -m autograder samples ASSIGNMENT OUT     # fixture submissions (tests, dry runs)
+    python -m autograder publish DIR                # the student-facing tree, for the public repo
 
 See ``autograder/README.md`` for the instructor's path and what grading does and does not enforce.
 """
@@ -15,9 +16,13 @@ import sys
 # (jsonschema expects the ImportError that a module set to None raises).
 sys.modules.setdefault("rfc3987_syntax", None)
 
-# The GitHub repository ("owner/name") students open notebooks from: the "Open in Colab" badge and
-# the Colab set-up cell's `pip install git+https://github.com/...` of every released notebook are
-# rewritten to point here. Change it (and run `python -m autograder release`) when publishing.
-COURSE_REPO = "ssl-vision-course/ssl-vision-course"
-# The branch the badges open.
-COURSE_BRANCH = "main"
+
+def __getattr__(name: str) -> str:
+    """``COURSE_REPO`` and ``COURSE_TAG``: ``[tool.course]`` of this checkout's pyproject.toml,
+    the one place where the course's public repository and tag are set (``links.py``). Read when
+    first asked for, not at import: the grading jail imports this package without pyproject.toml."""
+    if name in ("COURSE_REPO", "COURSE_TAG"):
+        from .links import CHECKOUT, load_setting
+        setting = load_setting(CHECKOUT)
+        return setting.repository if name == "COURSE_REPO" else setting.tag
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,10 @@ Everything the student's code printed is escaped (no HTML or script from a submi
 page), only text and PNG images are shown, and an output that contains a line of the hidden tests
 or of the solutions (code that printed ``In``, ``_ih`` or a frame's source), disguised or not, is
 replaced by a notice (``redact.Redactor``).
+
+``python -m autograder feedback ASSIGNMENT --term DIR`` puts the hand-graded part (each written
+answer's points and comment, the late penalty and the total: ``manual_part``) into a copy of each
+page, in the slot ``render`` and ``status_page`` leave for it (``with_manual_part``).
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ from .redact import Redactor, printable
 MAX_OUTPUT_CHARS = 20000
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _markdown = mistune.create_markdown(escape=True, plugins=["table"])
+# Where ``with_manual_part`` puts the written answers' scores and the total (``feedback --term``).
+MANUAL_SLOT = "<!-- written answers and total -->"
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
 line-height:1.45}pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
@@ -97,6 +103,7 @@ def render(student_id: str, assignment: str, notebook: str, executed: NotebookNo
              f"</head><body>\n<h1>{html.escape(assignment)} / {html.escape(notebook)}: "
              f"{html.escape(student_id)}</h1>\n<p><b>Autograded score: {total:g} / {top:g}</b>. "
              "Written answers are graded by hand and are not included.</p>\n"
+             f"{MANUAL_SLOT}\n"
              f"<table><tr><th>test</th><th>points</th><th>first problem</th></tr>{rows}</table>\n"
              + (f"<ul>{note_html}</ul>\n" if notes else "")]
     for cell in executed.cells:
@@ -130,6 +137,31 @@ def status_page(student_id: str, assignment: str, notebook: str, status: str, re
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>Feedback: {esc(assignment)}/{esc(notebook)}</title></head>\n"
             f"<body>\n<h1>{esc(assignment)} / {esc(notebook)}: {esc(student_id)}</h1>\n"
-            f"<p><b>Status: {status}</b> ({esc(reason)})</p>\n<p>{explain}</p>\n"
+            f"<p><b>Status: {status}</b> ({esc(reason)})</p>\n<p>{explain}</p>\n{MANUAL_SLOT}\n"
             f"<p>Autograded score: {score:g} / {max_score:g}. Contact the course staff if you "
             f"think this is wrong.</p>\n</body></html>\n")
+
+
+def manual_part(answers: list[dict[str, str]], summary: list[tuple[str, str]]) -> str:
+    """HTML of the hand-graded part: each written answer's points and the grader's comment
+    (``manual.csv`` rows of one notebook), then the assignment's lines (``summary``: label,
+    value), the total last."""
+    rows = "".join(
+        f"<tr><td>{html.escape(printable(a['grade_id']))}</td><td>{html.escape(a['score'])} / "
+        f"{html.escape(a['max_score'])}</td><td style=\"white-space:pre-wrap\">"
+        f"{html.escape(printable(a['comment']))}</td></tr>" for a in answers)
+    lines = "".join(f"<tr><th>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
+                    for label, value in summary)
+    table = (f"<table><tr><th>written answer</th><th>points</th><th>comment</th></tr>{rows}"
+             "</table>\n") if answers else "<p>No written answer was graded.</p>\n"
+    return (f'<div class="test"><h2>Written answers (graded by hand)</h2>\n{table}'
+            f"<h2>Assignment total</h2>\n<table>{lines}</table></div>")
+
+
+def with_manual_part(page: str, part: str) -> str:
+    """``page`` (from ``render`` or ``status_page``) with ``part`` in its slot (after the title in
+    a page written before the slot existed)."""
+    if MANUAL_SLOT in page:
+        return page.replace(MANUAL_SLOT, part, 1)
+    head, _, rest = page.partition("</h1>")
+    return f"{head}</h1>\n{part}{rest}" if rest else page + part

@@ -313,10 +313,24 @@ def _run_batch(tasks: list[Task], workers: int) -> list[Result]:
     return results
 
 
+def _select(jobs: list, only: list[str] | None, submissions: Path) -> list | None:
+    """The jobs of ``only`` (all when None); None, after saying which, when one has no folder."""
+    if only is None:
+        return jobs
+    absent = sorted(set(only) - {job.student_id for job in jobs})
+    if absent:
+        print(printable(f"grade: --only: no folder {', '.join(absent)} in {submissions}"))
+        return None
+    return [job for job in jobs if job.student_id in only]
+
+
 def grade(root: Path, assignment: str, submissions: Path, out: Path, *, workers: int = 2,
           timeout: float = 900, cell_timeout: int | None = None, keep_work: bool = False,
-          limits: sandbox.Limits | None = None) -> int:
-    """Grade every ``submissions/<student_id>/`` folder; 0 when each student got a row."""
+          limits: sandbox.Limits | None = None, only: list[str] | None = None,
+          merge: bool = False) -> int:
+    """Grade every ``submissions/<student_id>/`` folder, or those named in ``only``; with
+    ``only`` or ``merge`` their rows replace theirs in OUT's grades.csv and cells.csv and every
+    other row stays. 0 when each student graded got a row."""
     start = time.monotonic()
     limits = limits or sandbox.Limits()
     cell_timeout = cell_timeout or CELL_TIMEOUT
@@ -325,11 +339,15 @@ def grade(root: Path, assignment: str, submissions: Path, out: Path, *, workers:
         print(f"grade: no notebook in {root / 'solutions' / assignment}" if not notebooks
               else f"grade: {submissions} is not a folder")
         return 1
-    jobs = find_jobs(submissions, notebooks)
+    jobs = _select(find_jobs(submissions, notebooks), only, submissions)
+    if jobs is None:
+        return 1
     for loose in sorted(submissions.glob("*.ipynb")):
         print(printable(f"grade: ignored {loose.name}: each submission goes in a <student_id>/ "
                         "folder"))
     out.mkdir(parents=True, exist_ok=True)
+    for job in jobs:             # an executed notebook of an earlier run must not outlive it
+        shutil.rmtree(out / "autograded" / job.student_id, ignore_errors=True)
     print(f"grade: {sandbox.probe().summary()}", flush=True)
     import nbclient  # noqa: F401 - imported once here, inherited by the forked workers
     uids = batch_uids(len(jobs) + 1)
@@ -357,16 +375,38 @@ def grade(root: Path, assignment: str, submissions: Path, out: Path, *, workers:
                       max(1, (os.cpu_count() or 1) // workers), uid, keep_work)
                  for job, uid in runnable]
         results += _run_batch(tasks, workers)
-    _write_results(results, out, start)
+    _write_results(results, out, start, merge=merge or only is not None)
     return 0 if len(results) == len(jobs) else 1
 
 
-def _write_results(results: list[Result], out: Path, start: float) -> None:
-    """grades.csv and cells.csv, one row per student in a stable order, and the closing line."""
+def _previous(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _kept(out: Path, results: list[Result]) -> list[Result]:
+    """The rows of OUT's grades.csv and cells.csv of students not in ``results`` (--only)."""
+    regraded = {csv_cell(r.row["student_id"]) for r in results}
+    kept = {row["student_id"]: Result(row, []) for row in _previous(out / "grades.csv")
+            if row["student_id"] not in regraded}
+    for row in _previous(out / "cells.csv"):
+        if row["student_id"] in kept:
+            kept[row["student_id"]].cells.append(row)
+    return list(kept.values())
+
+
+def _write_results(results: list[Result], out: Path, start: float, merge: bool = False) -> None:
+    """grades.csv and cells.csv, one row per student in a stable order, and the closing line;
+    with ``merge`` the rows of the students not graded now are kept."""
+    graded = len(results)
+    results = results + (_kept(out, results) if merge else [])
     results.sort(key=lambda r: printable(r.row["student_id"]))
     _write_csv(out / "grades.csv", GRADES_COLUMNS, [r.row for r in results])
     _write_csv(out / "cells.csv", CELLS_COLUMNS, [c for r in results for c in r.cells])
     statuses = [r.row["status"] for r in results]
     print(printable(f"grade: {len(results)} row(s) in {out / 'grades.csv'} (")
           + ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
+          + (f"; {graded} graded now, {len(results) - graded} kept" if merge else "")
           + f"), feedback in {printable(out / 'feedback')}, total {time.monotonic() - start:.1f} s")

@@ -6,14 +6,13 @@ nbgrader cell kinds (read from ``cell.metadata.nbgrader``), solution and hidden-
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Callable
 
 import nbformat
 from nbformat import NotebookNode
 
-from . import COURSE_BRANCH, COURSE_REPO
+from .links import CHECKOUT, CourseSetting, load_setting, stamp_text
 
 SOLUTION = ("BEGIN SOLUTION", "END SOLUTION")
 HIDDEN_TESTS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
@@ -22,9 +21,6 @@ MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN T
            "BEGIN MARK SCHEME", "END MARK SCHEME")
 
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
-COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^\s)\"'<>]+?\.ipynb")
-# The set-up cell's `pip install "course_lib @ git+https://github.com/OWNER/NAME"`.
-PIP_GIT_URL = re.compile(r"(git\+https://github\.com/)([\w.-]+/[\w.-]+?)(\.git)?(?=[@#\"'\s]|$)")
 
 # Files never copied from solutions/ into a course directory or the release.
 IGNORED_FILES = (".ipynb_checkpoints", "__pycache__", "*.pyc", ".DS_Store")
@@ -47,10 +43,12 @@ def source_notebooks(root: Path, assignment: str) -> list[Path]:
     return sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
 
 
-def colab_url(assignment: str, notebook: str, folder: str = "exercises") -> str:
-    """Where the badge of ``folder/assignment/notebook.ipynb`` opens it on Colab."""
-    return (f"https://colab.research.google.com/github/{COURSE_REPO}/blob/{COURSE_BRANCH}/"
-            f"{folder}/{assignment}/{notebook}.ipynb")
+def colab_url(assignment: str, notebook: str, folder: str = "exercises",
+              setting: CourseSetting | None = None) -> str:
+    """Where the badge of ``folder/assignment/notebook.ipynb`` opens it on Colab: the repository
+    and tag of ``setting`` (default: this checkout's ``[tool.course]``)."""
+    setting = setting or load_setting(CHECKOUT)
+    return setting.colab_url(f"{folder}/{assignment}/{notebook}.ipynb")
 
 
 # --- nbgrader cell kinds --------------------------------------------------------------------------
@@ -121,13 +119,15 @@ def replace_region(source: str, make: Callable[[str], list[str]],
 
 # --- student notebooks ----------------------------------------------------------------------------
 
-def rewrite_for_release(nb: NotebookNode, assignment: str, notebook: str) -> NotebookNode:
-    """Point the badge at exercises/, the set-up cell at COURSE_REPO; drop run state."""
+def rewrite_for_release(nb: NotebookNode, assignment: str, notebook: str,
+                        setting: CourseSetting | None = None) -> NotebookNode:
+    """Point the badge at exercises/ and every Colab link and install at ``setting``'s repository
+    and tag (default: this checkout's ``[tool.course]``); drop run state."""
+    setting = setting or load_setting(CHECKOUT)
     cells = nb.cells
-    if cells and cells[0].cell_type == "markdown":
-        cells[0].source = COLAB_LINK.sub(colab_url(assignment, notebook), cells[0].source)
-    if len(cells) > 1 and cells[1].cell_type == "code":
-        cells[1].source = PIP_GIT_URL.sub(lambda m: m.group(1) + COURSE_REPO, cells[1].source)
+    own_path = f"exercises/{assignment}/{notebook}.ipynb"
+    for index, cell in enumerate(cells):
+        cell.source = stamp_text(cell.source, setting, own_path if index == 0 else None)
     for cell in cells:
         if cell.cell_type == "code":
             cell.execution_count = None
@@ -137,15 +137,17 @@ def rewrite_for_release(nb: NotebookNode, assignment: str, notebook: str) -> Not
     return nb
 
 
-def student_notebook_problems(nb: NotebookNode, assignment: str, notebook: str) -> list[str]:
+def student_notebook_problems(nb: NotebookNode, assignment: str, notebook: str,
+                              setting: CourseSetting | None = None) -> list[str]:
     """What a released notebook lacks: the badge (first cell) and the Colab set-up (second cell)."""
+    url = colab_url(assignment, notebook, setting=setting)
     problems = []
     cells = nb.cells
     first = cells[0] if cells else None
     if first is None or first.cell_type != "markdown" or BADGE_IMAGE not in first.source:
         problems.append("the first cell is not a markdown cell with the 'Open in Colab' badge")
-    elif colab_url(assignment, notebook) not in first.source:
-        problems.append(f"the badge does not open {colab_url(assignment, notebook)}")
+    elif url not in first.source:
+        problems.append(f"the badge does not open {url}")
     second = cells[1] if len(cells) > 1 else None
     if (second is None or second.cell_type != "code" or "google.colab" not in second.source
             or "pip install" not in second.source):

@@ -2,9 +2,11 @@
 
 The release of an assignment is nbgrader's ``generate_assignment`` run in a temporary course
 directory (solutions stripped, hidden tests removed, outputs cleared, cells locked), then two
-course-specific rewrites: the Colab badge opens ``exercises/`` and the set-up cell installs from
-``COURSE_REPO``. The bytes only depend on the source notebooks, so ``check`` can regenerate and
-compare.
+course-specific rewrites: the Colab badge opens ``exercises/``, and every Colab link and install
+points at the repository and tag of ``[tool.course]`` in pyproject.toml (``links.py``). The bytes
+only depend on the source notebooks and that setting, so ``check`` can regenerate and compare.
+``release`` then stamps the setting into the lectures and the README as well (only the files
+whose links change are rewritten); ``check`` fails when one of them points elsewhere.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from .course import generate_assignment, last_error_line, make_course
+from .links import CourseSetting, SettingError, link_problems, load_setting, stamp_course
 from .notebooks import (HIDDEN_TESTS, IGNORED_FILES, MARKERS, SOLUTION, find_assignments,
                         has_region, is_solution, read_notebook, region_flags, rewrite_for_release,
                         source_notebooks, student_notebook_problems, write_notebook)
@@ -27,8 +30,11 @@ class ReleaseError(RuntimeError):
     pass
 
 
-def build_release(root: Path, assignment: str, work: Path) -> Path:
-    """Generate the student release of one assignment under ``work``; return its folder."""
+def build_release(root: Path, assignment: str, work: Path,
+                  setting: CourseSetting | None = None) -> Path:
+    """Generate the student release of one assignment under ``work``; return its folder. Its links
+    point at ``setting`` (default: ``[tool.course]`` of ``root``)."""
+    setting = setting or load_setting(root)
     course = make_course(work / f"course-{assignment}", root / "solutions", assignment)
     run = generate_assignment(course, assignment, timeout=RELEASE_TIMEOUT_S)
     if not run.ok:
@@ -38,12 +44,37 @@ def build_release(root: Path, assignment: str, work: Path) -> Path:
     release = course / "release" / assignment
     for path in sorted(release.glob("*.ipynb")):
         nb = read_notebook(path)
-        write_notebook(rewrite_for_release(nb, assignment, path.stem), path)
+        write_notebook(rewrite_for_release(nb, assignment, path.stem, setting), path)
     return release
 
 
 def release(root: Path, assignments: list[str] | None = None) -> int:
-    """Regenerate ``exercises/<assignment>`` for the given assignments (default: all)."""
+    """Regenerate ``exercises/<assignment>`` for the given assignments (default: all), then stamp
+    ``[tool.course]`` into the links of the lectures, the exercises and the README."""
+    try:
+        setting = load_setting(root)
+    except SettingError as error:
+        print(f"release: {error}")
+        return 1
+    status = _release_assignments(root, assignments, setting)
+    if status == 0:
+        try:
+            changed = stamp_course(root, setting)
+        except ValueError as error:   # a notebook that is not JSON, a README that is not UTF-8
+            print(f"release: cannot stamp the links of lectures/, exercises/ and README.md: "
+                  f"{error}")
+            return 1
+        for rel in changed:
+            print(f"release: {rel} now points at {setting.repository} at tag {setting.tag}")
+        if setting.is_placeholder:
+            print(f"release: note: [tool.course] repository in pyproject.toml is the placeholder "
+                  f"{setting.repository}; badges and Colab installs work once it names the public "
+                  f"repository (README.md, 'Publishing the course')")
+    return status
+
+
+def _release_assignments(root: Path, assignments: list[str] | None,
+                         setting: CourseSetting) -> int:
     known = find_assignments(root)
     if not known:
         print(f"release: no assignment under {root / 'solutions'}")
@@ -62,7 +93,7 @@ def release(root: Path, assignments: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="autograder-release-") as tmp:
         for assignment in assignments:
             try:
-                fresh = build_release(root, assignment, Path(tmp))
+                fresh = build_release(root, assignment, Path(tmp), setting)
             except ReleaseError as error:
                 print(f"release: {error}")
                 return 1
@@ -145,7 +176,7 @@ def secret_lines(source_nb) -> set[str]:
     return {line for line in secret - public - _stub_lines() if _distinctive(line)}
 
 
-def scan_release(root: Path, assignment: str) -> list[str]:
+def scan_release(root: Path, assignment: str, setting: CourseSetting) -> list[str]:
     """Leaks and missing Colab plumbing in the committed student notebooks of one assignment."""
     problems = []
     for source in source_notebooks(root, assignment):
@@ -169,32 +200,40 @@ def scan_release(root: Path, assignment: str) -> list[str]:
                     problems.append(f"{label} cell {index} contains a line of the solution or "
                                     f"hidden tests: {line.strip()!r}")
         problems += [f"{label}: {p}" for p in student_notebook_problems(nb, assignment,
-                                                                         source.stem)]
+                                                                         source.stem, setting)]
     return problems
 
 
 def check(root: Path) -> int:
-    """Exit status 1 with the list of problems when exercises/ is stale or leaks; 0 otherwise."""
+    """Exit status 1 with the list of problems when exercises/ is stale or leaks, or when a
+    lecture, an exercise or the README links elsewhere than ``[tool.course]``; 0 otherwise."""
+    try:
+        setting = load_setting(root)
+    except SettingError as error:
+        print(f"check: FAILED: {error}")
+        return 1
     assignments = find_assignments(root)
     problems = [f"exercises/{name}/ has no source solutions/{name}/"
                 for name in _released_assignments(root) if name not in assignments]
+    problems += link_problems(root, setting)
     with tempfile.TemporaryDirectory(prefix="autograder-check-") as tmp:
         for assignment in assignments:
             try:
-                fresh = build_release(root, assignment, Path(tmp))
+                fresh = build_release(root, assignment, Path(tmp), setting)
             except ReleaseError as error:
                 problems.append(str(error))
                 continue
             problems += compare_trees(fresh, root / "exercises" / assignment,
                                       f"exercises/{assignment}")
-            problems += scan_release(root, assignment)
+            problems += scan_release(root, assignment, setting)
     if problems:
-        print(f"check: FAILED, {len(problems)} problem(s) in {root / 'exercises'}:")
+        print(f"check: FAILED, {len(problems)} problem(s) in {root}:")
         for problem in problems:
             print(f"  - {problem}")
-        print("Regenerate with `python -m autograder release` and commit exercises/; if a leak "
-              "remains, fix the markers in the solutions/ notebook.")
+        print("Regenerate with `python -m autograder release` and commit exercises/, lectures/ "
+              "and README.md; if a leak remains, fix the markers in the solutions/ notebook.")
         return 1
     print(f"check: ok, exercises/ matches solutions/ ({len(assignments)} assignment(s)), "
-          "no solution or hidden-test line, badges and set-up cells present")
+          "no solution or hidden-test line, badges and set-up cells present, every link of the "
+          f"lectures, exercises and README opens {setting.repository} at tag {setting.tag}")
     return 0

@@ -1,6 +1,7 @@
 """Command line for the jobs a homework or an instructor runs outside a notebook.
 
     python -m course_lib --help                     # the commands; COMMAND --help for options
+    python -m course_lib --version                  # course_lib <version>
     python -m course_lib info                       # versions, device, scale
     python -m course_lib shapes --n 64 --out grid.png
     python -m course_lib supervised --json out.json # the learnability smoke run
@@ -21,14 +22,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import platform
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
 from .labs.infonce import PRETRAIN_SCALES, TEMPERATURES
 from .labs.mae import RATIOS as MAE_RATIOS
 from .labs.mae import STRATEGIES as MAE_STRATEGIES
@@ -36,6 +35,8 @@ from .labs.mae import speedup_summary, sweep_summary
 from .labs.pretrain import checkpoint_summary
 from ._cli_types import (json_option, mask_ratio, non_negative_int, output_file, positive_float,
                          positive_int, scale_option, seed_option)
+from ._cli_info import (info_arguments, info_run, info_summary, installed_version,
+                        shapes_arguments, shapes_run, shapes_summary)
 from .runtime import at_scale
 
 
@@ -45,62 +46,7 @@ def _settings(args: argparse.Namespace):
 
 
 # --- the commands: arguments, run(args) -> dict, summary(result) -> str ------------------------
-def info_arguments(p: argparse.ArgumentParser) -> None:
-    json_option(p)
-
-
-def info_run(args: argparse.Namespace) -> dict:
-    import timm
-    import torch
-    import torchvision
-
-    from .runtime import default_device, default_scale, in_colab
-    device = default_device()
-    return {"course_lib": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "timm": timm.__version__,
-            "device": str(device), "scale": default_scale(device), "colab": in_colab(),
-            "cuda_available": torch.cuda.is_available(), "threads": torch.get_num_threads()}
-
-
-def info_summary(result: dict) -> str:
-    return "\n".join(f"{key:>15}: {value}" for key, value in result.items())
-
-
-def shapes_arguments(p: argparse.ArgumentParser) -> None:
-    from .data import IMAGE_SIZE_RANGE
-    p.add_argument("--n", type=positive_int, default=10000, help="number of images")
-    p.add_argument("--size", type=positive_int, default=32,
-                   help=f"image side in pixels, {IMAGE_SIZE_RANGE[0]} to {IMAGE_SIZE_RANGE[1]}")
-    seed_option(p)
-    p.add_argument("--out", type=output_file(".png"), default=None,
-                   help="PNG file for a grid of the first 64 images")
-    json_option(p)
-
-
-def shapes_run(args: argparse.Namespace) -> dict:
-    from .data import SHAPE_CLASSES, make_shapes
-    start = time.perf_counter()
-    images, labels, masks = make_shapes(args.n, image_size=args.size, seed=args.seed)
-    result = {"n": args.n, "image_size": args.size, "seed": args.seed,
-              "seconds": round(time.perf_counter() - start, 3), "classes": len(SHAPE_CLASSES),
-              "mask_fraction": masks.float().mean().item()}
-    if args.out:
-        import matplotlib
-        matplotlib.use("Agg")
-        from .viz import image_grid
-        shown = min(args.n, 64)
-        fig = image_grid(images[:shown], labels=[SHAPE_CLASSES[i] for i in labels[:shown]])
-        fig.savefig(args.out, dpi=120)
-        result["grid"] = args.out
-    return result
-
-
-def shapes_summary(result: dict) -> str:
-    return (f"make_shapes({result['n']}, image_size={result['image_size']}, seed={result['seed']}): "
-            f"{result['seconds']:.2f} s, {result['classes']} classes, mean mask fraction "
-            f"{result['mask_fraction']:.3f}" + (f"\nwrote {result['grid']}" if "grid" in result else ""))
-
-
+# (info and shapes, which train nothing, are in _cli_info.py)
 def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     from .backbones import PRESETS
     scale_option(p)
@@ -368,7 +314,7 @@ def _per_scale(values: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_lib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"course_lib {__version__}")
+    parser.add_argument("--version", action="version", version=f"course_lib {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help,
