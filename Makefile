@@ -17,7 +17,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
 .PHONY: bootstrap lab test test-fast notebooks release check bench-deps clean-venv
-.PHONY: browser-deps
+.PHONY: browser-deps colab-stack
 
 bootstrap: $(STAMP)
 
@@ -41,7 +41,10 @@ lab: bootstrap
 # The solution notebooks are executed by the unit tests, twice already: in-process by
 # tests/test_notebook_contract.py (every test cell passes, nothing on stderr) and in a kernel by
 # the graded batches of tests/test_autograder.py (full marks); a third run here would check nothing new.
-NOTEBOOKS := $(shell find lectures -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
+# Lecture 02 runs on Colab's widget and numpy stack instead (tests/test_colab_stack.py, .venv-colab).
+COLAB_LECTURE := lectures/02_dino.ipynb
+LECTURES  := $(shell find lectures -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
+NOTEBOOKS := $(filter-out $(COLAB_LECTURE),$(LECTURES))
 
 # One pytest session on $(WORKERS) workers with one math thread each: two workers each using every
 # core made torch's thread pools fight (a 93 s notebook took over 8 minutes). Work is handed out
@@ -50,13 +53,21 @@ NOTEBOOKS := $(shell find lectures -name '*.ipynb' -not -path '*/.ipynb_checkpoi
 # once, on one worker). One session instead of a unit phase and a notebook phase: neither ends
 # with a worker idle while the other finishes. `autograder check` runs as
 # tests/test_autograder.py::test_check_passes_on_the_committed_tree.
-test: bootstrap browser-deps
+# The set-up steps run side by side (-j3): Chromium's apt install (about a minute on a fresh
+# machine) overlaps the venv's pip install instead of following it.
+test:
+	@$(MAKE) --no-print-directory -j3 bootstrap browser-deps colab-stack
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope --no-loadscope-reorder \
 		--durations=15 --nbval-lax --nbval-current-env --ignore=tests/fixtures \
 		$(NOTEBOOKS) tests $(ARGS)
 
 test-fast: bootstrap
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope tests -m "not slow" $(ARGS)
+
+# Re-execute lectures and save their outputs without widget state (tools/execute_lectures.py):
+# `make notebooks` runs every lecture, `make notebooks LECTURES=lectures/01_infonce.ipynb` one.
+notebooks: bootstrap
+	OMP_NUM_THREADS=1 $(PY) tools/execute_lectures.py $(LECTURES)
 
 release: bootstrap
 	$(PY) -m autograder release
@@ -102,5 +113,23 @@ browser-deps:
 	$$apt install --no-install-recommends $(BROWSER_PACKAGES) >/dev/null 2>&1 \
 		|| { $$apt update >/dev/null && $$apt install --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; }
 
+# Colab's stack (requirements/colab.txt: ipywidgets 7, Colab's numpy) over .venv: .venv-colab is a
+# venv whose own site-packages hold those pins and whose .pth adds .venv's site-packages after
+# them, so everything else (torch, course_lib, pytest, nbval) is the one the lock installed.
+COLAB_VENV  := .venv-colab
+COLAB_STAMP := $(COLAB_VENV)/.ready
+colab-stack: $(COLAB_STAMP)
+
+$(COLAB_STAMP): requirements/colab.txt $(STAMP)
+	rm -rf $(COLAB_VENV)
+	$(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -c "import pathlib, sysconfig, sys; \
+		pathlib.Path(sysconfig.get_paths()['purelib'], 'zz_course_venv.pth').write_text( \
+		f'import site; site.addsitedir({sys.argv[1]!r})\n')" $(SITE_PACKAGES)
+	$(COLAB_VENV)/bin/python -m pip install -qq --no-deps --no-compile -r requirements/colab.txt
+	$(COLAB_VENV)/bin/python -m compileall -q -j 0 "$$($(COLAB_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+	@touch $(COLAB_STAMP)
+	@echo "colab-stack: $(COLAB_VENV) ready"
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(COLAB_VENV)
