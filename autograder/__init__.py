@@ -6,6 +6,14 @@
     python -m autograder samples ASSIGNMENT OUT     # fixture submissions (tests, dry runs)
     python -m autograder publish DIR                # the student-facing tree, for the public repo
 
+A whole term (``--term DIR``, default ``grading/``: roster, due dates, late policy):
+
+    python -m autograder collect ASSIGNMENT DOWNLOAD  # LMS download -> submissions/<student_id>/
+    python -m autograder grade ASSIGNMENT [--only STUDENT ...]   # merged: other rows kept
+    python -m autograder manual ASSIGNMENT [STUDENT [CELL_ID SCORE]]   # written answers
+    python -m autograder export [ASSIGNMENT ...]    # one row per roster student, late penalty
+    python -m autograder feedback ASSIGNMENT        # hand-back pages with the manual scores
+
 See ``autograder/README.md`` for the instructor's path and what grading does and does not enforce.
 """
 import sys
