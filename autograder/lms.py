@@ -25,9 +25,11 @@ import os
 import re
 import shutil
 import stat
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from .redact import printable
 from .submissions import HIDDEN_PREFIXES, MAX_NOTEBOOK_BYTES
@@ -225,18 +227,26 @@ def item_time(item: Item) -> tuple[datetime | None, str, str]:
     return file_time([p for p in item.files if p.name != TIMESTAMP_FILE]), "file time", note
 
 
+@contextmanager
+def checked_csv(path: Path, columns) -> Iterator[csv.DictReader]:
+    """A ``csv.DictReader`` over ``path`` whose header holds every one of ``columns``; TermError
+    naming the missing ones otherwise."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = set(columns) - set(reader.fieldnames or [])
+        if missing:
+            raise TermError(f"{path}: line 1 lacks the column(s) {', '.join(sorted(missing))}; "
+                            f"expected {', '.join(columns)}")
+        yield reader
+
+
 def read_timestamps(path: Path) -> dict[str, dict[str, str]]:
     """``timestamps.csv`` (written by ``collect``, correctable by hand): student -> row, each
     ``submitted_at`` checked to be a time."""
     if not path.is_file():
         return {}
     rows = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = set(TIMESTAMP_COLUMNS) - set(reader.fieldnames or [])
-        if missing:
-            raise TermError(f"{path}: line 1 lacks the column(s) {', '.join(sorted(missing))}; "
-                            f"expected {', '.join(TIMESTAMP_COLUMNS)}")
+    with checked_csv(path, TIMESTAMP_COLUMNS) as reader:
         for row in reader:
             where = f"{path}: line {reader.line_num}"
             if row["submitted_at"]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
-from .lms import TermError, write_csv
+from .lms import TermError, checked_csv, write_csv
 from .notebooks import grade_id, read_notebook
 from .redact import printable
 
@@ -90,12 +90,7 @@ def read_manual(path: Path, cells: list[ManualCell], students: set[str]) -> list
         return []
     by_key = {(c.notebook, c.grade_id): c for c in cells}
     rows, errors, seen = [], [], set()
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = set(MANUAL_COLUMNS) - set(reader.fieldnames or [])
-        if missing:
-            raise TermError(f"{path}: line 1 lacks the column(s) {', '.join(sorted(missing))}; "
-                            f"expected {', '.join(MANUAL_COLUMNS)}")
+    with checked_csv(path, MANUAL_COLUMNS) as reader:
         for raw in reader:
             row = {k: v or "" for k, v in raw.items() if k is not None}   # extra columns kept
             row.update({k: (raw.get(k) or "").strip() for k in MANUAL_COLUMNS if k != "comment"})
