@@ -222,9 +222,9 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
                                   probe_epochs=0, diagnostics=False, device=device)
     config = TrainConfig(steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
                          warmup_steps=min(20, steps // 10), seed=seed, progress=progress)
-    start = time.perf_counter()
+    commit, start = _commit(), time.perf_counter()   # the code the run started with
     history = train(method, train_x, config, labels=train_y, device=device)
-    meta = {"method": name, "scale": scale, "steps": steps, "seed": seed, "commit": _commit(),
+    meta = {"method": name, "scale": scale, "steps": steps, "seed": seed, "commit": commit,
             "pooling": POOLING[name], "data": data,
             "train_seconds": round(time.perf_counter() - start, 1),
             "threads": torch.get_num_threads(), "device": str(device),
