@@ -21,6 +21,8 @@ def test_saved_lecture_keeps_no_widget_state_and_a_figure_under_each_widget(path
     assert "widgets" not in notebook["metadata"], f"{path.name}: saved widget state; run tools/execute_lectures.py"
     for index, cell in enumerate(notebook["cells"]):
         outputs = cell.get("outputs", [])
+        assert not outputs or cell.get("execution_count") is not None, (
+            f"{path.name} cell {index}: outputs without an execution count (nbval fails such a cell)")
         assert not any(WIDGET_VIEW in o.get("data", {}) for o in outputs), f"{path.name} cell {index}: a widget view"
         if cell["cell_type"] == "code" and "widgets.interact(" in "".join(cell["source"]):
             assert any("image/png" in o.get("data", {}) for o in outputs), (
