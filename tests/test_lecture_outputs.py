@@ -40,3 +40,36 @@ def test_strip_widgets_drops_state_and_views_and_keeps_everything_else():
     assert execute_lectures.strip_widgets(notebook) == 1
     assert notebook["metadata"] == {"kernelspec": {"name": "python3"}}
     assert notebook["cells"][0]["outputs"] == [figure, text]
+
+
+def test_execute_lectures_runs_a_notebook_and_saves_it_without_widget_state(tmp_path, capsys):
+    """The tool end to end on a two-cell notebook: executed in a kernel (outputs and counts saved,
+    one timing line a cell), the interact's view and the widget state dropped, the figure kept."""
+    import nbformat
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("print(6 * 7)"),
+        nbformat.v4.new_code_cell("import ipywidgets as widgets\n"
+                                  "from IPython.display import Image, display\n"
+                                  "display(Image(data=bytes.fromhex('89504e470d0a1a0a'), format='png'))\n"
+                                  "widgets.interact(lambda x=1: x, x=widgets.IntSlider(1, 0, 3));")]
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(notebook, path)
+    assert execute_lectures.main([str(path), "--cell-timeout", "60"]) == 0
+    saved = json.loads(path.read_text())
+    assert "widgets" not in saved["metadata"]
+    first, second = saved["cells"]
+    assert "".join(first["outputs"][0]["text"]) == "42\n" and first["execution_count"] == 1
+    assert [list(o["data"]) for o in second["outputs"]] == [["image/png", "text/plain"]]
+    assert capsys.readouterr().out.count("  cell ") == 2
+
+
+def test_execute_lectures_saves_nothing_when_a_cell_fails(tmp_path):
+    import nbformat
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(notebook, path)
+    before = path.read_bytes()
+    assert execute_lectures.main([str(path)]) == 1
+    assert path.read_bytes() == before
