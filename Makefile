@@ -44,10 +44,7 @@ lab: bootstrap
 # The longest test modules go first, right after the lectures, so that no worker starts one of
 # them while the other has nothing left (pytest collects each file once).
 LONG_TESTS := tests/test_colab_stack.py tests/test_autograder.py tests/test_term.py tests/test_browser.py
-# Lecture 02 runs on Colab's widget and numpy stack instead (tests/test_colab_stack.py, .venv-colab).
-COLAB_LECTURE := lectures/02_dino.ipynb
 LECTURES  := $(shell find lectures -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
-NOTEBOOKS := $(filter-out $(COLAB_LECTURE),$(LECTURES))
 
 # One pytest session on $(WORKERS) workers with one math thread each: two workers each using every
 # core made torch's thread pools fight (a 93 s notebook took over 8 minutes). Work is handed out
@@ -62,7 +59,7 @@ test:
 	@$(MAKE) --no-print-directory -j3 bootstrap browser-deps colab-stack
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope --no-loadscope-reorder \
 		--durations=15 --nbval-lax --nbval-current-env --ignore=tests/fixtures \
-		$(NOTEBOOKS) $(LONG_TESTS) tests $(ARGS)
+		$(LECTURES) $(LONG_TESTS) tests $(ARGS)
 
 test-fast: bootstrap
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope tests -m "not slow" $(ARGS)
