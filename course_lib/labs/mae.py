@@ -176,11 +176,11 @@ class SweepScale:
 
 
 SWEEP_SCALES: dict[str, SweepScale] = {
-    # CPU: 4x4 patches of 8 px on the 32 px shapes (the CPU ViT's width and depth with a plain
-    # patch stem), a one-block decoder
+    # CPU: 8x8 patches of 4 px on the 32 px shapes, the grid of the zoo's MAE (the CPU ViT's width
+    # and depth with a plain patch stem), a one-block decoder
     "cpu": SweepScale(
         n_train=5000, n_test=1000,
-        vit=dict(preset="cpu", stem="patch", patch_size=8),
+        vit=dict(preset="cpu", stem="patch", patch_size=4),
         mae=MAEConfig(decoder_dim=64, decoder_depth=1, decoder_heads=4),
         train=TrainConfig(steps=800, batch_size=128, lr=1.5e-3, warmup_steps=20, log_every=20,
                           progress=False),
