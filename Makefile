@@ -43,7 +43,8 @@ lab: bootstrap
 # the graded batches of tests/test_autograder.py (full marks); a third run here would check nothing new.
 # The longest test modules go first, right after the lectures, so that no worker starts one of
 # them while the other has nothing left (pytest collects each file once).
-LONG_TESTS := tests/test_colab_stack.py tests/test_autograder.py tests/test_term.py tests/test_browser.py
+# $(wildcard): the published student tree (`publish`, see the README) has no grader tests.
+LONG_TESTS := $(wildcard tests/test_colab_stack.py tests/test_autograder.py tests/test_term.py tests/test_browser.py)
 LECTURES  := $(shell find lectures -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
 
 # One pytest session on $(WORKERS) workers with one math thread each: two workers each using every

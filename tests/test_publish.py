@@ -236,6 +236,9 @@ def test_publish_writes_the_student_tree_without_solutions_hidden_tests_or_grade
     assert "## For students" in readme and "## For instructors" not in readme
     assert "## Publishing the course" not in readme
     assert "-m autograder" not in (out / "Makefile").read_text()
+    dry = subprocess.run(["make", "-n", "-C", str(out), "test"], capture_output=True, text=True)
+    named = set(re.findall(r"tests/[\w/]+\.py", dry.stdout))     # what `make test` would run
+    assert named and all((out / rel).is_file() for rel in named), sorted(named)
     assert link_problems(out, SETTING) == []
     assert "solutions/01_infonce/infonce.ipynb" in run.stdout      # the summary says what stayed
 
