@@ -2,8 +2,8 @@
 
 The stages, one file each: ``submissions.py`` (find, read and repair what was handed in),
 ``template.py`` (release and solution runs, once per batch), ``run.py`` (one notebook in a jail),
-``journal.py`` (what the kernel runs, and the verdicts), ``feedback.py`` (the pages), this file
-(one submission in a worker, and the batch).
+``journal.py`` (what the kernel runs, and the verdicts), ``feedback.py`` (the pages),
+``results.py`` (grades.csv and cells.csv), this file (one submission in a worker, and the batch).
 
 Trust model (``autograder/README.md``): everything produced inside a student's jail (the journal,
 the executed notebook, exit codes, log lines) and every file name inside a submission is
@@ -30,7 +30,6 @@ cannot be produced without solving the exercise.
 """
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import signal
@@ -45,14 +44,12 @@ from pathlib import Path
 from . import feedback, journal, sandbox
 from .notebooks import grade_id, is_test, read_notebook, source_notebooks, write_notebook
 from .redact import Redactor, csv_cell, printable
+from .results import Result, write_results
 from .run import JailRun, batch_uids, read_executed, run_in_jail
 from .submissions import find_jobs, read_submission, restore_grade_cells
 from .template import GradedCell, TemplateNotebook, build_template
 
 CELL_TIMEOUT = 120              # s for one cell; past it the cell is interrupted, the rest runs
-GRADES_COLUMNS = ["student_id", "score", "max_score", "manual_max_score", "status", "detail",
-                  "submitted"]
-CELLS_COLUMNS = ["student_id", "notebook", "grade_id", "kind", "score", "max_score"]
 
 
 @dataclass(frozen=True)
@@ -75,14 +72,6 @@ class Task:
     @property
     def submitted(self) -> str:
         return " | ".join(Path(p).name for p in self.files.values())
-
-
-@dataclass
-class Result:
-    """A student's row of grades.csv and rows of cells.csv."""
-    row: dict[str, str]
-    cells: list[dict[str, str]]
-    seconds: float = 0.0
 
 
 @dataclass
@@ -279,14 +268,6 @@ def _unrun(student_id: str, status: str, reason: str, submitted: str, cells: lis
 
 # --- the batch ------------------------------------------------------------------------------------
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    """Every cell through ``redact.csv_cell``: any file name, no formula, one line."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
-
-
 def _report(result: Result) -> None:
     row = result.row
     print(printable(f"{row['student_id']:<24} {row['score']:>6}/{row['max_score']:<6} "
@@ -375,38 +356,5 @@ def grade(root: Path, assignment: str, submissions: Path, out: Path, *, workers:
                       max(1, (os.cpu_count() or 1) // workers), uid, keep_work)
                  for job, uid in runnable]
         results += _run_batch(tasks, workers)
-    _write_results(results, out, start, merge=merge or only is not None)
+    write_results(results, out, start, merge=merge or only is not None)
     return 0 if len(results) == len(jobs) else 1
-
-
-def _previous(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _kept(out: Path, results: list[Result]) -> list[Result]:
-    """The rows of OUT's grades.csv and cells.csv of students not in ``results`` (--only)."""
-    regraded = {csv_cell(r.row["student_id"]) for r in results}
-    kept = {row["student_id"]: Result(row, []) for row in _previous(out / "grades.csv")
-            if row["student_id"] not in regraded}
-    for row in _previous(out / "cells.csv"):
-        if row["student_id"] in kept:
-            kept[row["student_id"]].cells.append(row)
-    return list(kept.values())
-
-
-def _write_results(results: list[Result], out: Path, start: float, merge: bool = False) -> None:
-    """grades.csv and cells.csv, one row per student in a stable order, and the closing line;
-    with ``merge`` the rows of the students not graded now are kept."""
-    graded = len(results)
-    results = results + (_kept(out, results) if merge else [])
-    results.sort(key=lambda r: printable(r.row["student_id"]))
-    _write_csv(out / "grades.csv", GRADES_COLUMNS, [r.row for r in results])
-    _write_csv(out / "cells.csv", CELLS_COLUMNS, [c for r in results for c in r.cells])
-    statuses = [r.row["status"] for r in results]
-    print(printable(f"grade: {len(results)} row(s) in {out / 'grades.csv'} (")
-          + ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
-          + (f"; {graded} graded now, {len(results) - graded} kept" if merge else "")
-          + f"), feedback in {printable(out / 'feedback')}, total {time.monotonic() - start:.1f} s")
