@@ -45,13 +45,28 @@ def test_mae_ratio_long_trains_at_the_asked_ratio_and_appends_one_row_per_ratio(
     import json
     out = tmp_path / "ratios.jsonl"
     run_script("mae_ratio_long.py", "--ratios", "0.3", "0.6", "--steps", "2", "--finetune-steps",
-               "1", "--n-train", "128", "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
+               "1", "--n-train", "128", "--n-test", "64", "--out", str(out), "--save-dir",
+               str(tmp_path / "family"), monkeypatch=monkeypatch)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["mask_ratio"] for r in rows] == [0.3, 0.6]        # read back from the run's config
+    from course_lib.labs.mae_ratios import family
+    saved = family(tmp_path / "family")                         # one encoder per ratio, by name
+    assert list(saved) == [0.3, 0.6] and saved[0.6].meta["steps"] == 2
     for row in rows:
         assert row["steps"] == 2 and row["finetune_steps"] == 1
         for key in ("knn_accuracy", "linear_probe", "finetune_accuracy", "untrained_knn_accuracy"):
             assert 0.0 <= row[key] <= 1.0, key
+
+
+def test_the_long_mae_model_is_written_whole_with_its_losses(tmp_path, monkeypatch, capsys):
+    from course_lib.labs.mae_ratios import load_mae
+    out = tmp_path / "model.pt"
+    run_script("mae_long_model.py", "--steps", "2", "--n-train", "160", "--ratio", "0.5",
+               "--out", str(out), monkeypatch=monkeypatch)
+    mae, meta = load_mae(out)
+    assert meta["steps"] == 2 and meta["n_train"] == 160 and mae.config.mask_ratio == 0.5
+    assert len(meta["loss"]["values"]) >= 1 and meta["held_out_loss"] > 0
+    assert "2 steps at r = 0.5" in capsys.readouterr().out
 
 
 def test_probe_against_finetune_writes_both_numbers_per_checkpoint(tmp_path, monkeypatch, capsys):

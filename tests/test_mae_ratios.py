@@ -5,6 +5,7 @@ import math
 from dataclasses import replace
 
 import pytest
+import torch
 
 from course_lib import zoo
 from course_lib.labs import mae_ratios
@@ -56,6 +57,13 @@ def test_the_curve_names_a_bad_path_or_metric(tmp_path):
         mae_ratios.ratio_curve(mae_ratios.CURVE_FILE, metric="accuracy")
 
 
+def test_the_committed_curve_has_three_seeds_at_every_ratio_of_one_length():
+    curve = mae_ratios.ratio_curve()
+    assert list(curve["ratios"]) == [0.1, 0.25, 0.5, 0.75, 0.9] and curve["steps"] == 1500
+    for ratio, summary in curve["ratios"].items():
+        assert summary["n"] >= 3, ratio
+
+
 @pytest.fixture(scope="module")
 def tiny_family(tmp_path_factory):
     """Two encoders of two steps each, saved as the benchmark saves them."""
@@ -94,6 +102,16 @@ def test_the_family_refuses_a_misnamed_checkpoint_or_an_empty_directory(tiny_fam
         mae_ratios.judge_family({})
 
 
+def test_the_shipped_family_is_one_seed_at_five_ratios_and_its_weights_give_its_knn():
+    models = mae_ratios.family()
+    assert list(models) == [0.1, 0.25, 0.5, 0.75, 0.9]
+    assert {(m.meta["seed"], m.meta["steps"], m.meta["method"]) for m in models.values()} == {(1, 1500, "mae")}
+    model = models[0.1]
+    train_x, train_y, test_x, test_y = shapes_for(model.meta["data"])
+    recomputed = knn_by_loop(model.features(train_x), train_y, model.features(test_x), test_y)
+    assert recomputed == pytest.approx(model.meta["metrics"]["knn_accuracy"], abs=0.01)
+
+
 def test_the_plot_draws_one_error_bar_per_ratio_and_every_seed(tmp_path):
     rows = [row(r, s, 0.1 + r / 10 + s / 100) for r in (0.1, 0.5) for s in range(3)] + [row(0.5, 0, 0.1, steps=1)]
     curve = mae_ratios.ratio_curve(write_rows(tmp_path / "rows.jsonl", rows))
@@ -101,3 +119,35 @@ def test_the_plot_draws_one_error_bar_per_ratio_and_every_seed(tmp_path):
     dots = [line for line in ax.lines if line.get_linestyle() == "None" and len(line.get_xdata()) == 3]
     assert len(dots) == 2 and sorted(dots[1].get_ydata()) == pytest.approx(curve["ratios"][0.5]["values"])
     assert any("3 seeds" in text.get_text() for text in ax.get_legend().get_texts())
+
+
+def test_a_saved_mae_loads_back_whole_and_predicts_as_before(tmp_path):
+    from course_lib.backbones import build_vit
+    from course_lib.mae import MAE, MAEConfig, reconstruction_loss
+    from course_lib.data import make_shapes
+    torch.manual_seed(0)
+    mae = MAE(build_vit("cpu", stem="patch", patch_size=4), MAEConfig(decoder_dim=32, decoder_depth=1,
+                                                                     decoder_heads=2)).eval()
+    mae_ratios.save_mae(tmp_path / "m.pt", mae, {"steps": 0})
+    loaded, meta = mae_ratios.load_mae(tmp_path / "m.pt")
+    assert meta["steps"] == 0 and meta["mae"]["decoder_dim"] == 32 and meta["vit"]["patch_size"] == 4
+    assert not loaded.training
+    images, _, _ = make_shapes(16, image_size=32, seed=0)
+    before = reconstruction_loss(mae, images, 0.75, seed=0)
+    after = reconstruction_loss(loaded, images, 0.75, seed=0)
+    assert after == pytest.approx(before, rel=1e-2)          # the weights went through float16
+    with pytest.raises(ValueError, match="path must be a file written by save_mae"):
+        mae_ratios.load_mae(tmp_path / "none.pt")
+    with pytest.raises(ValueError, match="mae must be a course_lib.mae.MAE"):
+        mae_ratios.save_mae(tmp_path / "x.pt", mae.encoder, {})
+
+
+def test_the_shipped_long_model_gives_its_recorded_held_out_loss():
+    from course_lib.data import make_shapes
+    from course_lib.mae import reconstruction_loss
+    mae, meta = mae_ratios.load_mae()
+    assert meta["steps"] == 1500 and meta["mae"]["mask_ratio"] == 0.75 and len(meta["commit"]) == 40
+    test_images, _, _ = make_shapes(2000, image_size=32, seed=meta["seed"], split="test")
+    loss = reconstruction_loss(mae, test_images, 0.75, seed=meta["seed"])
+    assert loss == pytest.approx(meta["held_out_loss"], abs=0.01)
+    assert loss < 0.8 * meta["loss"]["values"][0]           # and it trained: well below step 0
