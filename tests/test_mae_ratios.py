@@ -100,6 +100,10 @@ def test_the_family_refuses_a_misnamed_checkpoint_or_an_empty_directory(tiny_fam
         mae_ratios.family(tmp_path / "nothing")
     with pytest.raises(ValueError, match="models must hold at least one encoder"):
         mae_ratios.judge_family({})
+    models = mae_ratios.family(directory)
+    models[0.6].meta = {**models[0.6].meta, "seed": 4}
+    with pytest.raises(ValueError, match="models must share one seed, scale, number of steps and data"):
+        mae_ratios.judge_family(models)
 
 
 def test_the_shipped_family_is_one_seed_at_five_ratios_and_its_weights_give_its_knn():

@@ -2,7 +2,7 @@
 the fine-tune curve over seeds (section 4), and the lecture's own model trained longer, decoder
 included, to draw reconstructions with (section 5).
 
-Both come from ``benchmarks/mae_ratio_long.py``: the zoo's MAE recipe (``labs.pretrain``: 1500
+The family and the curve come from ``benchmarks/mae_ratio_long.py``: the zoo's MAE recipe (``labs.pretrain``: 1500
 steps, batch 128, 8x8 tokens of 4 px on the 32 px shapes) trained at r = 0.1, 0.25, 0.5, 0.75 and
 0.9 with nothing else changed.
 
@@ -69,6 +69,11 @@ def judge_family(models: dict[float, zoo.Pretrained], *, probe_epochs: int = 100
     one, on the data of their metadata. Returns {"untrained": metrics, 0.1: metrics, ...}."""
     if not models:
         raise ValueError("models must hold at least one encoder")
+    runs = {(m.meta["seed"], m.meta["scale"], m.meta["steps"],
+             json.dumps(m.meta["data"], sort_keys=True)) for m in models.values()}
+    if len(runs) > 1:
+        raise ValueError("models must share one seed, scale, number of steps and data (they start "
+                         f"from one untrained encoder), got {len(runs)} different runs")
     start = untrained_like(next(iter(models.values())))
     table = {"untrained": zoo.measure(start, probe_epochs=probe_epochs)}
     for ratio, model in models.items():
@@ -120,8 +125,11 @@ def ratio_curve(path: str | Path = CURVE_FILE, metric: str = "finetune_accuracy"
     if len(steps) > 1:
         raise ValueError(f"{path.name} mixes runs of {sorted(steps)} steps")
     untrained = groups.pop("untrained", None)
-    summary = lambda seeds: {**_spread([seeds[s] for s in sorted(seeds)]),  # noqa: E731
-                             "seeds": sorted(seeds), "values": [seeds[s] for s in sorted(seeds)]}
+
+    def summary(seeds: dict[int, float]) -> dict:
+        values = [seeds[seed] for seed in sorted(seeds)]
+        return {**_spread(values), "seeds": sorted(seeds), "values": values}
+
     return {"metric": metric, "steps": steps.pop() if steps else None,
             "ratios": {r: summary(groups[r]) for r in sorted(groups)},
             "untrained": summary(untrained) if untrained else None}
