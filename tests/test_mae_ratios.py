@@ -62,6 +62,7 @@ def test_the_committed_curve_has_three_seeds_at_every_ratio_of_one_length():
     assert list(curve["ratios"]) == [0.1, 0.25, 0.5, 0.75, 0.9] and curve["steps"] == 1500
     for ratio, summary in curve["ratios"].items():
         assert summary["n"] >= 3, ratio
+    assert curve["untrained"]["n"] >= 3           # one untrained start per seed, to pair with
 
 
 @pytest.fixture(scope="module")
