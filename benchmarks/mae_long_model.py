@@ -11,16 +11,15 @@ held-out masked-patch loss.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
 from course_lib.data import make_shapes
 from course_lib.labs import mae as lab
 from course_lib.labs.mae_ratios import LONG_MODEL, save_mae
+from course_lib.labs.pretrain import _commit
 from course_lib.mae import reconstruction_loss
 
 
@@ -38,9 +37,7 @@ def main() -> None:
                                   warmup_steps=min(setup.train.warmup_steps, args.steps)))
     images, _, _ = make_shapes(setup.n_train, image_size=32, seed=args.seed)
     test_images, _, _ = make_shapes(2000, image_size=32, seed=args.seed, split="test")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    start = time.perf_counter()
+    commit, start = _commit(), time.perf_counter()   # the code the run started with
     mae, run = lab.pretrain(args.ratio, "random", images, setup)
     held_out = reconstruction_loss(mae, test_images, args.ratio, seed=args.seed)
     meta = {"steps": args.steps, "seed": args.seed, "commit": commit, "n_train": setup.n_train,

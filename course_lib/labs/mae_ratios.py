@@ -30,8 +30,9 @@ import torch
 
 from .. import zoo
 from ..backbones import ViTConfig, build_vit
+from ..evaluate import evaluate_backbone
 from ..mae import MAE, MAEConfig
-from .pretrain import build_method, evaluated_backbone, zoo_scale
+from .pretrain import build_method, evaluated_backbone, shapes_for, zoo_scale
 
 FAMILY_DIR = zoo.CHECKPOINT_DIR / "mae_ratios"
 CURVE_FILE = zoo.CHECKPOINT_DIR / "mae_ratio_long.jsonl"
@@ -75,9 +76,15 @@ def judge_family(models: dict[float, zoo.Pretrained], *, probe_epochs: int = 100
         raise ValueError("models must share one seed, scale, number of steps and data (they start "
                          f"from one untrained encoder), got {len(runs)} different runs")
     start = untrained_like(next(iter(models.values())))
-    table = {"untrained": zoo.measure(start, probe_epochs=probe_epochs)}
+    data = shapes_for(start.meta["data"])                 # shared: generated once, not per encoder
+
+    def measure(model: zoo.Pretrained) -> dict[str, float]:   # zoo.measure on the shared data
+        return evaluate_backbone(model.backbone, *data, pooling=model.meta["pooling"],
+                                 probe_epochs=probe_epochs, diagnostics=False)
+
+    table = {"untrained": measure(start)}
     for ratio, model in models.items():
-        table[ratio] = zoo.measure(model, probe_epochs=probe_epochs)
+        table[ratio] = measure(model)
     return table
 
 
