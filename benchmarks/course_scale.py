@@ -46,17 +46,78 @@ def rotate(views: torch.Tensor, degrees: float, generator: torch.Generator) -> t
     return F.grid_sample(views, grid, padding_mode="border", align_corners=False)
 
 
-def make_views(args, n_views: int = 2, colour: bool = True):
+def remap_colours(views: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """With probability ``p`` per view, mix its (normalised) channels by a random orthogonal 3x3
+    matrix (rotations and reflections of colour space): every colour, and which of object and
+    background is brighter, changes; every edge stays."""
+    b = views.shape[0]
+    q, r = torch.linalg.qr(torch.randn(b, 3, 3, generator=generator))
+    q = q * torch.sign(torch.diagonal(r, dim1=1, dim2=2)).unsqueeze(1)      # Haar-distributed
+    keep = torch.rand(b, generator=generator) >= p
+    q[keep] = torch.eye(3)
+    return torch.einsum("bij,bjhw->bihw", q.to(views), views)
+
+
+def mutual_information_share(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Normalised mutual information of two labelings (n,): I(a; b) / mean(H(a), H(b)), in [0, 1]."""
+    _, a = torch.unique(a, return_inverse=True)
+    _, b = torch.unique(b, return_inverse=True)
+    joint = torch.zeros(int(a.max()) + 1, int(b.max()) + 1)
+    joint.index_put_((a, b), torch.ones(len(a)), accumulate=True)
+    joint /= joint.sum()
+
+    def h(p):
+        p = p[p > 0]
+        return -(p * p.log()).sum().item()
+    mean_entropy = (h(joint.sum(1)) + h(joint.sum(0))) / 2
+    if mean_entropy == 0:
+        return 0.0
+    return max(0.0, (mean_entropy * 2 - h(joint.flatten())) / mean_entropy)   # no -0.0 from rounding
+
+
+def image_attributes(images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> dict:
+    """What varies between the shapes images, each as a few classes: the shape, the object's hue
+    sector, the background's brightness and the object's area (quartiles), its position (3x3)."""
+    from course_lib.labs.pretrain import object_hue_labels
+    ys, xs = torch.meshgrid(torch.arange(images.shape[-2]).float(),
+                            torch.arange(images.shape[-1]).float(), indexing="ij")
+    area = masks.float().sum((1, 2))
+    centre_x, centre_y = (masks * xs).sum((1, 2)) / area, (masks * ys).sum((1, 2)) / area
+    background = (images.float() * (~masks).unsqueeze(1)).sum((1, 2, 3)) / (3 * (~masks).sum((1, 2)))
+
+    def bins(v, n):
+        return torch.bucketize(v, torch.quantile(v, torch.linspace(0, 1, n + 1)[1:-1]))
+    return {"shape": labels, "hue": object_hue_labels(images, masks),
+            "background": bins(background, 4), "area": bins(area, 4),
+            "position": bins(centre_x, 3) * 3 + bins(centre_y, 3)}
+
+
+@torch.no_grad()
+def cluster_shares(method, images, masks, labels) -> dict:
+    """Sort held-out images by the DINO teacher's target (argmax of its centred logits on the plain
+    image) and measure, for each attribute, the normalised mutual information with that sorting."""
+    method.teacher.eval()
+    logits = method.teacher([normalize(images)])                       # (n, K)
+    clusters = (logits - method.loss.center).argmax(1)
+    shares = {k: round(mutual_information_share(v, clusters), 3)
+              for k, v in image_attributes(images, masks, labels).items()}
+    return {**shares, "clusters_used": int(clusters.unique().numel())}
+
+
+def make_views(args, n_views: int = 2, colour: bool = True, n_local: int = 0):
     spec = ViewSpec(size=args.image_size, scale=tuple(args.crop),
                     jitter_p=0.8 if colour else 0.0, brightness=0.8 * args.strength,
                     contrast=0.8 * args.strength, saturation=0.8 * args.strength,
                     hue=args.hue if colour else 0.0, grayscale_p=args.gray if colour else 0.0)
+    local = replace(spec, size=args.image_size // 2, scale=tuple(args.local_crop))
     generator = torch.Generator().manual_seed(args.seed + 1)
 
     def views(images):
-        out = augment_batch(images, [spec] * n_views, generator=generator)
+        out = augment_batch(images, [spec] * n_views + [local] * n_local, generator=generator)
         if args.rotate > 0:
             out = [rotate(v, args.rotate, generator) for v in out]
+        if getattr(args, "remap", 0) > 0:
+            out = [remap_colours(v, args.remap, generator) for v in out]
         return out
     return views
 
@@ -76,7 +137,9 @@ def build(args):
 DEFAULTS = {"steps": 400, "batch": 128, "lr": 1e-3, "clutter": 0.0, "preset": "cpu", "depth": 0,
             "width": 0, "crop": [0.6, 1.0], "strength": 0.3, "hue": 0.06, "gray": 0.2,
             "rotate": 0.0, "temperature": 0.1}
-DINO_DEFAULTS = {"out_dim": 1024, "momentum": 0.99, "teacher_temp": 0.04, "bn_head": False}
+DINO_DEFAULTS = {"out_dim": 1024, "momentum": 0.99, "teacher_temp": 0.04, "bn_head": False,
+                 "hidden": 512, "bottleneck": 128, "local": 0, "remap": 0.0}
+MOCO_DEFAULTS = {"queue": 4096, "momentum": 0.99}
 
 
 def table(path: str) -> str:
@@ -85,8 +148,9 @@ def table(path: str) -> str:
              "| teacher entropy | wall s |", "|---|---|---|---|---|---|"]
     for line in Path(path).read_text().splitlines():
         row = json.loads(line)
-        defaults = {**DEFAULTS, **(DINO_DEFAULTS if row["method"] == "dino" else {})}
-        changed = [k for k, v in defaults.items() if k != "steps" and row.get(k) != v]
+        extra = {"dino": DINO_DEFAULTS, "moco": MOCO_DEFAULTS}.get(row["method"], {})
+        defaults = {**DEFAULTS, **extra}
+        changed = [k for k, v in defaults.items() if k != "steps" and row.get(k, v) != v]
         knn = f"{row['knn_before']:.3f} -> {row['knn_after']:.3f}"
         if "knn_teacher" in row:
             knn += f" ({row['knn_teacher']:.3f})"
@@ -128,6 +192,11 @@ def main() -> None:
     p.add_argument("--no-centering", action="store_true")
     p.add_argument("--no-sharpening", action="store_true")
     p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--remap", type=float, default=0.0,
+                   help="probability of a random orthogonal mix of each view's colour channels")
+    p.add_argument("--local", type=int, default=0, help="DINO: local crops of half the image side")
+    p.add_argument("--local-crop", type=float, nargs=2, default=[0.1, 0.4])
+    p.add_argument("--knn-every", type=int, default=0, help="also log the k-NN every this many steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--tag", default="")
@@ -142,7 +211,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     images, labels, _ = make_shapes(args.n_train, args.image_size, 0, clutter=args.clutter)
-    test_images, test_labels, _ = make_shapes(args.n_test, args.image_size, 0, split="test",
+    test_images, test_labels, test_masks = make_shapes(args.n_test, args.image_size, 0, split="test",
                                               clutter=args.clutter)
     backbone, dim = build(args)
 
@@ -169,8 +238,20 @@ def main() -> None:
                             warmup_teacher_temp=args.teacher_temp, student_temp=args.student_temp,
                             momentum_teacher=args.momentum, use_centering=not args.no_centering,
                             use_sharpening=not args.no_sharpening, use_ema=not args.no_ema)
+        multi = make_views(args, n_local=args.local)
         method = DINO(backbone, dim, steps=args.steps, config=config,
-                      crops=lambda x: list(views(x)))
+                      crops=lambda x: list(multi(x)))
+    curve = []
+    if args.knn_every:
+        watched = method.teacher.backbone if args.method == "dino" else backbone
+        after = method.after_step
+
+        def after_step(step):
+            after(step)
+            if (step + 1) % args.knn_every == 0:
+                curve.append((step + 1, knn(watched)))
+                print(f"step {step + 1}: k-NN {curve[-1][1]:.3f}", flush=True)
+        method.after_step = after_step
     start = time.perf_counter()
     history = train(method, images, TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr,
                                                 warmup_steps=args.warmup, seed=args.seed,
@@ -179,10 +260,13 @@ def main() -> None:
     wall = time.perf_counter() - start
     result = {"tag": args.tag, **{k: v for k, v in vars(args).items() if k not in ("out", "tag")},
               "knn_before": before, "knn_after": knn(backbone), "wall_s": round(wall, 1),
-              "s_per_step": round(wall / args.steps, 3), "final_loss": history.last("loss")}
+              "s_per_step": round(wall / args.steps, 3), "final_loss": history.last("loss"),
+              "knn_curve": curve}
     if args.method == "dino":
         result["knn_teacher"] = knn(method.teacher.backbone)
         result["teacher_entropy"] = history.metrics.get("teacher_entropy", [None])[-1]
+        result["batch_mean_entropy"] = history.metrics.get("batch_mean_entropy", [None])[-1]
+        result["cluster_nmi"] = cluster_shares(method, test_images, test_masks, test_labels)
     line = json.dumps(result)
     print(line)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

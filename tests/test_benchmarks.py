@@ -28,16 +28,61 @@ def test_dino_step_prints_course_lib_and_the_lightly_rows_or_how_to_get_them(mon
 def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path, monkeypatch):
     import json
     out = tmp_path / "rows.jsonl"
+    dino_extras = ["--remap", "1", "--local", "2", "--knn-every", "1"]
     for method in ("simclr", "dino"):
         run_script("course_scale.py", "--method", method, "--steps", "2", "--warmup", "1",
                    "--batch", "16", "--n-train", "64", "--n-test", "32", "--rotate", "90",
-                   "--out-dim", "32", "--threads", "1", "--out", str(out), monkeypatch=monkeypatch)
+                   "--out-dim", "32", "--threads", "1", "--out", str(out),
+                   *(dino_extras if method == "dino" else []), monkeypatch=monkeypatch)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["method"] for r in rows] == ["simclr", "dino"]
     for row in rows:
         assert 0.0 <= row["knn_before"] <= 1.0 and 0.0 <= row["knn_after"] <= 1.0
         assert row["steps"] == 2 and row["wall_s"] > 0
     assert "knn_teacher" in rows[1] and "teacher_entropy" in rows[1]
+    assert [step for step, _ in rows[1]["knn_curve"]] == [1, 2]
+    nmi = rows[1]["cluster_nmi"]
+    assert set(nmi) == {"shape", "hue", "background", "area", "position", "clusters_used"}
+    assert all(0.0 <= nmi[k] <= 1.0 for k in nmi if k != "clusters_used")
+    assert 1 <= nmi["clusters_used"] <= 32
+
+
+def _course_scale():
+    spec = importlib.util.spec_from_file_location("course_scale", BENCHMARKS / "course_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_course_scale_mutual_information_matches_a_hand_worked_table():
+    import math
+
+    import torch
+    share = _course_scale().mutual_information_share
+    a = torch.tensor([0, 0, 1, 1])
+    assert share(a, torch.tensor([7, 7, 3, 3])) == 1.0            # the same partition, renamed
+    assert share(a, torch.tensor([0, 1, 0, 1])) == 0.0            # independent
+    # a = [0,0,1,1], b = [0,0,0,1]: joint 1/2, 1/4, 1/4; H(a) = ln 2, H(b) = H(3/4, 1/4)
+    h_a, h_b = math.log(2), -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    h_joint = -(0.5 * math.log(0.5) + 0.5 * math.log(0.25))
+    want = (h_a + h_b - h_joint) / ((h_a + h_b) / 2)
+    assert abs(share(a, torch.tensor([0, 0, 0, 1])) - want) < 1e-6
+
+
+def test_course_scale_colour_remap_keeps_each_pixels_length_and_every_edge():
+    import torch
+    module = _course_scale()
+    views = torch.randn(6, 3, 8, 8)
+    generator = torch.Generator().manual_seed(0)
+    mixed = module.remap_colours(views, 1.0, generator)
+    assert torch.allclose(mixed.norm(dim=1), views.norm(dim=1), atol=1e-5)   # orthogonal per pixel
+    assert not torch.allclose(mixed, views)
+    flat = torch.zeros(1, 3, 8, 8)
+    flat[..., 4:] = torch.tensor([0.9, -0.2, 0.4]).view(1, 3, 1, 1)        # two flat halves
+    edge = module.remap_colours(flat, 1.0, generator)
+    assert torch.allclose(edge[..., :4], torch.zeros(1, 3, 8, 4))           # still flat ...
+    assert (edge[..., 4:] - edge[..., 4:5]).abs().max() < 1e-6               # ... on both sides
+    assert torch.equal(module.remap_colours(views, 0.0, generator), views)  # p = 0: untouched
 
 
 def test_mae_ratio_long_trains_at_the_asked_ratio_and_appends_one_row_per_ratio(tmp_path,

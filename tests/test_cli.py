@@ -41,18 +41,19 @@ def test_pretrain_commands_run_and_report(command, tmp_path):
 @pytest.mark.slow
 def test_supervised_cpu_preset_learns_the_shapes_well_above_chance(tmp_path):
     """The data is learnable and the loop works: the cpu scale (flat background, crops, flips and
-    rotations, lr 3e-3) trained with labels for 300 steps at batch 128 on 5000 shapes, judged on
-    1000 held-out ones; chance is 0.10. Measured (2 threads): k-NN on the CLS features 0.274
-    (a linear probe, skipped here, 0.309), the trained head itself 0.233 (450 steps: k-NN 0.397, head 0.271). The bars
-    are 2x chance for k-NN and 1.5x for the head. A data or loop bug (labels shuffled, no
-    gradient, wrong normalisation) stays near 0.10 on both.
+    rotations, lr 3e-3) trained with labels for 200 steps at batch 128 on 5000 shapes, judged on
+    1000 held-out ones; chance is 0.10 and one standard error about 0.013. Measured (one thread):
+    k-NN on the CLS features 0.209, the trained head itself 0.213 (150 steps: 0.187 and 0.170;
+    300 steps: 0.274 and 0.233). The bars, 0.17 and 0.15, are 5 standard errors above chance and
+    3 below the measured figures. A data or loop bug (labels shuffled, no gradient, wrong
+    normalisation) stays near 0.10 on both.
     """
     out = tmp_path / "supervised.json"
-    assert main(["supervised", "--scale", "cpu", "--steps", "300", "--batch-size", "128",
+    assert main(["supervised", "--scale", "cpu", "--steps", "200", "--batch-size", "128",
                  "--no-probe", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["chance"] == pytest.approx(0.1)
-    assert result["knn_accuracy"] >= 0.2, result
+    assert result["knn_accuracy"] >= 0.17, result
     assert result["head_accuracy"] >= 0.15, result
 
 
