@@ -104,6 +104,13 @@ def cluster_shares(method, images, masks, labels) -> dict:
     return {**shares, "clusters_used": int(clusters.unique().numel())}
 
 
+def one_colour(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Every object light grey on a dark grey background: the colour says nothing about an image."""
+    light = torch.tensor([220, 220, 220], dtype=torch.uint8).view(1, 3, 1, 1)
+    dark = torch.tensor([50, 50, 50], dtype=torch.uint8).view(1, 3, 1, 1)
+    return torch.where(masks.unsqueeze(1), light, dark)
+
+
 def make_views(args, n_views: int = 2, colour: bool = True, n_local: int = 0):
     spec = ViewSpec(size=args.image_size, scale=tuple(args.crop),
                     jitter_p=0.8 if colour else 0.0, brightness=0.8 * args.strength,
@@ -134,7 +141,7 @@ def build(args):
     return build_vit(config), config.embed_dim
 
 
-DEFAULTS = {"steps": 400, "batch": 128, "lr": 1e-3, "clutter": 0.0, "preset": "cpu", "depth": 0,
+DEFAULTS = {"one_colour": False, "steps": 400, "batch": 128, "lr": 1e-3, "clutter": 0.0, "preset": "cpu", "depth": 0,
             "width": 0, "crop": [0.6, 1.0], "strength": 0.3, "hue": 0.06, "gray": 0.2,
             "rotate": 0.0, "temperature": 0.1}
 DINO_DEFAULTS = {"out_dim": 1024, "momentum": 0.99, "teacher_temp": 0.04, "bn_head": False,
@@ -194,6 +201,8 @@ def main() -> None:
     p.add_argument("--no-ema", action="store_true")
     p.add_argument("--remap", type=float, default=0.0,
                    help="probability of a random orthogonal mix of each view's colour channels")
+    p.add_argument("--one-colour", action="store_true",
+                   help="repaint every image: light grey object, dark grey background")
     p.add_argument("--local", type=int, default=0, help="DINO: local crops of half the image side")
     p.add_argument("--local-crop", type=float, nargs=2, default=[0.1, 0.4])
     p.add_argument("--knn-every", type=int, default=0, help="also log the k-NN every this many steps")
@@ -210,9 +219,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    images, labels, _ = make_shapes(args.n_train, args.image_size, 0, clutter=args.clutter)
+    images, labels, masks = make_shapes(args.n_train, args.image_size, 0, clutter=args.clutter)
     test_images, test_labels, test_masks = make_shapes(args.n_test, args.image_size, 0, split="test",
-                                              clutter=args.clutter)
+                                                       clutter=args.clutter)
+    if args.one_colour:
+        images, test_images = one_colour(images, masks), one_colour(test_images, test_masks)
     backbone, dim = build(args)
 
     def knn(model) -> float:

@@ -34,7 +34,7 @@ from .labs.mae import STRATEGIES as MAE_STRATEGIES
 from .labs.mae import speedup_summary, sweep_summary
 from .labs.pretrain import checkpoint_summary
 from ._cli_types import (json_option, mask_ratio, non_negative_int, output_file, positive_float,
-                         positive_int, scale_option, seed_option)
+                         positive_int, scale_option, seed_option, unit_float)
 from ._cli_info import (info_arguments, info_run, info_summary, installed_version,
                         shapes_arguments, shapes_run, shapes_summary)
 from .runtime import at_scale
@@ -61,10 +61,16 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=None,
                    help="peak learning rate; default: the scale's "
                         f"({_per_scale({k: s.lr for k, s in PRETRAIN_SCALES.items()})})")
+    moco = {k: s.moco for k, s in PRETRAIN_SCALES.items()}
     p.add_argument("--temperature", type=positive_float, default=None,
-                   help=f"InfoNCE temperature; default: the method's ({_per_scale(TEMPERATURES)})")
-    p.add_argument("--queue-size", type=non_negative_int, default=4096,
-                   help="MoCo's queue of negatives; 0: the other keys of the batch instead")
+                   help=f"InfoNCE temperature; default: SimCLR {TEMPERATURES['simclr']}, MoCo the "
+                        f"scale's ({_per_scale({k: m.temperature for k, m in moco.items()})})")
+    p.add_argument("--queue-size", type=non_negative_int, default=None,
+                   help="MoCo's queue of negatives; 0: the other keys of the batch instead; "
+                        f"default: the scale's ({_per_scale({k: m.queue_size for k, m in moco.items()})})")
+    p.add_argument("--momentum", type=unit_float, default=None,
+                   help="MoCo's key-encoder EMA momentum; default: the scale's "
+                        f"({_per_scale({k: m.momentum for k, m in moco.items()})})")
     p.add_argument("--n-train", type=positive_int, default=5000, help="training images")
     p.add_argument("--n-test", type=positive_int, default=1000, help="held-out images")
     p.add_argument("--size", type=positive_int, default=32, help="image side in pixels")
@@ -89,13 +95,20 @@ def _build_method(args: argparse.Namespace, scale: str):
                           augment=lambda x: augment_batch(x, [spec])[0])
     views = lambda x: batched_simclr_views(x, strength=setup.view_strength,  # noqa: E731
                                            scale=setup.crop_scale, rotation=setup.rotation)
-    temperature = args.temperature if args.temperature is not None else TEMPERATURES[args.command]
     if args.command == "simclr":
         from .simclr import SimCLR
+        temperature = args.temperature if args.temperature is not None else TEMPERATURES["simclr"]
         return SimCLR(backbone, backbone.embed_dim, temperature=temperature, views=views)
     from .moco import MoCo
-    return MoCo(backbone, backbone.embed_dim, queue_size=args.queue_size, temperature=temperature,
-                views=views, seed=args.seed)
+    return MoCo(backbone, backbone.embed_dim, **moco_settings(args, setup), views=views,
+                seed=args.seed)
+
+
+def moco_settings(args: argparse.Namespace, setup) -> dict:
+    """MoCo's momentum, queue and temperature: the options given, else the scale's recipe."""
+    given = {"momentum": args.momentum, "queue_size": args.queue_size,
+             "temperature": args.temperature}
+    return {k: v if v is not None else getattr(setup.moco, k) for k, v in given.items()}
 
 
 def pretrain_run(args: argparse.Namespace) -> dict:
@@ -121,6 +134,8 @@ def pretrain_run(args: argparse.Namespace) -> dict:
               "lr": config.lr, "clutter": setup.clutter, "rotation": list(setup.rotation),
               "batch_size": config.batch_size, "train_seconds": round(time.perf_counter() - start, 2),
               "final_loss": history.last("loss"), "chance": 1 / len(train_y.unique())}
+    if args.command == "moco":
+        result["moco"] = moco_settings(args, setup)
     result.update(evaluate_backbone(method.backbone, train_x, train_y, test_x, test_y,
                                     device=settings.device, probe_epochs=0 if args.no_probe else 100))
     if args.command == "supervised":                         # the trained classifier itself

@@ -29,6 +29,7 @@ positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")
 mask_ratio = _number(float, lambda v: 0.0 <= v < 1.0, "a masking ratio in [0, 1)")
+unit_float = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
 def output_file(*suffixes: str) -> Callable[[str], str]:

@@ -152,8 +152,9 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
         return SimCLR(backbone, backbone.embed_dim, temperature=TEMPERATURES["simclr"], views=views)
     if name == "moco":
         from ..moco import MoCo
-        return MoCo(backbone, backbone.embed_dim, temperature=TEMPERATURES["moco"], views=views,
-                    seed=seed)
+        return MoCo(backbone, backbone.embed_dim, momentum=recipe.moco.momentum,
+                    queue_size=recipe.moco.queue_size, temperature=recipe.moco.temperature,
+                    views=views, seed=seed)
     if name == "ibot":
         return IBOT(backbone, backbone.embed_dim, steps=steps, config=IBOT_CONFIG,
                     crops=lambda x: list(views(x)), seed=seed)
@@ -230,15 +231,18 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
             "train_seconds": round(time.perf_counter() - start, 1),
             "threads": torch.get_num_threads(), "device": str(device),
             "config": {"vit": asdict(backbone.course_config), "train": asdict(config),
-                       "recipe": asdict(recipe), "method": _method_settings(name, mae_config)},
+                       "recipe": asdict(recipe),
+                       "method": _method_settings(name, recipe, mae_config)},
             "loss": {"steps": history.steps, "values": history["loss"]},
             "untrained_knn_accuracy": untrained["knn_accuracy"]}
     return backbone.eval(), meta
 
 
-def _method_settings(name: str, mae_config: MAEConfig = MAE_CONFIG) -> dict:
-    if name in ("simclr", "moco"):
+def _method_settings(name: str, recipe: PretrainScale, mae_config: MAEConfig = MAE_CONFIG) -> dict:
+    if name == "simclr":
         return {"temperature": TEMPERATURES[name]}
+    if name == "moco":
+        return asdict(recipe.moco)
     if name == "simclr-nocolour":
         return {"temperature": TEMPERATURES["simclr"], "colour_jitter_p": 0.0, "grayscale_p": 0.0}
     if name == "dino":
