@@ -36,6 +36,23 @@ def test_pretrain_commands_run_and_report(command, tmp_path):
     result = json.loads(out.read_text())
     assert result["steps"] == 2 and 0.0 <= result["knn_accuracy"] <= 1.0
     assert result["chance"] == pytest.approx(0.1)
+    if command == "moco":   # the queue given, the momentum and temperature of the cpu scale
+        assert result["moco"] == {"momentum": 0.5, "queue_size": 64, "temperature": 0.1}
+
+
+def test_moco_takes_each_setting_from_the_scale_unless_given():
+    import argparse
+
+    from course_lib.__main__ import moco_settings
+    from course_lib.labs.infonce import PRETRAIN_SCALES
+    unset = argparse.Namespace(momentum=None, queue_size=None, temperature=None)
+    assert moco_settings(unset, PRETRAIN_SCALES["cpu"]) == {
+        "momentum": 0.5, "queue_size": 0, "temperature": 0.1}
+    assert moco_settings(unset, PRETRAIN_SCALES["gpu"]) == {
+        "momentum": 0.99, "queue_size": 4096, "temperature": 0.2}   # MoCo v2's
+    given = argparse.Namespace(momentum=0.0, queue_size=0, temperature=0.2)   # falsy values kept
+    assert moco_settings(given, PRETRAIN_SCALES["gpu"]) == {
+        "momentum": 0.0, "queue_size": 0, "temperature": 0.2}
 
 
 @pytest.mark.slow
@@ -77,6 +94,7 @@ def test_version_and_every_option_has_help(capsys):
     (["simclr", "--batch-size", "0"], "--batch-size: expected a positive integer"),
     (["simclr", "--temperature", "0"], "--temperature: expected a positive number"),
     (["moco", "--queue-size", "-1"], "--queue-size: expected an integer >= 0"),
+    (["moco", "--momentum", "1.5"], "--momentum: expected a number in [0, 1]"),
     (["mae-speedup", "--repeats", "0"], "--repeats: expected a positive integer"),
     (["mae-sweep", "--ratios", "0.5", "1.0"], "--ratios: expected a masking ratio in [0, 1)"),
     (["simclr", "--json", "missing-folder/out.json"], "folder 'missing-folder' does not exist"),
