@@ -3,8 +3,10 @@
 Trains one method on the embedded shapes data from a seeded initialisation and prints (and
 appends to ``--out``, one JSON object per line) the weighted 20-NN accuracy of the backbone on
 held-out images before and after training, with the wall time. Every knob the search turns is an
-option: data (clutter, image size), backbone preset, views (crop scale, colour jitter, hue,
-grayscale, rotation) and the method's recipe.
+option: data (clutter, image size, one colour for every image), backbone preset, views (crop
+scale, colour jitter, hue, grayscale, rotation, a random mix of the colour channels, local crops)
+and the method's recipe. For DINO the row also says what the teacher sorts the held-out images by
+(:func:`cluster_shares`); ``--knn-every N`` adds the k-NN every N steps.
 
     python benchmarks/course_scale.py --method simclr --steps 400 --clutter 0 --threads 1
     python benchmarks/course_scale.py --table       # the rows so far as a markdown table
@@ -59,7 +61,8 @@ def remap_colours(views: torch.Tensor, p: float, generator: torch.Generator) -> 
 
 
 def mutual_information_share(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Normalised mutual information of two labelings (n,): I(a; b) / mean(H(a), H(b)), in [0, 1]."""
+    """Normalised mutual information of two labelings (n,): I(a; b) / mean(H(a), H(b)), in
+    [0, 1] (1: the same partition, 0: independent)."""
     _, a = torch.unique(a, return_inverse=True)
     _, b = torch.unique(b, return_inverse=True)
     joint = torch.zeros(int(a.max()) + 1, int(b.max()) + 1)
@@ -72,7 +75,8 @@ def mutual_information_share(a: torch.Tensor, b: torch.Tensor) -> float:
     mean_entropy = (h(joint.sum(1)) + h(joint.sum(0))) / 2
     if mean_entropy == 0:
         return 0.0
-    return max(0.0, (mean_entropy * 2 - h(joint.flatten())) / mean_entropy)   # no -0.0 from rounding
+    # I(a; b) = H(a) + H(b) - H(a, b); max(): no -0.0 from rounding
+    return max(0.0, (mean_entropy * 2 - h(joint.flatten())) / mean_entropy)
 
 
 def image_attributes(images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -83,7 +87,8 @@ def image_attributes(images: torch.Tensor, masks: torch.Tensor, labels: torch.Te
                             torch.arange(images.shape[-1]).float(), indexing="ij")
     area = masks.float().sum((1, 2))
     centre_x, centre_y = (masks * xs).sum((1, 2)) / area, (masks * ys).sum((1, 2)) / area
-    background = (images.float() * (~masks).unsqueeze(1)).sum((1, 2, 3)) / (3 * (~masks).sum((1, 2)))
+    outside = (~masks).unsqueeze(1)                                       # (n, 1, H, W)
+    background = (images.float() * outside).sum((1, 2, 3)) / (3 * outside.sum((1, 2, 3)))
 
     def bins(v, n):
         return torch.bucketize(v, torch.quantile(v, torch.linspace(0, 1, n + 1)[1:-1]))
@@ -141,9 +146,9 @@ def build(args):
     return build_vit(config), config.embed_dim
 
 
-DEFAULTS = {"one_colour": False, "steps": 400, "batch": 128, "lr": 1e-3, "clutter": 0.0, "preset": "cpu", "depth": 0,
-            "width": 0, "crop": [0.6, 1.0], "strength": 0.3, "hue": 0.06, "gray": 0.2,
-            "rotate": 0.0, "temperature": 0.1}
+DEFAULTS = {"one_colour": False, "steps": 400, "batch": 128, "lr": 1e-3, "clutter": 0.0,
+            "preset": "cpu", "depth": 0, "width": 0, "crop": [0.6, 1.0], "strength": 0.3,
+            "hue": 0.06, "gray": 0.2, "rotate": 0.0, "temperature": 0.1}
 DINO_DEFAULTS = {"out_dim": 1024, "momentum": 0.99, "teacher_temp": 0.04, "bn_head": False,
                  "hidden": 512, "bottleneck": 128, "local": 0, "remap": 0.0}
 MOCO_DEFAULTS = {"queue": 4096, "momentum": 0.99}
@@ -205,7 +210,8 @@ def main() -> None:
                    help="repaint every image: light grey object, dark grey background")
     p.add_argument("--local", type=int, default=0, help="DINO: local crops of half the image side")
     p.add_argument("--local-crop", type=float, nargs=2, default=[0.1, 0.4])
-    p.add_argument("--knn-every", type=int, default=0, help="also log the k-NN every this many steps")
+    p.add_argument("--knn-every", type=int, default=0,
+                   help="also log the k-NN every this many steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--tag", default="")
@@ -220,8 +226,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     images, labels, masks = make_shapes(args.n_train, args.image_size, 0, clutter=args.clutter)
-    test_images, test_labels, test_masks = make_shapes(args.n_test, args.image_size, 0, split="test",
-                                                       clutter=args.clutter)
+    test_images, test_labels, test_masks = make_shapes(args.n_test, args.image_size, 0,
+                                                       split="test", clutter=args.clutter)
     if args.one_colour:
         images, test_images = one_colour(images, masks), one_colour(test_images, test_masks)
     backbone, dim = build(args)
