@@ -124,8 +124,14 @@ def make_views(args, n_views: int = 2, colour: bool = True, n_local: int = 0):
     local = replace(spec, size=args.image_size // 2, scale=tuple(args.local_crop))
     generator = torch.Generator().manual_seed(args.seed + 1)
 
+    if getattr(args, "library_views", False):      # the rotation inside the view (before jitter)
+        spec = replace(spec, rotation=(-args.rotate, args.rotate))
+        local = replace(local, rotation=(-args.rotate, args.rotate))
+
     def views(images):
         out = augment_batch(images, [spec] * n_views + [local] * n_local, generator=generator)
+        if getattr(args, "library_views", False):
+            return out
         if args.rotate > 0:
             out = [rotate(v, args.rotate, generator) for v in out]
         if getattr(args, "remap", 0) > 0:
@@ -146,9 +152,10 @@ def build(args):
     return build_vit(config), config.embed_dim
 
 
-DEFAULTS = {"one_colour": False, "steps": 400, "batch": 128, "lr": 1e-3, "clutter": 0.0,
-            "preset": "cpu", "depth": 0, "width": 0, "crop": [0.6, 1.0], "strength": 0.3,
-            "hue": 0.06, "gray": 0.2, "rotate": 0.0, "temperature": 0.1}
+DEFAULTS = {"seed": 0, "one_colour": False, "library_views": False, "steps": 400, "batch": 128,
+            "lr": 1e-3, "clutter": 0.0, "preset": "cpu", "depth": 0, "width": 0,
+            "crop": [0.6, 1.0], "strength": 0.3, "hue": 0.06, "gray": 0.2, "rotate": 0.0,
+            "temperature": 0.1}
 DINO_DEFAULTS = {"out_dim": 1024, "momentum": 0.99, "teacher_temp": 0.04, "bn_head": False,
                  "hidden": 512, "bottleneck": 128, "local": 0, "remap": 0.0}
 MOCO_DEFAULTS = {"queue": 4096, "momentum": 0.99}
@@ -208,6 +215,8 @@ def main() -> None:
                    help="probability of a random orthogonal mix of each view's colour channels")
     p.add_argument("--one-colour", action="store_true",
                    help="repaint every image: light grey object, dark grey background")
+    p.add_argument("--library-views", action="store_true",
+                   help="rotate inside course_lib.augment's views, as python -m course_lib does")
     p.add_argument("--local", type=int, default=0, help="DINO: local crops of half the image side")
     p.add_argument("--local-crop", type=float, nargs=2, default=[0.1, 0.4])
     p.add_argument("--knn-every", type=int, default=0,
