@@ -32,6 +32,7 @@ from course_lib.backbones import PRESETS, build_vit  # noqa: E402
 from course_lib.data import make_shapes, normalize  # noqa: E402
 from course_lib.dino import DINO, DINOConfig  # noqa: E402
 from course_lib.evaluate import extract_features, knn_accuracy  # noqa: E402
+from course_lib.labs.pretrain import object_hue_labels  # noqa: E402
 from course_lib.moco import MoCo  # noqa: E402
 from course_lib.simclr import SimCLR  # noqa: E402
 from course_lib.supervised import Supervised  # noqa: E402
@@ -82,7 +83,6 @@ def mutual_information_share(a: torch.Tensor, b: torch.Tensor) -> float:
 def image_attributes(images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> dict:
     """What varies between the shapes images, each as a few classes: the shape, the object's hue
     sector, the background's brightness and the object's area (quartiles), its position (3x3)."""
-    from course_lib.labs.pretrain import object_hue_labels
     ys, xs = torch.meshgrid(torch.arange(images.shape[-2]).float(),
                             torch.arange(images.shape[-1]).float(), indexing="ij")
     area = masks.float().sum((1, 2))
@@ -231,6 +231,8 @@ def main() -> None:
         return
     if args.method is None:
         p.error("--method is required (or --table)")
+    if args.local and args.method != "dino":
+        p.error(f"--local: local crops are DINO's; --method {args.method} takes two views")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -247,26 +249,25 @@ def main() -> None:
         return knn_accuracy(bank, labels, test, test_labels, k=20)
 
     before = knn(backbone)
-    views = make_views(args)
     if args.method == "simclr":
-        method = SimCLR(backbone, dim, temperature=args.temperature, views=views)
+        method = SimCLR(backbone, dim, temperature=args.temperature, views=make_views(args))
     elif args.method == "moco":
         method = MoCo(backbone, dim, queue_size=args.queue, momentum=args.momentum,
-                      temperature=args.temperature, views=views)
+                      temperature=args.temperature, views=make_views(args))
     elif args.method == "supervised":
         plain = make_views(args, n_views=1, colour=False)
         method = Supervised(backbone, dim, 10, augment=lambda x: plain(x)[0])
     else:
         config = DINOConfig(out_dim=args.out_dim, hidden_dim=args.hidden,
                             bottleneck_dim=args.bottleneck,
-                            use_bn_in_head=args.bn_head, n_local_crops=0,
+                            use_bn_in_head=args.bn_head, n_local_crops=args.local,
                             global_size=args.image_size, teacher_temp=args.teacher_temp,
                             warmup_teacher_temp=args.teacher_temp, student_temp=args.student_temp,
                             momentum_teacher=args.momentum, use_centering=not args.no_centering,
                             use_sharpening=not args.no_sharpening, use_ema=not args.no_ema)
-        multi = make_views(args, n_local=args.local)
+        crops = make_views(args, n_local=args.local)       # 2 global views, then the locals
         method = DINO(backbone, dim, steps=args.steps, config=config,
-                      crops=lambda x: list(multi(x)))
+                      crops=lambda x: list(crops(x)))
     curve = []
     if args.knn_every:
         watched = method.teacher.backbone if args.method == "dino" else backbone

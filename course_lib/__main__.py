@@ -289,7 +289,8 @@ COMMANDS = (
             pretrain_arguments, pretrain_run, pretrain_summary),
     Command("simclr", "pretrain with SimCLR (NT-Xent), then k-NN and linear probe",
             pretrain_arguments, pretrain_run, pretrain_summary),
-    Command("moco", "pretrain with MoCo (queue + momentum encoder), then k-NN and linear probe",
+    Command("moco", "pretrain with MoCo (momentum key encoder; a queue of negatives at the gpu "
+            "scale), then k-NN and linear probe",
             pretrain_arguments, pretrain_run, pretrain_summary),
     Command("pretrain", "train one method the way the shipped checkpoints were trained; "
             "evaluate it and write the checkpoint", checkpoint_arguments, checkpoint_run,

@@ -278,3 +278,17 @@ def test_a_rotated_view_is_the_same_view_turned_and_draws_nothing_else():
         ViewSpec(size=32, rotation=(10.0, -10.0))
     per_sample = v2_transform(ViewSpec(size=32, rotation=(-180.0, 180.0)))
     assert per_sample(images[0]).shape == (3, 32, 32)
+
+
+def test_rotating_inside_the_view_or_the_finished_view_makes_the_same_views():
+    """At any angle the rotation may come before the colour jitter (as ``augment_batch`` does) or
+    after the finished, normalised view: with the same random numbers the views differ only by
+    interpolation where an edge meets the jitter, 0.004 on average against a spread of 0.88
+    (measured at 37 degrees on the cpu recipe's views of 64 shapes)."""
+    images, _, _ = make_shapes(64, 32, seed=0, clutter=0.0)
+    recipe = A.simclr_view_spec(32, strength=0.3, scale=(0.6, 1.0))
+    turned = replace(recipe, rotation=(37.0, 37.0))
+    [inside] = augment_batch(images, [turned], generator=torch.Generator().manual_seed(5))
+    [plain] = augment_batch(images, [recipe], generator=torch.Generator().manual_seed(5))
+    after = image_ops.rotate(plain, torch.full((64,), 37.0))
+    assert (inside - after).abs().mean() < 0.01 * inside.std()

@@ -5,6 +5,8 @@ import runpy
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -28,14 +30,19 @@ def test_dino_step_prints_course_lib_and_the_lightly_rows_or_how_to_get_them(mon
 def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path, monkeypatch):
     import json
     out = tmp_path / "rows.jsonl"
-    dino_extras = ["--remap", "1", "--local", "2", "--knn-every", "1"]
+    extras = {"dino": ["--remap", "1", "--local", "2", "--knn-every", "1"],
+              "simclr": ["--one-colour", "--library-views"]}
     for method in ("simclr", "dino"):
         run_script("course_scale.py", "--method", method, "--steps", "2", "--warmup", "1",
                    "--batch", "16", "--n-train", "64", "--n-test", "32", "--rotate", "90",
                    "--out-dim", "32", "--threads", "1", "--out", str(out),
-                   *(dino_extras if method == "dino" else []), monkeypatch=monkeypatch)
+                   *extras.get(method, []), monkeypatch=monkeypatch)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["method"] for r in rows] == ["simclr", "dino"]
+    assert rows[0]["one_colour"] and rows[0]["library_views"] and not rows[1]["library_views"]
+    with pytest.raises(SystemExit):                             # local crops are DINO's alone
+        run_script("course_scale.py", "--method", "simclr", "--local", "2", "--out", str(out),
+                   monkeypatch=monkeypatch)
     for row in rows:
         assert 0.0 <= row["knn_before"] <= 1.0 and 0.0 <= row["knn_after"] <= 1.0
         assert row["steps"] == 2 and row["wall_s"] > 0
