@@ -143,3 +143,12 @@ def test_jepa_against_mae_reads_both_checkpoints_and_an_untrained_network(tmp_pa
     assert all(0.0 <= row["finetune_accuracy"] <= 1.0 for row in table.values())
     assert "fine-tune" in capsys.readouterr().out
 
+
+
+def test_feature_batch_times_each_batch_size_against_512(monkeypatch, capsys):
+    run_script("feature_batch.py", "--images", "64", "--repeats", "1", monkeypatch=monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {"mae", "simclr"}
+    assert "65 tokens" in rows["mae"] and "17 tokens" in rows["simclr"]
+    assert all("512:" in row and "(1.00x)" in row and " 64:" in row for row in rows.values())

@@ -61,6 +61,26 @@ def test_extract_features_batches_and_restores_mode():
     assert model.training
 
 
+def test_extract_features_default_batch_on_a_cpu_is_64_and_changes_no_feature():
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(12, 3)
+
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return self.linear(x.flatten(1))
+
+    model, images = Recorder(), torch.randn(150, 3, 2, 2)
+    default = extract_features(model, images)
+    assert seen == [64, 64, 22]
+    torch.testing.assert_close(default, extract_features(model, images, batch_size=512))
+    with pytest.raises(ValueError, match="batch_size"):
+        extract_features(model, images, batch_size=0)
+
+
 @pytest.mark.parametrize("args,match", [
     ((torch.randn(5, 3), torch.zeros(4, dtype=torch.long), torch.randn(2, 3), torch.zeros(2, dtype=torch.long)), "train_y"),
     ((torch.randn(5, 3), torch.zeros(5, dtype=torch.long), torch.randn(2, 4), torch.zeros(2, dtype=torch.long)), "width"),

@@ -52,3 +52,44 @@ def test_installed_version_matches_lock():
     assert torch.__version__.split("+")[0] == lock["torch"]
     assert sys.version_info[:2] >= (3, 10)
 
+
+
+def _installer():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("install", ROOT / "requirements" / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_installer_passes_pips_package_sources_on_to_uv_once_each():
+    config = "\n".join([
+        "global.find-links='/opt/wheels'",
+        ":env:.find-links='/opt/wheels'",                       # the same source in two scopes
+        "global.extra-index-url='file:///a/simple file:///b/simple'",
+        "global.constraint='/etc/pip/constraints.txt'",
+        "global.cert='/etc/ssl/cert.pem'",                      # not a package source: dropped
+        "global.index-url='https://mirror.example/simple'"])
+    assert _installer().uv_source_options(config) == [
+        "--find-links", "/opt/wheels", "--extra-index-url", "file:///a/simple",
+        "--extra-index-url", "file:///b/simple", "--constraint", "/etc/pip/constraints.txt",
+        "--index-url", "https://mirror.example/simple"]
+
+
+def test_the_installer_falls_back_to_pip_when_uv_fails(monkeypatch, tmp_path, capsys):
+    install, calls = _installer(), []
+
+    def run(argv):                      # installing uv works, uv itself fails, pip works
+        calls.append(argv)
+        return not argv[0].endswith("uv")
+
+    monkeypatch.setattr(install, "_run", run)
+    monkeypatch.setattr(install, "_pip_config", lambda python: "global.find-links='/w'")
+    python = str(tmp_path / "bin" / "python")
+    assert install.install(python, "lock.txt", ["--no-deps"]) == 0
+    assert calls[0] == [python, "-m", "pip", "install", "-qq", "uv"]
+    assert calls[1][:2] == [str(tmp_path / "bin" / "uv"), "pip"]
+    assert calls[1][-5:] == ["--find-links", "/w", "--no-deps", "-r", "lock.txt"]
+    assert calls[2] == [python, "-m", "pip", "install", "-qq", "--no-compile", "--no-deps", "-r",
+                        "lock.txt"]
+    assert "pip installs them instead" in capsys.readouterr().out
