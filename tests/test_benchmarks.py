@@ -152,3 +152,21 @@ def test_feature_batch_times_each_batch_size_against_512(monkeypatch, capsys):
     assert set(rows) == {"mae", "simclr"}
     assert "65 tokens" in rows["mae"] and "17 tokens" in rows["simclr"]
     assert all("512:" in row and "(1.00x)" in row and " 64:" in row for row in rows.values())
+
+
+def test_temperature_sweep_appends_one_row_per_temperature(tmp_path, monkeypatch, capsys):
+    import json
+    import torch
+    out, threads = tmp_path / "sweep.jsonl", torch.get_num_threads()
+    try:
+        for n in ("1", "2"):
+            run_script("temperature_sweep.py", "--steps", "3", "--n-train", "200",
+                       "--temperatures", "0.05,1.0", "--threads", n, "--out", str(out),
+                       monkeypatch=monkeypatch)
+    finally:
+        torch.set_num_threads(threads)       # the script sets the process's threads
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["threads"], r["temperature"]) for r in rows] == [(1, 0.05), (1, 1.0), (2, 0.05),
+                                                                (2, 1.0)]
+    assert all(r["steps"] == 3 and 0.0 <= r["knn_accuracy"] <= 1.0 for r in rows)
+    assert "2 runs x 3 steps at batch 64, clutter 0.3" in capsys.readouterr().out
