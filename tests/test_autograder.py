@@ -620,3 +620,25 @@ def test_the_noisy_sample_keeps_each_solution_region_its_own_body():
         exec(_noisy(cell), namespace)
         assert (namespace["first"](1), namespace["second"](5)) == (2, 10)
     assert _noisy(cell).count("_warnings.warn(") == 2
+
+
+def test_samples_find_callable_references_without_importing_them():
+    """``autograder samples`` reads which references a test forbids from the modules' source: the
+    reference modules (torch, timm, torchvision) are not imported, and the answers are those an
+    import gives."""
+    script = textwrap.dedent("""
+        import sys
+        from autograder import samples
+        answers = [samples._importable_function(name) for name in (
+            "course_lib.simclr.info_nce", "course_lib.dino.DINOLoss",       # a def and a class
+            "course_lib.dino.DINOLoss.forward",   # below a module: no module of that name
+            "course_lib.nope.f", "nope.f")]
+        print(answers, samples._reference_constant("MAE_REFERENCES")[0],
+              sorted(m for m in ("torch", "course_lib.dino", "course_lib.simclr") if m in sys.modules))
+        print(samples._importable_function("course_lib.simclr.torch"))   # not a def: imported, asked
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    first, second = run.stdout.splitlines()
+    assert first == "[True, True, False, False, False] course_lib.mae.patchify []", first
+    assert second == "False"            # course_lib.simclr.torch is the torch module: not callable
