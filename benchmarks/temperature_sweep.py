@@ -52,13 +52,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--clutter", type=float, default=0.3)
     parser.add_argument("--temperatures", default="0.05,0.2,1.0")
     parser.add_argument("--n-train", type=int, default=5000)
+    parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--out", help="append one JSON row per temperature to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     temperatures = [float(t) for t in args.temperatures.split(",")]
     start = time.perf_counter()
     result = sweep(temperatures, steps=args.steps, batch_size=args.batch_size,
-                   clutter=args.clutter, n_train=args.n_train)
+                   clutter=args.clutter, n_train=args.n_train, n_test=args.n_test)
     seconds = time.perf_counter() - start
     print(f"{len(temperatures)} runs x {args.steps} steps at batch {args.batch_size}, clutter "
           f"{args.clutter}, {args.threads} thread(s): {seconds:.0f} s; untrained k-NN "
