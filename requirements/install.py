@@ -1,6 +1,6 @@
 """Install a requirements file into a virtual environment, fast, with pip as the fallback.
 
-    python requirements/install.py VENV_PYTHON REQUIREMENTS [--no-deps]
+    python requirements/install.py VENV_PYTHON REQUIREMENTS
 
 uv installs the pinned lock in about 20 s where pip takes about 70 s (2 cores; the bootstrap of
 `make test` and `make lab`). uv does not read pip's configuration, so the package sources pip is
@@ -50,25 +50,24 @@ def _pip_config(python: str) -> str:
                           text=True).stdout
 
 
-def install(python: str, requirements: str, extra: list[str]) -> int:
+def install(python: str, requirements: str) -> int:
     pip = [python, "-m", "pip"]
     uv = Path(python).with_name("uv")
     if (uv.exists() or _run(pip + ["install", "-qq", "uv"])) and _run(
             [str(uv), "pip", "install", "--quiet", "--python", python,
              "--index-strategy", "unsafe-best-match", *uv_source_options(_pip_config(python)),
-             *extra, "-r", requirements]):
+             "-r", requirements]):
         return 0
     print("install: uv did not install the requirements; pip installs them instead", flush=True)
-    return 0 if _run(pip + ["install", "-qq", "--no-compile", *extra, "-r", requirements]) else 1
+    return 0 if _run(pip + ["install", "-qq", "--no-compile", "-r", requirements]) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python requirements/install.py")
     parser.add_argument("python", help="the virtual environment's python")
     parser.add_argument("requirements", help="a pinned requirements file")
-    parser.add_argument("--no-deps", action="store_true", help="install exactly the listed packages")
     args = parser.parse_args(argv)
-    return install(args.python, args.requirements, ["--no-deps"] if args.no_deps else [])
+    return install(args.python, args.requirements)
 
 
 if __name__ == "__main__":

@@ -144,7 +144,6 @@ def test_jepa_against_mae_reads_both_checkpoints_and_an_untrained_network(tmp_pa
     assert "fine-tune" in capsys.readouterr().out
 
 
-
 def test_feature_batch_times_each_batch_size_against_512(monkeypatch, capsys):
     run_script("feature_batch.py", "--images", "64", "--repeats", "1", monkeypatch=monkeypatch)
     lines = capsys.readouterr().out.splitlines()

@@ -53,7 +53,6 @@ def test_installed_version_matches_lock():
     assert sys.version_info[:2] >= (3, 10)
 
 
-
 def _installer():
     import importlib.util
     spec = importlib.util.spec_from_file_location("install", ROOT / "requirements" / "install.py")
@@ -86,10 +85,9 @@ def test_the_installer_falls_back_to_pip_when_uv_fails(monkeypatch, tmp_path, ca
     monkeypatch.setattr(install, "_run", run)
     monkeypatch.setattr(install, "_pip_config", lambda python: "global.find-links='/w'")
     python = str(tmp_path / "bin" / "python")
-    assert install.install(python, "lock.txt", ["--no-deps"]) == 0
+    assert install.install(python, "lock.txt") == 0
     assert calls[0] == [python, "-m", "pip", "install", "-qq", "uv"]
     assert calls[1][:2] == [str(tmp_path / "bin" / "uv"), "pip"]
-    assert calls[1][-5:] == ["--find-links", "/w", "--no-deps", "-r", "lock.txt"]
-    assert calls[2] == [python, "-m", "pip", "install", "-qq", "--no-compile", "--no-deps", "-r",
-                        "lock.txt"]
+    assert calls[1][-4:] == ["--find-links", "/w", "-r", "lock.txt"]
+    assert calls[2] == [python, "-m", "pip", "install", "-qq", "--no-compile", "-r", "lock.txt"]
     assert "pip installs them instead" in capsys.readouterr().out

@@ -131,7 +131,8 @@ class AblationScale:
 ABLATION_SCALES: dict[str, AblationScale] = {
     # CPU: a 2-block ViT of width 64 on MAE's 8x8 grid of 4 px patches (a masked patch leaks
     # nothing into its neighbours), K = 256 with BatchNorm in the shared head, batch 32, 60
-    # steps: about 6 s a variant on 2 cores, and the patch-centering collapse is clear by then
+    # steps: 11 to 13 s a variant on one thread (lecture 04's saved run), and the patch-centering
+    # collapse is clear by then
     # (one thread, seed 0: the patch targets' batch-mean entropy 3.85 without the patch center,
     # 5.22 with it, of log K = 5.55; 4.01 and 5.21 at 50 steps, 3.2 and 5.3 at 150).
     "cpu": AblationScale(
