@@ -271,9 +271,13 @@ def _csv(path: Path) -> list[dict]:
 
 
 def _outputs(attacked, student: str) -> str:
+    """The printed text of the graded notebook, cell by cell. A kernel may send one print() in
+    several stream messages ("REACHED:" then " []" under load), so a cell's stream pieces are
+    joined as they came, not line by line."""
     nb = read_notebook(attacked["out"] / "autograded" / student / "infonce.ipynb")
-    return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    return "\n".join("".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                              for o in c.outputs)
+                      for c in nb.cells if c.cell_type == "code")
 
 
 def _full(attacked, student: str) -> bool:
