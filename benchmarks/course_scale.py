@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from course_lib.augment import ViewSpec, augment_batch  # noqa: E402
 from course_lib.backbones import PRESETS, build_vit  # noqa: E402
 from course_lib.data import make_shapes, normalize  # noqa: E402
+from course_lib.diagnostics import normalized_mutual_information  # noqa: E402
 from course_lib.dino import DINO, DINOConfig  # noqa: E402
 from course_lib.evaluate import extract_features, knn_accuracy  # noqa: E402
 from course_lib.labs.pretrain import object_hue_labels  # noqa: E402
@@ -61,25 +62,6 @@ def remap_colours(views: torch.Tensor, p: float, generator: torch.Generator) -> 
     return torch.einsum("bij,bjhw->bihw", q.to(views), views)
 
 
-def mutual_information_share(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Normalised mutual information of two labelings (n,): I(a; b) / mean(H(a), H(b)), in
-    [0, 1] (1: the same partition, 0: independent)."""
-    _, a = torch.unique(a, return_inverse=True)
-    _, b = torch.unique(b, return_inverse=True)
-    joint = torch.zeros(int(a.max()) + 1, int(b.max()) + 1)
-    joint.index_put_((a, b), torch.ones(len(a)), accumulate=True)
-    joint /= joint.sum()
-
-    def h(p):
-        p = p[p > 0]
-        return -(p * p.log()).sum().item()
-    mean_entropy = (h(joint.sum(1)) + h(joint.sum(0))) / 2
-    if mean_entropy == 0:
-        return 0.0
-    # I(a; b) = H(a) + H(b) - H(a, b); max(): no -0.0 from rounding
-    return max(0.0, (mean_entropy * 2 - h(joint.flatten())) / mean_entropy)
-
-
 def image_attributes(images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> dict:
     """What varies between the shapes images, each as a few classes: the shape, the object's hue
     sector, the background's brightness and the object's area (quartiles), its position (3x3)."""
@@ -104,16 +86,9 @@ def cluster_shares(method, images, masks, labels) -> dict:
     method.teacher.eval()
     logits = method.teacher([normalize(images)])                       # (n, K)
     clusters = (logits - method.loss.center).argmax(1)
-    shares = {k: round(mutual_information_share(v, clusters), 3)
+    shares = {k: round(normalized_mutual_information(v, clusters), 3)
               for k, v in image_attributes(images, masks, labels).items()}
     return {**shares, "clusters_used": int(clusters.unique().numel())}
-
-
-def one_colour(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Every object light grey on a dark grey background: the colour says nothing about an image."""
-    light = torch.tensor([220, 220, 220], dtype=torch.uint8).view(1, 3, 1, 1)
-    dark = torch.tensor([50, 50, 50], dtype=torch.uint8).view(1, 3, 1, 1)
-    return torch.where(masks.unsqueeze(1), light, dark)
 
 
 def make_views(args, n_views: int = 2, colour: bool = True, n_local: int = 0):
@@ -152,12 +127,12 @@ def build(args):
     return build_vit(config), config.embed_dim
 
 
-DEFAULTS = {"seed": 0, "one_colour": False, "library_views": False, "steps": 400, "batch": 128,
+DEFAULTS = {"seed": 0, "one_colour": False, "one_size": 0.0, "library_views": False, "steps": 400, "batch": 128,
             "lr": 1e-3, "clutter": 0.0, "preset": "cpu", "depth": 0, "width": 0,
             "crop": [0.6, 1.0], "strength": 0.3, "hue": 0.06, "gray": 0.2, "rotate": 0.0,
             "temperature": 0.1}
 DINO_DEFAULTS = {"out_dim": 1024, "momentum": 0.99, "teacher_temp": 0.04, "bn_head": False,
-                 "hidden": 512, "bottleneck": 128, "local": 0, "remap": 0.0}
+                 "hidden": 512, "bottleneck": 128, "local": 0, "remap": 0.0, "sinkhorn": 0}
 MOCO_DEFAULTS = {"queue": 4096, "momentum": 0.99}
 
 
@@ -208,6 +183,8 @@ def main() -> None:
     p.add_argument("--bn-head", action="store_true")
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--bottleneck", type=int, default=128)
+    p.add_argument("--sinkhorn", type=int, default=0,
+                   help="DINO: Sinkhorn-Knopp targets with this many iterations instead of the center")
     p.add_argument("--no-centering", action="store_true")
     p.add_argument("--no-sharpening", action="store_true")
     p.add_argument("--no-ema", action="store_true")
@@ -215,6 +192,8 @@ def main() -> None:
                    help="probability of a random orthogonal mix of each view's colour channels")
     p.add_argument("--one-colour", action="store_true",
                    help="repaint every image: light grey object, dark grey background")
+    p.add_argument("--one-size", type=float, default=0.0,
+                   help="every object covers this fraction of the image (0: the data's own range)")
     p.add_argument("--library-views", action="store_true",
                    help="rotate inside course_lib.augment's views, as python -m course_lib does")
     p.add_argument("--local", type=int, default=0, help="DINO: local crops of half the image side")
@@ -236,11 +215,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    images, labels, masks = make_shapes(args.n_train, args.image_size, 0, clutter=args.clutter)
+    data = dict(clutter=args.clutter, colour="grey" if args.one_colour else "random",
+                area=args.one_size or None)
+    images, labels, masks = make_shapes(args.n_train, args.image_size, 0, **data)
     test_images, test_labels, test_masks = make_shapes(args.n_test, args.image_size, 0,
-                                                       split="test", clutter=args.clutter)
-    if args.one_colour:
-        images, test_images = one_colour(images, masks), one_colour(test_images, test_masks)
+                                                       split="test", **data)
     backbone, dim = build(args)
 
     def knn(model) -> float:
@@ -268,6 +247,7 @@ def main() -> None:
         crops = make_views(args, n_local=args.local)       # 2 global views, then the locals
         method = DINO(backbone, dim, steps=args.steps, config=config,
                       crops=lambda x: list(crops(x)))
+        method.loss.sinkhorn_iters = args.sinkhorn     # 0: DINO's center
     curve = []
     if args.knn_every:
         watched = method.teacher.backbone if args.method == "dino" else backbone

@@ -8,6 +8,8 @@
   collapse shows as a few directions carrying all the variance.
 - ``alignment`` and ``uniformity`` (Wang and Isola 2020, section 4.1): positives close, all
   features spread over the sphere. Lecture 01, section 5.
+- ``normalized_mutual_information`` of two labelings: what a DINO teacher sorts images by
+  (Lecture 02, section 5).
 """
 from __future__ import annotations
 
@@ -93,3 +95,25 @@ def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
     z = F.normalize(z.float(), dim=-1)
     sq_dists = torch.pdist(z, p=2).pow(2)  # (B*(B-1)/2,) distinct pairs
     return torch.logsumexp(-t * sq_dists, dim=0) - torch.log(torch.tensor(float(sq_dists.numel())))
+
+
+def normalized_mutual_information(a: Tensor, b: Tensor) -> float:
+    """How much two labelings of the same n items agree: I(a; b) / ((H(a) + H(b)) / 2), in [0, 1].
+
+    1: the same partition (whatever the label names); 0: independent (or one labeling is constant).
+    ``a`` and ``b`` are integer tensors (n,). Lecture 02 compares the cluster a DINO teacher puts
+    each image in with the image's shape, size and position."""
+    if (not isinstance(a, Tensor) or not isinstance(b, Tensor) or a.dim() != 1 or a.shape != b.shape
+            or a.is_floating_point() or b.is_floating_point() or a.numel() == 0):
+        raise ValueError(f"a and b must be integer tensors of the same shape (n,), n > 0, got "
+                         f"{describe(a)} and {describe(b)}")
+    _, a = torch.unique(a, return_inverse=True)
+    _, b = torch.unique(b, return_inverse=True)
+    joint = torch.zeros(int(a.max()) + 1, int(b.max()) + 1, dtype=torch.float64)
+    joint.index_put_((a.cpu(), b.cpu()), torch.ones(a.numel(), dtype=torch.float64), accumulate=True)
+    joint /= joint.sum()
+    h_a, h_b = entropy(joint.sum(1)).item(), entropy(joint.sum(0)).item()
+    if h_a + h_b == 0:
+        return 0.0
+    mutual = h_a + h_b - entropy(joint.flatten()).item()        # I(a; b) = H(a) + H(b) - H(a, b)
+    return min(1.0, max(0.0, mutual / ((h_a + h_b) / 2)))       # clip rounding outside [0, 1]

@@ -33,6 +33,9 @@ SHAPE_CLASSES: tuple[str, ...] = ("disk", "square", "triangle", "plus", "ring", 
 N_CLASSES = len(SHAPE_CLASSES)
 IMAGE_SIZE_RANGE = (32, 128)
 AREA_RANGE = (0.12, 0.28)  # object area / image area, drawn uniformly, the same for every class
+AREA_OPTION_RANGE = (0.05, 0.3)  # make_shapes(area=...): one size for every object
+COLOURS = ("random", "grey")
+GREYS = (50, 220)         # colour="grey": background, object (uint8)
 # Per-channel mean / std of make_shapes(5000, 32, seed=0) / 255 (tests/test_data.py recomputes them).
 SHAPES_MEAN = (0.4980, 0.5003, 0.5021)
 SHAPES_STD = (0.2488, 0.2487, 0.2499)
@@ -118,14 +121,16 @@ def _canonical_geometry() -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- scene parameters: drawn per block, in units of the image side -------------------------------
-def _block_params(seed: int, split_id: int, block: int) -> dict[str, np.ndarray]:
-    """Scene parameters of images ``block*_BLOCK ... (block+1)*_BLOCK - 1``; arrays lead with B."""
+def _block_params(seed: int, split_id: int, block: int,
+                  area_range: tuple[float, float] = AREA_RANGE) -> dict[str, np.ndarray]:
+    """Scene parameters of images ``block*_BLOCK ... (block+1)*_BLOCK - 1``; arrays lead with B.
+    ``area_range`` changes the objects' sizes only: every other parameter keeps its value."""
     rng = np.random.default_rng([seed, split_id, block])
     b = _BLOCK
     labels = rng.permutation(np.arange(b) % N_CLASSES)
     areas, radii = _canonical_geometry()
     stretch = rng.uniform(0.85, 1.18, b)  # anisotropic scale: x * sqrt(stretch), y / sqrt(stretch)
-    scale = np.sqrt(rng.uniform(*AREA_RANGE, b) / areas[labels])
+    scale = np.sqrt(rng.uniform(*area_range, b) / areas[labels])
     extent = scale * radii[labels] * np.sqrt(np.maximum(stretch, 1 / stretch))
     scale = scale * np.minimum(1.0, 0.49 / extent)  # keep the whole object inside the frame
     extent = np.minimum(extent, 0.49)
@@ -155,8 +160,9 @@ def _block_params(seed: int, split_id: int, block: int) -> dict[str, np.ndarray]
     return p
 
 
-def _scene_params(n: int, seed: int, split_id: int) -> dict[str, Tensor]:
-    blocks = [_block_params(seed, split_id, k) for k in range((n + _BLOCK - 1) // _BLOCK)]
+def _scene_params(n: int, seed: int, split_id: int,
+                  area_range: tuple[float, float] = AREA_RANGE) -> dict[str, Tensor]:
+    blocks = [_block_params(seed, split_id, k, area_range) for k in range((n + _BLOCK - 1) // _BLOCK)]
     return {key: torch.from_numpy(np.concatenate([blk[key] for blk in blocks])[:n])
             for key in blocks[0]}
 
@@ -227,7 +233,9 @@ def _render(p: dict[str, Tensor], size: int) -> tuple[Tensor, Tensor]:
 
 
 def make_shapes(n: int, image_size: int = 32, seed: int = 0, *,
-                split: Literal["train", "test"] = "train", clutter: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+                split: Literal["train", "test"] = "train", clutter: float = 1.0,
+                colour: Literal["random", "grey"] = "random",
+                area: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Generate ``n`` procedural images with labels and exact object masks.
 
     Returns ``images`` (n, 3, H, W) uint8, ``labels`` (n,) int64 in ``[0, N_CLASSES)`` (names in
@@ -240,6 +248,13 @@ def make_shapes(n: int, image_size: int = 32, seed: int = 0, *,
     images of one seed never coincide. The same seed at another ``image_size`` renders the same
     scenes at that resolution. ``clutter`` in [0, 1] scales the background's waves and texture and
     the distractors' width (0: a flat background); the objects stay the same.
+
+    Two options take away what DINO sorts by before the shape (Lecture 02, section 5), leaving
+    every other parameter of each scene as it was: ``colour="grey"`` paints every object the same
+    light grey (220) on the same dark grey (50), so colour says nothing (it needs ``clutter=0``:
+    the clutter has colours of its own); ``area`` (a number in [0.05, 0.3]) gives every object
+    that fraction of the image instead of one drawn from ``AREA_RANGE`` (a few long shapes are
+    shrunk to fit the frame, as at any size).
     """
     check_int("n", n, 1)
     check_int("image_size", image_size, *IMAGE_SIZE_RANGE)
@@ -248,7 +263,19 @@ def make_shapes(n: int, image_size: int = 32, seed: int = 0, *,
         raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
     if not isinstance(clutter, (int, float)) or not 0.0 <= clutter <= 1.0:
         raise ValueError(f"clutter must be a number in [0, 1], got {clutter!r}")
-    params = _scene_params(n, seed, SPLITS[split])
+    if colour not in COLOURS:
+        raise ValueError(f"colour must be one of {COLOURS}, got {colour!r}")
+    if colour == "grey" and clutter != 0:
+        raise ValueError(f"clutter must be 0 with colour='grey' (a flat grey background), got {clutter!r}")
+    if area is not None and (isinstance(area, bool) or not isinstance(area, (int, float))
+                             or not AREA_OPTION_RANGE[0] <= area <= AREA_OPTION_RANGE[1]):
+        raise ValueError(f"area must be None or a number in {list(AREA_OPTION_RANGE)} (the object's "
+                         f"fraction of the image), got {area!r}")
+    area_range = AREA_RANGE if area is None else (float(area), float(area))
+    params = _scene_params(n, seed, SPLITS[split], area_range)
+    if colour == "grey":
+        params["base"] = torch.full_like(params["base"], GREYS[0] / 255)
+        params["colour"] = torch.full_like(params["colour"], GREYS[1] / 255)
     for key in ("wave_amp", "tex_colour", "seg_radius", "dot_radius"):
         params[key] = params[key] * clutter
     images = torch.empty(n, 3, image_size, image_size, dtype=torch.uint8)

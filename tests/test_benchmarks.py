@@ -30,8 +30,8 @@ def test_dino_step_prints_course_lib_and_the_lightly_rows_or_how_to_get_them(mon
 def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path, monkeypatch):
     import json
     out = tmp_path / "rows.jsonl"
-    extras = {"dino": ["--remap", "1", "--local", "2", "--knn-every", "1"],
-              "simclr": ["--one-colour", "--library-views"]}
+    extras = {"dino": ["--remap", "1", "--local", "2", "--knn-every", "1", "--sinkhorn", "3"],
+              "simclr": ["--one-colour", "--one-size", "0.2", "--library-views"]}
     for method in ("simclr", "dino"):
         run_script("course_scale.py", "--method", method, "--steps", "2", "--warmup", "1",
                    "--batch", "16", "--n-train", "64", "--n-test", "32", "--rotate", "90",
@@ -40,6 +40,7 @@ def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path, monkeyp
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["method"] for r in rows] == ["simclr", "dino"]
     assert rows[0]["one_colour"] and rows[0]["library_views"] and not rows[1]["library_views"]
+    assert rows[0]["one_size"] == 0.2 and rows[1]["one_size"] == 0.0
     with pytest.raises(SystemExit):                             # local crops are DINO's alone
         run_script("course_scale.py", "--method", "simclr", "--local", "2", "--out", str(out),
                    monkeypatch=monkeypatch)
@@ -59,21 +60,6 @@ def _course_scale():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def test_course_scale_mutual_information_matches_a_hand_worked_table():
-    import math
-
-    import torch
-    share = _course_scale().mutual_information_share
-    a = torch.tensor([0, 0, 1, 1])
-    assert share(a, torch.tensor([7, 7, 3, 3])) == 1.0            # the same partition, renamed
-    assert share(a, torch.tensor([0, 1, 0, 1])) == 0.0            # independent
-    # a = [0,0,1,1], b = [0,0,0,1]: joint 1/2, 1/4, 1/4; H(a) = ln 2, H(b) = H(3/4, 1/4)
-    h_a, h_b = math.log(2), -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    h_joint = -(0.5 * math.log(0.5) + 0.5 * math.log(0.25))
-    want = (h_a + h_b - h_joint) / ((h_a + h_b) / 2)
-    assert abs(share(a, torch.tensor([0, 0, 0, 1])) - want) < 1e-6
 
 
 def test_course_scale_colour_remap_keeps_each_pixels_length_and_every_edge():

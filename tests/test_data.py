@@ -92,6 +92,22 @@ def test_object_area_fraction_bounds(shapes32):
     assert per_class.max() - per_class.min() < 0.03
 
 
+def test_grey_and_one_size_change_only_the_colour_and_the_size():
+    images, labels, masks = make_shapes(200, 32, seed=3, clutter=0.0)
+    grey, grey_labels, grey_masks = make_shapes(200, 32, seed=3, clutter=0.0, colour="grey")
+    assert torch.equal(grey_labels, labels) and torch.equal(grey_masks, masks)   # same scenes
+    assert torch.equal(grey, torch.where(masks.unsqueeze(1), torch.tensor(220, dtype=torch.uint8),
+                                         torch.tensor(50, dtype=torch.uint8)).expand_as(grey))
+    _, sized_labels, sized_masks = make_shapes(200, 32, seed=3, clutter=0.0, area=0.2)
+    assert torch.equal(sized_labels, labels)
+    fraction = sized_masks.float().mean((1, 2))
+    # a few long shapes are shrunk to fit the frame, and pixels are counted on a 32 x 32 grid
+    assert (fraction - 0.2).abs().median() < 0.005 and (fraction < 0.21).all(), fraction
+    assert fraction.std() < 0.3 * masks.float().mean((1, 2)).std()
+    per_class = torch.stack([fraction[labels == c].mean() for c in range(N_CLASSES)])
+    assert per_class.max() - per_class.min() < 0.03
+
+
 def test_same_scene_at_every_resolution():
     small, large = make_shapes(40, 32, seed=1), make_shapes(40, 128, seed=1)
     assert torch.equal(small[1], large[1])
@@ -126,7 +142,10 @@ def test_any_seed_and_size_gives_valid_masks(seed, size, n):
 @pytest.mark.parametrize("kwargs, name", [
     (dict(n=0), "n"), (dict(n=-3), "n"), (dict(n=2.5), "n"), (dict(n=True), "n"),
     (dict(n=4, image_size=31), "image_size"), (dict(n=4, image_size=129), "image_size"),
-    (dict(n=4, seed=-1), "seed"), (dict(n=4, split="val"), "split"), (dict(n=4, clutter=1.5), "clutter")])
+    (dict(n=4, seed=-1), "seed"), (dict(n=4, split="val"), "split"), (dict(n=4, clutter=1.5), "clutter"),
+    (dict(n=4, colour="blue"), "colour"), (dict(n=4, colour="grey"), "clutter"),
+    (dict(n=4, clutter=0, area=0.5), "area"), (dict(n=4, clutter=0, area=0.01), "area"),
+    (dict(n=4, clutter=0, area=True), "area"), (dict(n=4, clutter=0, area="0.2"), "area")])
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name} must"):
         make_shapes(**kwargs)

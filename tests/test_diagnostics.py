@@ -81,3 +81,36 @@ def test_bfloat16_inputs_and_errors():
         dg.alignment(torch.randn(3, 4), torch.randn(4, 4))
     with pytest.raises(ValueError, match="probs must be a tensor"):
         dg.entropy(torch.tensor(0.5))
+
+
+def nmi_by_counting(a, b):
+    """I(a; b) / mean(H(a), H(b)) from a dictionary of pair counts: the independent check."""
+    n, pairs, count_a, count_b = len(a), {}, {}, {}
+    for x, y in zip(a, b):
+        pairs[x, y] = pairs.get((x, y), 0) + 1
+        count_a[x] = count_a.get(x, 0) + 1
+        count_b[y] = count_b.get(y, 0) + 1
+    h = lambda counts: -sum(c / n * math.log(c / n) for c in counts.values())  # noqa: E731
+    mutual = sum(c / n * math.log(c * n / (count_a[x] * count_b[y])) for (x, y), c in pairs.items())
+    return mutual / ((h(count_a) + h(count_b)) / 2)
+
+
+def test_normalized_mutual_information_by_hand_and_against_counting():
+    nmi = dg.normalized_mutual_information
+    a = torch.tensor([0, 0, 1, 1])
+    assert nmi(a, torch.tensor([7, 7, 3, 3])) == pytest.approx(1.0)     # same partition, renamed
+    assert nmi(a, torch.tensor([0, 1, 0, 1])) == pytest.approx(0.0, abs=1e-7)   # independent
+    assert nmi(a, torch.tensor([5, 5, 5, 5])) == 0.0                      # a constant says nothing
+    # by hand: H(a) = ln 2, H(b) = H(3/4, 1/4), H(a, b) = H(1/2, 1/4, 1/4)
+    b = torch.tensor([0, 0, 0, 1])
+    h_b = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    h_ab = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+    assert nmi(a, b) == pytest.approx((math.log(2) + h_b - h_ab) / ((math.log(2) + h_b) / 2), abs=1e-6)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 6, (500,), generator=g)
+    y = (x + torch.randint(0, 3, (500,), generator=g)) % 7
+    assert nmi(x, y) == pytest.approx(nmi_by_counting(x.tolist(), y.tolist()), abs=1e-5)
+    assert nmi(x, y) == pytest.approx(nmi(y, x))
+    for bad in [(a.float(), b), (a, b[:3]), (a.view(2, 2), b.view(2, 2)), ([0, 1], [1, 0])]:
+        with pytest.raises(ValueError, match="^a and b must"):
+            nmi(*bad)

@@ -17,7 +17,7 @@ from course_lib.labs.pretrain import METHODS, POOLING, shapes_for, shapes_kwargs
 SHIPPED = zoo.available()
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _shapes(data: tuple) -> tuple:
     """The checkpoints share their data: generate it once per session."""
     return shapes_for(dict(data))
@@ -198,3 +198,14 @@ def test_the_invariance_table_recomputes_shape_and_colour_knn():
     assert table["supervised"]["colour"] == pytest.approx(expected, abs=0.01)
     hues = object_hue_labels(test_x, test_m)
     assert table["colour chance"]["colour"] == hues.bincount(minlength=HUE_BINS).max().item() / len(hues)
+
+
+def test_the_checkpoint_table_lines_up_whatever_the_names():
+    from course_lib.labs.pretrain import checkpoint_table
+    row = dict(steps=1500, train_seconds=600.0, untrained_knn_accuracy=0.4, knn_accuracy=0.9,
+               knn_stderr=0.01, linear_probe=0.95, best_head=0.5)
+    for names in (["dino"], ["supervised-plain", "dino-plain"]):
+        table = {**{name: row for name in names}, "centre bump": {"best_head": 0.35}}
+        lines = checkpoint_table(table).splitlines()
+        assert len({len(line) for line in lines}) == 1, lines      # every column in its place
+        assert all(line.endswith("0.500") for line in lines[1:-1]) and lines[-1].endswith("0.350")

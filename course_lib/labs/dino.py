@@ -27,7 +27,10 @@ from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finishe
 
 from ..backbones import build_vit
 from ..data import N_CLASSES, make_shapes
-from ..diagnostics import entropy
+from .._checks import check_int
+from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
+from ..data import normalize
+from ..diagnostics import entropy, normalized_mutual_information
 from ..dino import DINO, DINOConfig, teacher_distribution
 from ..evaluate import evaluate_backbone
 from ..runtime import at_scale
@@ -157,6 +160,124 @@ def ablation_summary(result: dict) -> str:
     if "total_seconds" in result:
         lines.append(f"total {result['total_seconds']} s")
     return "\n".join(lines)
+
+
+# --- section 5: what DINO sorts by, on shapes where only the shape is left -----------------------
+@dataclass(frozen=True)
+class ShapeScale:
+    """The section-5 run: DINO and a supervised ViT from the same weights, on shapes whose colour
+    and size say nothing (``data``: ``make_shapes`` keyword arguments), views of crops, flips and
+    any rotation with mild jitter (``crop_scale``, ``rotation``, ``view_strength``)."""
+
+    n_train: int
+    n_test: int
+    data: dict
+    vit: dict
+    dino: DINOConfig
+    crop_scale: tuple[float, float]
+    rotation: tuple[float, float]
+    view_strength: float
+    train: TrainConfig
+
+
+SHAPE_SCALES: dict[str, ShapeScale] = {
+    # CPU: measured with benchmarks/course_scale.py (benchmarks/COURSE_SCALE.md, "Only the shape
+    # left"): the ablation's 2-block ViT, 2 global crops, a fast teacher (momentum from 0.9: from
+    # 0.99 the teacher still holds most of its random start after 100 steps), 100 steps.
+    "cpu": ShapeScale(
+        n_train=5000, n_test=1000, data=dict(clutter=0.0, colour="grey", area=0.2),
+        vit=dict(preset="cpu", embed_dim=64, depth=2, num_heads=2),
+        dino=DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, n_local_crops=0,
+                        use_bn_in_head=True, teacher_temp=0.04, warmup_teacher_temp=0.04,
+                        momentum_teacher=0.9),
+        crop_scale=(0.6, 1.0), rotation=(-180.0, 180.0), view_strength=0.3,
+        train=TrainConfig(steps=100, batch_size=64, lr=3e-3, warmup_steps=10, log_every=5,
+                          progress=False)),
+    # GPU: the shipped dino-plain recipe (course_lib.labs.pretrain), 1500 steps.
+    "gpu": ShapeScale(
+        n_train=5000, n_test=1000, data=dict(clutter=0.0, colour="grey", area=0.2),
+        vit=dict(preset="cpu"),
+        dino=DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, n_local_crops=0,
+                        use_bn_in_head=True, teacher_temp=0.04, warmup_teacher_temp=0.04,
+                        momentum_teacher=0.99),
+        crop_scale=(0.6, 1.0), rotation=(-180.0, 180.0), view_strength=0.3,
+        train=TrainConfig(steps=1500, batch_size=128, lr=3e-3, warmup_steps=20, log_every=20,
+                          progress=False)),
+}
+
+
+def image_properties(masks: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """What varies between shapes images besides the colour, each as a few classes: the shape
+    (the label), the object's area (quartiles) and its position (a 3x3 grid of its centroid)."""
+    ys, xs = torch.meshgrid(torch.arange(masks.shape[-2]).float(),
+                            torch.arange(masks.shape[-1]).float(), indexing="ij")
+    area = masks.float().sum((1, 2)).clamp_min(1)
+    centre_x, centre_y = (masks * xs).sum((1, 2)) / area, (masks * ys).sum((1, 2)) / area
+
+    def bins(values: Tensor, n: int) -> Tensor:
+        return torch.bucketize(values, torch.quantile(values, torch.linspace(0, 1, n + 1)[1:-1]))
+    return {"shape": labels, "area": bins(area, 4), "position": bins(centre_x, 3) * 3 + bins(centre_y, 3)}
+
+
+@torch.no_grad()
+def teacher_sorting(method: DINO, images: Tensor, masks: Tensor, labels: Tensor) -> dict:
+    """Sort ``images`` by the DINO teacher's target (the argmax of its centred logits on the plain
+    image) and say how much that sorting shares with each of :func:`image_properties`
+    (normalised mutual information), with the number of prototypes used."""
+    method.teacher.eval()
+    device = next(method.teacher.parameters()).device
+    logits = method.teacher([normalize(images).to(device)]).cpu()           # (n, K)
+    clusters = (logits - method.loss.center.cpu()).argmax(1)
+    shares = {name: normalized_mutual_information(clusters, values)
+              for name, values in image_properties(masks, labels).items()}
+    return {**shares, "prototypes_used": int(clusters.unique().numel())}
+
+
+def shape_run(scale: str = "cpu", *, seed: int = 0, steps: int | None = None, data: dict | None = None,
+              device: torch.device | str = "cpu") -> dict:
+    """Train DINO and, for the same steps from the same weights, a supervised ViT on shapes where
+    colour and size say nothing (:data:`SHAPE_SCALES`; ``steps`` and ``data``, ``make_shapes``
+    keyword arguments, replace the scale's: ``benchmarks/dino_shortcuts.py`` gives the colour and
+    the size back one at a time). Returns the k-NN of the untrained
+    network, the DINO teacher and the supervised ViT, what the teacher sorts by
+    (:func:`teacher_sorting`), the data and the three backbones (``models``) for attention maps."""
+    from ..supervised import Supervised
+    setup = at_scale(SHAPE_SCALES, scale, seed=seed)
+    if steps is not None:
+        check_int("steps", steps)
+        setup = replace(setup, train=replace(setup.train, steps=steps,
+                                             warmup_steps=min(setup.train.warmup_steps, steps)))
+    if data is not None:
+        setup = replace(setup, data=data)
+    images, labels, _ = make_shapes(setup.n_train, seed=seed, **setup.data)
+    test_images, test_labels, test_masks = make_shapes(setup.n_test, seed=seed, split="test", **setup.data)
+    views = lambda x: list(batched_simclr_views(x, strength=setup.view_strength,  # noqa: E731
+                                                scale=setup.crop_scale, rotation=setup.rotation))
+    plain = simclr_view_spec(32, strength=0.0, scale=setup.crop_scale, rotation=setup.rotation)
+    torch.manual_seed(seed)
+    untrained = build_vit(**setup.vit)
+    torch.manual_seed(seed)
+    dino_vit = build_vit(**setup.vit)
+    dino = DINO(dino_vit, dino_vit.embed_dim, steps=setup.train.steps, config=setup.dino, crops=views)
+    torch.manual_seed(seed)
+    supervised_vit = build_vit(**setup.vit)
+    supervised = Supervised(supervised_vit, supervised_vit.embed_dim, N_CLASSES,
+                            augment=lambda x: augment_batch(x, [plain])[0])
+    start = time.perf_counter()
+    history = train(dino, images, setup.train, device=device)
+    dino_seconds = time.perf_counter() - start
+    train(supervised, images, setup.train, labels=labels, device=device)
+    models = {"untrained": untrained, "DINO": dino.teacher.backbone, "supervised": supervised_vit}
+    knn = {name: evaluate_backbone(vit.to(device).eval(), images, labels, test_images, test_labels,
+                                   probe_epochs=0, diagnostics=False, device=device)
+           for name, vit in models.items()}
+    return {"scale": scale, "steps": setup.train.steps, "dino_seconds": round(dino_seconds, 1),
+            "knn": {name: scores["knn_accuracy"] for name, scores in knn.items()},
+            "knn_stderr": {name: scores["knn_stderr"] for name, scores in knn.items()},
+            "teacher_entropy": history["teacher_entropy"][-1],
+            "batch_mean_entropy": history["batch_mean_entropy"][-1],
+            "sorting": teacher_sorting(dino, test_images, test_masks, test_labels),
+            "test_images": test_images, "test_masks": test_masks, "models": models}
 
 
 def plot_teacher(logits: Tensor, *, center: float | Tensor = 0.0, teacher_temp: float = 0.04,

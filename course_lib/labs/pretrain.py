@@ -14,6 +14,9 @@ what makes each method itself:
   holds too little of the object), a BatchNorm head with K = 256, teacher temperature 0.04 and
   EMA momentum from 0.99 (the settings that recur in small-data DINO runs); the checkpoint is the
   teacher's backbone, as DINO evaluates;
+- ``dino-plain`` and ``supervised-plain``: the same two recipes on shapes painted in one grey and
+  drawn at one size (:data:`PLAIN_DATA`), where the shape is what two views share (Lecture 02,
+  section 5);
 - MAE: plain 4 px patches (8x8 tokens: a conv stem would leak masked pixels into visible tokens),
   75 % masked at random, a 2-block decoder 64 wide; features are the mean of the patch tokens.
 - iBOT: DINO's settings and views on MAE's 8x8 grid of plain patches (a masked patch must not
@@ -61,10 +64,13 @@ from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
 Tensor = torch.Tensor
 
 METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour",
-                             "ibot", "ijepa", "dinov2", "dinov2-reg")
+                             "ibot", "ijepa", "dinov2", "dinov2-reg", "dino-plain", "supervised-plain")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
            "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
-           "dinov2-reg": "cls"}
+           "dinov2-reg": "cls", "dino-plain": "cls", "supervised-plain": "cls"}
+# "<method>-plain": the same method on shapes with nothing to sort by but the shape: every object
+# the same grey and the same size (make_shapes(colour="grey", area=0.2); Lecture 02, section 5).
+PLAIN_DATA: dict = dict(colour="grey", area=0.2)
 ZOO_SCALE_NAMES: tuple[str, ...] = ("cpu", "long", "gpu")
 
 
@@ -113,12 +119,17 @@ def check_method(name: str) -> str:
     return name
 
 
+def base_method(name: str) -> str:
+    """The method a checkpoint name trains: ``dino-plain`` -> ``dino`` (only the data differ)."""
+    return check_method(name).removesuffix("-plain")
+
+
 def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
                  mae_config: MAEConfig = MAE_CONFIG) -> Method:
     """The method ``name`` with a fresh backbone seeded by ``seed``, set up as the module says
     (``mae_config`` replaces MAE's, for example to train at another masking ratio)."""
     from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
-    check_method(name)
+    name = base_method(name)
     recipe, size = setup.recipe, setup.image_size
     torch.manual_seed(seed)
     if name == "mae":
@@ -168,7 +179,7 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
 def evaluated_backbone(name: str, method: Method) -> nn.Module:
     """The network a checkpoint keeps: the teacher backbone of DINO, iBOT and DINOv2, MAE's
     encoder, else the backbone."""
-    if check_method(name) in ("dino", "ibot", "dinov2", "dinov2-reg"):
+    if base_method(name) in ("dino", "ibot", "dinov2", "dinov2-reg"):
         return method.teacher.backbone
     if name == "ijepa":
         return method.backbone                                  # the target encoder
@@ -216,7 +227,7 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
         steps = recipe.steps
     data = dict(n_train=n_train or setup.n_train, n_test=n_test or setup.n_test,
                 image_size=setup.image_size,
-                seed=seed, clutter=recipe.clutter)
+                seed=seed, clutter=recipe.clutter, **(PLAIN_DATA if name.endswith("-plain") else {}))
     train_x, train_y, test_x, test_y = shapes_for(data)
     method = build_method(name, setup, steps=steps, seed=seed, mae_config=mae_config)
     backbone = evaluated_backbone(name, method)
@@ -239,6 +250,7 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
 
 
 def _method_settings(name: str, recipe: PretrainScale, mae_config: MAEConfig = MAE_CONFIG) -> dict:
+    name = base_method(name)
     if name == "simclr":
         return {"temperature": TEMPERATURES[name]}
     if name == "moco":
@@ -320,14 +332,15 @@ def compare_checkpoints(names: list[str] | tuple[str, ...], *, n_attention: int 
 
 def checkpoint_table(table: dict) -> str:
     """:func:`compare_checkpoints` as text: one line per checkpoint."""
-    lines = [f"{'checkpoint':<12}{'steps':>6}{'minutes':>8}{'k-NN untrained':>15}{'k-NN':>7}"
+    width = max([12] + [len(name) + 1 for name, row in table.items() if "steps" in row])
+    lines = [f"{'checkpoint':<{width}}{'steps':>6}{'minutes':>8}{'k-NN untrained':>15}{'k-NN':>7}"
              f"{'+-':>6}{'probe':>7}" + (f"{'Jaccard best head':>18}" if any(
                  "best_head" in row for row in table.values()) else "")]
     for name, row in table.items():
         if "steps" not in row:      # the centre bump: attention only
-            lines.append(f"{name:<16}{'':>45}{row['best_head']:18.3f}")
+            lines.append(f"{name:<{width + 49}}{row['best_head']:18.3f}")
             continue
-        line = (f"{name:<12}{row['steps']:>6}{row['train_seconds'] / 60:8.1f}"
+        line = (f"{name:<{width}}{row['steps']:>6}{row['train_seconds'] / 60:8.1f}"
                 f"{row['untrained_knn_accuracy']:15.3f}{row['knn_accuracy']:7.3f}"
                 f"{row['knn_stderr']:6.3f}{row.get('linear_probe', float('nan')):7.3f}")
         lines.append(line + (f"{row['best_head']:18.3f}" if "best_head" in row else ""))
