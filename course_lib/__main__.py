@@ -209,7 +209,7 @@ def compare_arguments(p: argparse.ArgumentParser) -> None:
                    help="cpu: 1000 training images, one seed, 30 fine-tuning steps; long: 5000, "
                         "three seeds, 300 steps")
     p.add_argument("--names", nargs="+", default=None,
-                   help="checkpoints to compare; default: every one in the zoo")
+                   help="checkpoints to compare; default: every one trained on the default shapes")
     p.add_argument("--retrain", action="store_true", help="train each method again first")
     p.add_argument("--out", type=output_file(".png", ".pdf", ".svg"), default=None,
                    help="write the figure here")

@@ -150,10 +150,17 @@ def evaluate_checkpoint(name: str, setup: CompareScale, *, directory: str | Path
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def same_data_checkpoints(names: list[str]) -> list[str]:
+    """The checkpoints trained on the course's default shapes: ``names`` without the ``-plain``
+    pair (one grey, one size; Lecture 02), whose data differ, so they are not in the comparison."""
+    return [name for name in names if not name.endswith("-plain")]
+
+
 def compare(names: list[str] | tuple[str, ...] | None = None, scale: str = "cpu", *,
             retrain: bool = False, device: torch.device | str = "cpu",
             progress: bool = False) -> dict:
-    """:func:`evaluate_checkpoint` for every name (default: every checkpoint in the zoo) at
+    """:func:`evaluate_checkpoint` for every name (default: every checkpoint in the zoo trained on
+    the default shapes, :func:`same_data_checkpoints`) at
     ``scale`` (``COMPARE_SCALES``); returns {"scale", "setup", "chance", "rows": name -> row,
     "retrained", "seconds"}. With ``retrain``, each method is first trained again by
     ``course_lib.labs.pretrain`` at the pretraining scale of the same name (``cpu``: 450 steps;
@@ -163,7 +170,7 @@ def compare(names: list[str] | tuple[str, ...] | None = None, scale: str = "cpu"
     if scale not in COMPARE_SCALES:
         raise ValueError(f"scale must be one of {tuple(COMPARE_SCALES)}, got {scale!r}")
     available = zoo.available()
-    names = list(names) if names is not None else available
+    names = list(names) if names is not None else same_data_checkpoints(available)
     unknown = [name for name in names if name not in available]
     if unknown or not names:
         raise ValueError(f"names must be checkpoints of the zoo {available}, got {names!r}")
