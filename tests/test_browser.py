@@ -31,6 +31,9 @@ ARTIFACTS = ROOT / "artifacts" / "browser"
 REFERENCE_SCREENSHOT = ROOT / "benchmarks" / "browser_widget.png"
 SERVER_START_S = 60
 WAIT_S = 60
+# Opening the lecture waits longer: JupyterLab renders the saved notebook and starts a kernel while
+# the other pytest worker may be running a lecture on the second core (one CI run took over 60 s).
+OPEN_WAIT_S = 180
 # Without the background-networking flags Chromium keeps dialling Google's services, which a
 # closed network refuses; the user-data-dir is added per run so no profile is shared.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -159,13 +162,21 @@ def browser(tmp_path_factory):
         driver.quit()
 
 
-# JavaScript run in the page. The notebook panel is JupyterLab's current widget once it opened.
+# JavaScript run in the page. The notebook panel is found by its path among the main area's
+# widgets: JupyterLab's currentWidget follows the keyboard focus, which a headless window may
+# never give it until something in the notebook is clicked (the test clicks a cell, then checks).
 _NOTEBOOK_READY = """
-const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-return !!(panel && panel.context && panel.context.path === arguments[0] && panel.context.isReady
+const app = window.jupyterapp;
+const panel = app && Array.from(app.shell.widgets('main')).find(
+    w => w.context && w.context.path === arguments[0]);
+return !!(panel && panel.context.isReady
           && panel.sessionContext.session && panel.sessionContext.session.kernel
           && panel.sessionContext.session.kernel.connectionStatus === 'connected'
           && panel.sessionContext.session.kernel.status === 'idle');
+"""
+_NOTEBOOK_CURRENT = """
+const panel = window.jupyterapp.shell.currentWidget;
+return !!(panel && panel.context && panel.context.path === arguments[0]);
 """
 _RUN_UP_TO = """
 const [cellIndex, done] = arguments;
@@ -203,8 +214,12 @@ def test_teacher_temperature_slider_redraws_the_figure(lab, browser):
     started = time.perf_counter()
     try:
         browser.get(lab["url"])
-        wait.until(lambda d: d.execute_script(_NOTEBOOK_READY, LECTURE),
-                   f"{LECTURE} did not open with an idle python3 kernel within {WAIT_S} s")
+        WebDriverWait(browser, OPEN_WAIT_S, poll_frequency=0.2).until(
+            lambda d: d.execute_script(_NOTEBOOK_READY, LECTURE),
+            f"{LECTURE} did not open with an idle python3 kernel within {OPEN_WAIT_S} s")
+        browser.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell").click()   # focus it
+        wait.until(lambda d: d.execute_script(_NOTEBOOK_CURRENT, LECTURE),
+                   f"{LECTURE} did not become JupyterLab's current widget when clicked")
         # Each command resolves to whether its cells ran without an error.
         outcome = browser.execute_async_script(_RUN_UP_TO, lab["widget_cell"])
         assert outcome == {"above": True, "cell": True}, (

@@ -47,13 +47,13 @@ def test_image_properties_by_hand():
 
 
 def test_shape_run_returns_its_three_networks_and_what_the_teacher_sorts_by():
-    from course_lib.labs.dino import SHAPE_SCALES, shape_run
+    from course_lib.labs.dino import ABLATION_SCALES, shape_run
     run = shape_run("cpu", steps=2)
     assert run["steps"] == 2 and set(run["knn"]) == {"untrained", "DINO", "supervised"}
     assert all(0.0 <= v <= 1.0 for v in run["knn"].values())
     assert set(run["sorting"]) == {"shape", "area", "position", "prototypes_used"}
     assert all(0.0 <= run["sorting"][k] <= 1.0 for k in ("shape", "area", "position"))
-    assert 1 <= run["sorting"]["prototypes_used"] <= SHAPE_SCALES["cpu"].dino.out_dim
+    assert 1 <= run["sorting"]["prototypes_used"] <= ABLATION_SCALES["cpu"].dino.out_dim
     assert run["test_images"].unique().tolist() == [50, 220]                 # one grey object, one grey ground
     assert 0 <= run["teacher_entropy"] <= run["batch_mean_entropy"] + 1e-6 <= math.log(256) + 1e-6
     untrained = run["models"]["untrained"].state_dict()

@@ -27,7 +27,6 @@ from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finishe
 
 from ..backbones import build_vit
 from ..data import N_CLASSES, make_shapes
-from .._checks import check_int
 from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
 from ..data import normalize
 from ..diagnostics import entropy, normalized_mutual_information
@@ -51,30 +50,39 @@ VARIANTS: dict[str, dict] = {
 
 @dataclass(frozen=True)
 class AblationScale:
-    """Everything one scale of the ablation needs: data, model, DINO and optimiser settings."""
+    """Everything one scale of the ablation needs: data (``make_shapes`` keyword arguments), views
+    (``batched_simclr_views`` keyword arguments for two global crops, or None for DINO's multi-crop
+    from ``dino``), model, DINO and optimiser settings."""
 
     n_train: int
     n_test: int
-    clutter: float
+    data: dict
+    views: dict | None
     vit: dict                          # build_vit keyword arguments
     dino: DINOConfig
     train: TrainConfig
 
 
-# Both scales as data. CPU: a few minutes on 2 cores for all five variants; GPU: ViT-Ti, 3000 steps.
+# Both scales as data. CPU: about 30 s on 2 cores for all five variants; GPU: ViT-Ti, 3000 steps.
 ABLATION_SCALES: dict[str, AblationScale] = {
+    # CPU: found with benchmarks/course_scale.py and benchmarks/dino_shortcuts.py (COURSE_SCALE.md,
+    # "Only the shape left"). Shapes in one grey at one size: on the default colourful shapes DINO
+    # sorts by colour, at one colour by size, and its k-NN stays at chance. Two global crops turned
+    # by any angle (no local crops: 16 px holds too little of the object); the teacher's momentum
+    # from 0.9, so that within 100 steps it is no longer mostly its random start. BatchNorm in the
+    # head (DINO's --use_bn_in_head): without it this 2-block ViT gives nearly the same logits to
+    # every image and even "both" ends with a target that ignores the image (lecture 02 shows it).
     "cpu": AblationScale(
-        n_train=4000, n_test=1000, clutter=0.3,
+        n_train=5000, n_test=1000, data=dict(clutter=0.0, colour="grey", area=0.2),
+        views=dict(strength=0.3, scale=(0.6, 1.0), rotation=(-180.0, 180.0)),
         vit=dict(preset="cpu", embed_dim=64, depth=2, num_heads=2),
-        # BatchNorm in the head (DINO's --use_bn_in_head): without it this 2-block ViT maps
-        # every image to nearly the same logits, centering removes that common part, and
-        # even "both" ends uniform within 30 steps (measured: entropy 5.54 of log K = 5.55).
-        dino=DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, n_local_crops=4,
-                        use_bn_in_head=True, teacher_temp=0.04, warmup_teacher_temp=0.04),
-        train=TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup_steps=10, log_every=5,
+        dino=DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, n_local_crops=0,
+                        use_bn_in_head=True, teacher_temp=0.04, warmup_teacher_temp=0.04,
+                        momentum_teacher=0.9),
+        train=TrainConfig(steps=100, batch_size=64, lr=3e-3, warmup_steps=10, log_every=5,
                           progress=False)),
     "gpu": AblationScale(
-        n_train=20000, n_test=2000, clutter=1.0,
+        n_train=20000, n_test=2000, data=dict(clutter=1.0), views=None,
         vit=dict(preset="tiny", img_size=32, patch_size=4, stem="conv"),
         dino=DINOConfig(out_dim=4096, n_local_crops=6, warmup_teacher_temp=0.04,
                         teacher_temp=0.07, warmup_teacher_temp_steps=300),
@@ -85,6 +93,15 @@ ABLATION_SCALES: dict[str, AblationScale] = {
 def ablation_scale(scale: str, seed: int = 0) -> AblationScale:
     """``ABLATION_SCALES[scale]`` with its training seeded by ``seed``."""
     return at_scale(ABLATION_SCALES, scale, seed=seed)
+
+
+def ablation_views(setup: AblationScale):
+    """The crops function of ``setup``: two SimCLR-style global views with ``setup.views``, or
+    None (DINO's own multi-crop from ``setup.dino``)."""
+    if setup.views is None:
+        return None
+    views = setup.views
+    return lambda images: list(batched_simclr_views(images, **views))
 
 
 def run_variant(name: str, images: Tensor, bank: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
@@ -98,7 +115,7 @@ def run_variant(name: str, images: Tensor, bank: tuple[Tensor, Tensor], test: tu
     torch.manual_seed(setup.train.seed)          # every variant starts from the same weights
     backbone = build_vit(**setup.vit)
     method = DINO(backbone, backbone.embed_dim, steps=setup.train.steps,
-                  config=replace(setup.dino, **VARIANTS[name]))
+                  config=replace(setup.dino, **VARIANTS[name]), crops=ablation_views(setup))
     start = time.perf_counter()
     history = train(method, images, setup.train, device=device)
     seconds = time.perf_counter() - start
@@ -127,9 +144,8 @@ def collapse_ablation(scale: str = "cpu", *, seed: int = 0, variants: list[str] 
     """
     setup = ablation_scale(scale, seed)
     setup, names = ablation_runs(setup, VARIANTS, steps, variants)
-    images, labels, _ = make_shapes(setup.n_train, image_size=32, seed=seed, clutter=setup.clutter)
-    test_x, test_y, _ = make_shapes(setup.n_test, image_size=32, seed=seed, split="test",
-                                    clutter=setup.clutter)
+    images, labels, _ = make_shapes(setup.n_train, image_size=32, seed=seed, **setup.data)
+    test_x, test_y, _ = make_shapes(setup.n_test, image_size=32, seed=seed, split="test", **setup.data)
     bank, test = (images, labels), (test_x, test_y)
     torch.manual_seed(seed)
     init = build_vit(**setup.vit)
@@ -140,7 +156,7 @@ def collapse_ablation(scale: str = "cpu", *, seed: int = 0, variants: list[str] 
     return {"scale": scale, "seed": seed, "out_dim": setup.dino.out_dim,
             "log_k": math.log(setup.dino.out_dim), "chance": 1 / N_CLASSES,
             "random_init_knn": init_knn,
-            "settings": {"n_train": setup.n_train, "clutter": setup.clutter, "vit": setup.vit,
+            "settings": {"n_train": setup.n_train, "data": setup.data, "views": setup.views, "vit": setup.vit,
                          "dino": asdict(setup.dino),
                          "train": {k: v for k, v in asdict(setup.train).items()}},
             "variants": results}
@@ -163,49 +179,6 @@ def ablation_summary(result: dict) -> str:
 
 
 # --- section 5: what DINO sorts by, on shapes where only the shape is left -----------------------
-@dataclass(frozen=True)
-class ShapeScale:
-    """The section-5 run: DINO and a supervised ViT from the same weights, on shapes whose colour
-    and size say nothing (``data``: ``make_shapes`` keyword arguments), views of crops, flips and
-    any rotation with mild jitter (``crop_scale``, ``rotation``, ``view_strength``)."""
-
-    n_train: int
-    n_test: int
-    data: dict
-    vit: dict
-    dino: DINOConfig
-    crop_scale: tuple[float, float]
-    rotation: tuple[float, float]
-    view_strength: float
-    train: TrainConfig
-
-
-SHAPE_SCALES: dict[str, ShapeScale] = {
-    # CPU: measured with benchmarks/course_scale.py (benchmarks/COURSE_SCALE.md, "Only the shape
-    # left"): the ablation's 2-block ViT, 2 global crops, a fast teacher (momentum from 0.9: from
-    # 0.99 the teacher still holds most of its random start after 100 steps), 100 steps.
-    "cpu": ShapeScale(
-        n_train=5000, n_test=1000, data=dict(clutter=0.0, colour="grey", area=0.2),
-        vit=dict(preset="cpu", embed_dim=64, depth=2, num_heads=2),
-        dino=DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, n_local_crops=0,
-                        use_bn_in_head=True, teacher_temp=0.04, warmup_teacher_temp=0.04,
-                        momentum_teacher=0.9),
-        crop_scale=(0.6, 1.0), rotation=(-180.0, 180.0), view_strength=0.3,
-        train=TrainConfig(steps=100, batch_size=64, lr=3e-3, warmup_steps=10, log_every=5,
-                          progress=False)),
-    # GPU: the shipped dino-plain recipe (course_lib.labs.pretrain), 1500 steps.
-    "gpu": ShapeScale(
-        n_train=5000, n_test=1000, data=dict(clutter=0.0, colour="grey", area=0.2),
-        vit=dict(preset="cpu"),
-        dino=DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, n_local_crops=0,
-                        use_bn_in_head=True, teacher_temp=0.04, warmup_teacher_temp=0.04,
-                        momentum_teacher=0.99),
-        crop_scale=(0.6, 1.0), rotation=(-180.0, 180.0), view_strength=0.3,
-        train=TrainConfig(steps=1500, batch_size=128, lr=3e-3, warmup_steps=20, log_every=20,
-                          progress=False)),
-}
-
-
 def image_properties(masks: Tensor, labels: Tensor) -> dict[str, Tensor]:
     """What varies between shapes images besides the colour, each as a few classes: the shape
     (the label), the object's area (quartiles) and its position (a 3x3 grid of its centroid)."""
@@ -235,48 +208,39 @@ def teacher_sorting(method: DINO, images: Tensor, masks: Tensor, labels: Tensor)
 
 def shape_run(scale: str = "cpu", *, seed: int = 0, steps: int | None = None, data: dict | None = None,
               device: torch.device | str = "cpu") -> dict:
-    """Train DINO and, for the same steps from the same weights, a supervised ViT on shapes where
-    colour and size say nothing (:data:`SHAPE_SCALES`; ``steps`` and ``data``, ``make_shapes``
-    keyword arguments, replace the scale's: ``benchmarks/dino_shortcuts.py`` gives the colour and
-    the size back one at a time). Returns the k-NN of the untrained
-    network, the DINO teacher and the supervised ViT, what the teacher sorts by
-    (:func:`teacher_sorting`), the data and the three backbones (``models``) for attention maps."""
+    """The ablation's ``both`` run and, for the same steps from the same weights, a supervised ViT
+    with the same crops (no colour jitter), on the scale's data or ``data`` (``make_shapes`` keyword
+    arguments: ``benchmarks/dino_shortcuts.py`` gives the colour and the size back one at a time).
+    Returns the k-NN of the untrained network, the DINO teacher and the supervised ViT, what the
+    teacher sorts the held-out images by (:func:`teacher_sorting`) and the three backbones."""
     from ..supervised import Supervised
-    setup = at_scale(SHAPE_SCALES, scale, seed=seed)
-    if steps is not None:
-        check_int("steps", steps)
-        setup = replace(setup, train=replace(setup.train, steps=steps,
-                                             warmup_steps=min(setup.train.warmup_steps, steps)))
+    setup, _ = ablation_runs(ablation_scale(scale, seed), VARIANTS, steps, ["both"])
     if data is not None:
         setup = replace(setup, data=data)
     images, labels, _ = make_shapes(setup.n_train, seed=seed, **setup.data)
     test_images, test_labels, test_masks = make_shapes(setup.n_test, seed=seed, split="test", **setup.data)
-    views = lambda x: list(batched_simclr_views(x, strength=setup.view_strength,  # noqa: E731
-                                                scale=setup.crop_scale, rotation=setup.rotation))
-    plain = simclr_view_spec(32, strength=0.0, scale=setup.crop_scale, rotation=setup.rotation)
+    test = (test_images, test_labels)
     torch.manual_seed(seed)
     untrained = build_vit(**setup.vit)
-    torch.manual_seed(seed)
-    dino_vit = build_vit(**setup.vit)
-    dino = DINO(dino_vit, dino_vit.embed_dim, steps=setup.train.steps, config=setup.dino, crops=views)
+    both = run_variant("both", images, (images, labels), test, setup, device, keep_model=True)
+    views = setup.views or {}
+    plain = simclr_view_spec(32, strength=0.0, scale=views.get("scale", (0.6, 1.0)),
+                             rotation=views.get("rotation", (0.0, 0.0)))
     torch.manual_seed(seed)
     supervised_vit = build_vit(**setup.vit)
     supervised = Supervised(supervised_vit, supervised_vit.embed_dim, N_CLASSES,
                             augment=lambda x: augment_batch(x, [plain])[0])
-    start = time.perf_counter()
-    history = train(dino, images, setup.train, device=device)
-    dino_seconds = time.perf_counter() - start
     train(supervised, images, setup.train, labels=labels, device=device)
-    models = {"untrained": untrained, "DINO": dino.teacher.backbone, "supervised": supervised_vit}
-    knn = {name: evaluate_backbone(vit.to(device).eval(), images, labels, test_images, test_labels,
-                                   probe_epochs=0, diagnostics=False, device=device)
+    models = {"untrained": untrained, "DINO": both["model"].teacher.backbone, "supervised": supervised_vit}
+    knn = {name: evaluate_backbone(vit.to(device).eval(), images, labels, *test, probe_epochs=0,
+                                   diagnostics=False, device=device)
            for name, vit in models.items()}
-    return {"scale": scale, "steps": setup.train.steps, "dino_seconds": round(dino_seconds, 1),
+    return {"scale": scale, "steps": setup.train.steps, "dino_seconds": both["train_seconds"],
             "knn": {name: scores["knn_accuracy"] for name, scores in knn.items()},
             "knn_stderr": {name: scores["knn_stderr"] for name, scores in knn.items()},
-            "teacher_entropy": history["teacher_entropy"][-1],
-            "batch_mean_entropy": history["batch_mean_entropy"][-1],
-            "sorting": teacher_sorting(dino, test_images, test_masks, test_labels),
+            "teacher_entropy": both["final_teacher_entropy"],
+            "batch_mean_entropy": both["final_batch_mean_entropy"],
+            "sorting": teacher_sorting(both["model"], test_images, test_masks, test_labels),
             "test_images": test_images, "test_masks": test_masks, "models": models}
 
 
