@@ -33,6 +33,7 @@ from course_lib.data import make_shapes, normalize  # noqa: E402
 from course_lib.diagnostics import normalized_mutual_information  # noqa: E402
 from course_lib.dino import DINO, DINOConfig  # noqa: E402
 from course_lib.evaluate import extract_features, knn_accuracy  # noqa: E402
+from course_lib.labs.dino import image_properties  # noqa: E402
 from course_lib.labs.pretrain import object_hue_labels  # noqa: E402
 from course_lib.moco import MoCo  # noqa: E402
 from course_lib.simclr import SimCLR  # noqa: E402
@@ -63,20 +64,13 @@ def remap_colours(views: torch.Tensor, p: float, generator: torch.Generator) -> 
 
 
 def image_attributes(images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> dict:
-    """What varies between the shapes images, each as a few classes: the shape, the object's hue
-    sector, the background's brightness and the object's area (quartiles), its position (3x3)."""
-    ys, xs = torch.meshgrid(torch.arange(images.shape[-2]).float(),
-                            torch.arange(images.shape[-1]).float(), indexing="ij")
-    area = masks.float().sum((1, 2))
-    centre_x, centre_y = (masks * xs).sum((1, 2)) / area, (masks * ys).sum((1, 2)) / area
+    """What varies between the shapes images, each as a few classes: lecture 02's shape, area
+    (quartiles) and position (3x3), with the object's hue sector and the background's brightness."""
     outside = (~masks).unsqueeze(1)                                       # (n, 1, H, W)
     background = (images.float() * outside).sum((1, 2, 3)) / (3 * outside.sum((1, 2, 3)))
-
-    def bins(v, n):
-        return torch.bucketize(v, torch.quantile(v, torch.linspace(0, 1, n + 1)[1:-1]))
-    return {"shape": labels, "hue": object_hue_labels(images, masks),
-            "background": bins(background, 4), "area": bins(area, 4),
-            "position": bins(centre_x, 3) * 3 + bins(centre_y, 3)}
+    quartiles = torch.bucketize(background, torch.quantile(background, torch.tensor([0.25, 0.5, 0.75])))
+    return {"shape": labels, "hue": object_hue_labels(images, masks), "background": quartiles,
+            **{k: v for k, v in image_properties(masks, labels).items() if k != "shape"}}
 
 
 @torch.no_grad()
