@@ -12,8 +12,13 @@ between teacher and student, over training. The two collapse modes read off thos
 
 With both, the entropy settles in between and the KL stays positive: the student still has
 something to learn. ``no_ema`` keeps both tricks but makes the teacher a copy of the student
-after every step. :func:`plot_teacher` draws the lecture's widget from
-``course_lib.dino.teacher_distribution``; the attention scores come from
+after every step.
+
+The ``cpu`` scale trains on shapes in one grey at one size, where what two views share is the
+shape. :func:`teacher_sorting` measures what the teacher sorts images by, and :func:`shape_run`
+trains ``both`` beside a supervised ViT on any version of the shapes (on the colourful default
+DINO sorts by colour: ``benchmarks/dino_shortcuts.py``). :func:`plot_teacher` draws the lecture's
+widget from ``course_lib.dino.teacher_distribution``; the attention scores come from
 ``course_lib.evaluate.attention_jaccard``.
 """
 from __future__ import annotations
@@ -25,10 +30,9 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finished
 
-from ..backbones import build_vit
-from ..data import N_CLASSES, make_shapes
 from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
-from ..data import normalize
+from ..backbones import build_vit
+from ..data import N_CLASSES, make_shapes, normalize
 from ..diagnostics import entropy, normalized_mutual_information
 from ..dino import DINO, DINOConfig, teacher_distribution
 from ..evaluate import evaluate_backbone
