@@ -6,12 +6,16 @@ Jaccard of each head's CLS attention (60 % of its mass) with the object masks of
 images, against the same rule on a fixed centre bump. Appends a JSON line per run to ``--out``.
 
     python benchmarks/dino_attention.py --threads 1 --steps 100 300 1000    # about 2 minutes
+    python benchmarks/dino_attention.py --patch-size 4     # 8x8 tokens from the same conv stem
+
+Each row also scores the untrained network (the weights every run starts from).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,10 +23,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from course_lib.backbones import build_vit  # noqa: E402
 from course_lib.data import make_shapes  # noqa: E402
 from course_lib.evaluate import attention_jaccard, centre_bump_jaccard  # noqa: E402
 from course_lib.labs import ablation_runs  # noqa: E402
 from course_lib.labs.dino import VARIANTS, ablation_scale, run_variant  # noqa: E402
+
+
+def _first(n: int, setup) -> tuple:
+    """The first ``n`` held-out images and their masks."""
+    images, _, masks = make_shapes(n, split="test", **setup.data)
+    return images, masks
 
 
 def main() -> None:
@@ -30,10 +41,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[100, 300, 1000])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n-attention", type=int, default=500)
+    p.add_argument("--patch-size", type=int, default=0,
+                   help="token size in pixels (default: the scale's 8 px, 4x4 tokens; 4 gives 8x8)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dino_attention.jsonl"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     setup = ablation_scale("cpu")
+    if args.patch_size:
+        setup = replace(setup, vit={**setup.vit, "patch_size": args.patch_size})
+    torch.manual_seed(setup.train.seed)
+    untrained = attention_jaccard(build_vit(**setup.vit), *_first(args.n_attention, setup))["best_head"]
     images, labels, _ = make_shapes(setup.n_train, **setup.data)
     test_x, test_y, test_masks = make_shapes(setup.n_test, split="test", **setup.data)
     shown, masks = test_x[:args.n_attention], test_masks[:args.n_attention]
@@ -42,7 +59,8 @@ def main() -> None:
         run = run_variant("both", images, (images, labels), (test_x, test_y), run_setup, keep_model=True)
         backbone = run["model"].teacher.backbone
         scores = attention_jaccard(backbone, shown, masks)
-        row = {"steps": steps, "threads": args.threads, "knn": run["knn_accuracy"],
+        row = {"steps": steps, "threads": args.threads, "vit": setup.vit, "knn": run["knn_accuracy"],
+               "untrained_best_head": untrained,
                "best_head": scores["best_head"], "per_head": scores["per_head"],
                "centre_bump": centre_bump_jaccard(masks, tuple(backbone.patch_embed.grid_size)),
                "train_seconds": run["train_seconds"]}
