@@ -8,7 +8,8 @@ images, against the same rule on a fixed centre bump. Appends a JSON line per ru
     python benchmarks/dino_attention.py --threads 1 --steps 100 300 1000    # about 2 minutes
     python benchmarks/dino_attention.py --patch-size 4     # 8x8 tokens from the same conv stem
 
-Each row also scores the untrained network (the weights every run starts from).
+Each row also scores the untrained network (the weights every run starts from), and with
+``--supervised`` the same ViT trained with labels for the same steps.
 """
 from __future__ import annotations
 
@@ -23,17 +24,31 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from course_lib.augment import augment_batch, simclr_view_spec  # noqa: E402
 from course_lib.backbones import build_vit  # noqa: E402
-from course_lib.data import make_shapes  # noqa: E402
+from course_lib.data import N_CLASSES, make_shapes  # noqa: E402
 from course_lib.evaluate import attention_jaccard, centre_bump_jaccard  # noqa: E402
 from course_lib.labs import ablation_runs  # noqa: E402
 from course_lib.labs.dino import VARIANTS, ablation_scale, run_variant  # noqa: E402
+from course_lib.supervised import Supervised  # noqa: E402
+from course_lib.train import train  # noqa: E402
 
 
 def _first(n: int, setup) -> tuple:
     """The first ``n`` held-out images and their masks."""
     images, _, masks = make_shapes(n, split="test", **setup.data)
     return images, masks
+
+
+def supervised_vit(images, labels, setup):
+    """The setup's ViT from the seeded start, trained with labels for its steps on the crops,
+    flips and turns of its views (no colour jitter), as lecture 02's labelled baseline."""
+    spec = simclr_view_spec(32, strength=0.0, scale=setup.views["scale"], rotation=setup.views["rotation"])
+    torch.manual_seed(setup.train.seed)
+    vit = build_vit(**setup.vit)
+    method = Supervised(vit, vit.embed_dim, N_CLASSES, augment=lambda x: augment_batch(x, [spec])[0])
+    train(method, images, setup.train, labels=labels)
+    return vit.eval()
 
 
 def main() -> None:
@@ -43,6 +58,9 @@ def main() -> None:
     p.add_argument("--n-attention", type=int, default=500)
     p.add_argument("--patch-size", type=int, default=0,
                    help="token size in pixels (default: the scale's 8 px, 4x4 tokens; 4 gives 8x8)")
+    p.add_argument("--supervised", action="store_true",
+                   help="also train the same ViT with labels for the same steps (the crops and turns "
+                        "of DINO's views, no jitter) and score its best head")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dino_attention.jsonl"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -64,6 +82,9 @@ def main() -> None:
                "best_head": scores["best_head"], "per_head": scores["per_head"],
                "centre_bump": centre_bump_jaccard(masks, tuple(backbone.patch_embed.grid_size)),
                "train_seconds": run["train_seconds"]}
+        if args.supervised:
+            vit = supervised_vit(images, labels, run_setup)
+            row["supervised_best_head"] = attention_jaccard(vit, shown, masks)["best_head"]
         print(json.dumps(row), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -161,10 +161,11 @@ def test_dino_attention_writes_one_row_per_length(tmp_path, monkeypatch, capsys)
     import json
     out = tmp_path / "attention.jsonl"
     run_script("dino_attention.py", "--steps", "1", "2", "--n-attention", "20", "--threads", "1",
-               "--out", str(out), monkeypatch=monkeypatch)
+               "--supervised", "--out", str(out), monkeypatch=monkeypatch)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["steps"] for row in rows] == [1, 2]
     for row in rows:
         assert 0.0 <= row["centre_bump"] <= 1.0 and 0.0 <= row["knn"] <= 1.0
         assert row["best_head"] == max(row["per_head"]) and len(row["per_head"]) == 2   # 2 heads
+        assert 0.0 <= row["supervised_best_head"] <= 1.0
     assert capsys.readouterr().out.count('"steps"') == 2
