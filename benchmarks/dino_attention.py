@@ -24,31 +24,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course_lib.augment import augment_batch, simclr_view_spec  # noqa: E402
 from course_lib.backbones import build_vit  # noqa: E402
-from course_lib.data import N_CLASSES, make_shapes  # noqa: E402
+from course_lib.data import make_shapes  # noqa: E402
 from course_lib.evaluate import attention_jaccard, centre_bump_jaccard  # noqa: E402
 from course_lib.labs import ablation_runs  # noqa: E402
-from course_lib.labs.dino import VARIANTS, ablation_scale, run_variant  # noqa: E402
-from course_lib.supervised import Supervised  # noqa: E402
-from course_lib.train import train  # noqa: E402
+from course_lib.labs.dino import VARIANTS, ablation_scale, run_variant, supervised_baseline  # noqa: E402
 
 
 def _first(n: int, setup) -> tuple:
     """The first ``n`` held-out images and their masks."""
     images, _, masks = make_shapes(n, split="test", **setup.data)
     return images, masks
-
-
-def supervised_vit(images, labels, setup):
-    """The setup's ViT from the seeded start, trained with labels for its steps on the crops,
-    flips and turns of its views (no colour jitter), as lecture 02's labelled baseline."""
-    spec = simclr_view_spec(32, strength=0.0, scale=setup.views["scale"], rotation=setup.views["rotation"])
-    torch.manual_seed(setup.train.seed)
-    vit = build_vit(**setup.vit)
-    method = Supervised(vit, vit.embed_dim, N_CLASSES, augment=lambda x: augment_batch(x, [spec])[0])
-    train(method, images, setup.train, labels=labels)
-    return vit.eval()
 
 
 def main() -> None:
@@ -83,8 +69,8 @@ def main() -> None:
                "centre_bump": centre_bump_jaccard(masks, tuple(backbone.patch_embed.grid_size)),
                "train_seconds": run["train_seconds"]}
         if args.supervised:
-            vit = supervised_vit(images, labels, run_setup)
-            row["supervised_best_head"] = attention_jaccard(vit, shown, masks)["best_head"]
+            vit, _ = supervised_baseline(images, labels, run_setup)
+            row["supervised_best_head"] = attention_jaccard(vit.eval(), shown, masks)["best_head"]
         print(json.dumps(row), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")

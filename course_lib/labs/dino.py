@@ -210,6 +210,22 @@ def teacher_sorting(method: DINO, images: Tensor, masks: Tensor, labels: Tensor)
     return {**shares, "prototypes_used": int(clusters.unique().numel())}
 
 
+def supervised_baseline(images: Tensor, labels: Tensor, setup: AblationScale,
+                        device: torch.device | str = "cpu"):
+    """The labelled comparator of a DINO run: ``setup``'s ViT from the same seeded start, trained
+    with cross-entropy for ``setup.train`` on the crops, flips and turns of its views (no colour
+    jitter). Returns (the ViT, the training history)."""
+    from ..supervised import Supervised
+    views = setup.views or {}
+    spec = simclr_view_spec(32, strength=0.0, scale=views.get("scale", (0.6, 1.0)),
+                            rotation=views.get("rotation", (0.0, 0.0)))
+    torch.manual_seed(setup.train.seed)
+    vit = build_vit(**setup.vit)
+    method = Supervised(vit, vit.embed_dim, N_CLASSES, augment=lambda x: augment_batch(x, [spec])[0])
+    history = train(method, images, setup.train, labels=labels, device=device)
+    return vit, history
+
+
 def shape_run(scale: str = "cpu", *, seed: int = 0, steps: int | None = None, data: dict | None = None,
               device: torch.device | str = "cpu") -> dict:
     """The ablation's ``both`` run and, for the same steps from the same weights, a supervised ViT
@@ -217,7 +233,6 @@ def shape_run(scale: str = "cpu", *, seed: int = 0, steps: int | None = None, da
     arguments: ``benchmarks/dino_shortcuts.py`` gives the colour and the size back one at a time).
     Returns the k-NN of the untrained network, the DINO teacher and the supervised ViT, what the
     teacher sorts the held-out images by (:func:`teacher_sorting`) and the three backbones."""
-    from ..supervised import Supervised
     setup, _ = ablation_runs(ablation_scale(scale, seed), VARIANTS, steps, ["both"])
     if data is not None:
         setup = replace(setup, data=data)
@@ -227,14 +242,7 @@ def shape_run(scale: str = "cpu", *, seed: int = 0, steps: int | None = None, da
     torch.manual_seed(seed)
     untrained = build_vit(**setup.vit)
     both = run_variant("both", images, (images, labels), test, setup, device, keep_model=True)
-    views = setup.views or {}
-    plain = simclr_view_spec(32, strength=0.0, scale=views.get("scale", (0.6, 1.0)),
-                             rotation=views.get("rotation", (0.0, 0.0)))
-    torch.manual_seed(seed)
-    supervised_vit = build_vit(**setup.vit)
-    supervised = Supervised(supervised_vit, supervised_vit.embed_dim, N_CLASSES,
-                            augment=lambda x: augment_batch(x, [plain])[0])
-    train(supervised, images, setup.train, labels=labels, device=device)
+    supervised_vit, _ = supervised_baseline(images, labels, setup, device)
     models = {"untrained": untrained, "DINO": both["model"].teacher.backbone, "supervised": supervised_vit}
     knn = {name: evaluate_backbone(vit.to(device).eval(), images, labels, *test, probe_epochs=0,
                                    diagnostics=False, device=device)
