@@ -152,8 +152,10 @@ def evaluate_checkpoint(name: str, setup: CompareScale, *, directory: str | Path
 
 def same_data_checkpoints(names: list[str]) -> list[str]:
     """The checkpoints trained on the course's default shapes: ``names`` without the ``-plain``
-    pair (one grey, one size; Lecture 02), whose data differ, so they are not in the comparison."""
-    return [name for name in names if not name.endswith("-plain")]
+    and ``-fine`` ones (one grey, one size; Lecture 02), whose data differ, so they are not in the
+    comparison."""
+    from .pretrain import VARIANT_SUFFIXES
+    return [name for name in names if not name.endswith(VARIANT_SUFFIXES)]
 
 
 def compare(names: list[str] | tuple[str, ...] | None = None, scale: str = "cpu", *,

@@ -64,13 +64,19 @@ from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
 Tensor = torch.Tensor
 
 METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour",
-                             "ibot", "ijepa", "dinov2", "dinov2-reg", "dino-plain", "supervised-plain")
+                             "ibot", "ijepa", "dinov2", "dinov2-reg", "supervised-plain", "simclr-plain",
+                             "moco-plain", "dino-plain", "mae-plain", "supervised-fine", "dino-fine")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
            "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
-           "dinov2-reg": "cls", "dino-plain": "cls", "supervised-plain": "cls"}
+           "dinov2-reg": "cls"}
+POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simclr", "moco", "dino", "mae")})
+POOLING.update({"supervised-fine": "cls", "dino-fine": "cls"})
 # "<method>-plain": the same method on shapes with nothing to sort by but the shape: every object
 # the same grey and the same size (make_shapes(colour="grey", area=0.2); Lecture 02, section 5).
+# "<method>-fine": the same data, and the conv stem down to 4 px cells (8x8 tokens, "cpu-fine"),
+# a grid fine enough for an attention map to follow the object's outline.
 PLAIN_DATA: dict = dict(colour="grey", area=0.2)
+VARIANT_SUFFIXES: tuple[str, ...] = ("-plain", "-fine")
 ZOO_SCALE_NAMES: tuple[str, ...] = ("cpu", "long", "gpu")
 
 
@@ -94,6 +100,7 @@ ZOO_SCALES: dict[str, ZooScale] = {
 }
 
 VIT: dict = dict(preset="cpu")                                 # conv stem, 4x4 tokens, 96 wide
+FINE_VIT: dict = dict(preset="cpu-fine")                       # the same stem to 4 px: 8x8 tokens
 MAE_VIT: dict = dict(preset="cpu", stem="patch", patch_size=4)  # same width and depth, 8x8 tokens
 DINO_CONFIG = DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
                          teacher_temp=0.04, warmup_teacher_temp=0.04, momentum_teacher=0.99)
@@ -120,8 +127,17 @@ def check_method(name: str) -> str:
 
 
 def base_method(name: str) -> str:
-    """The method a checkpoint name trains: ``dino-plain`` -> ``dino`` (only the data differ)."""
-    return check_method(name).removesuffix("-plain")
+    """The method a checkpoint name trains: ``dino-plain`` and ``dino-fine`` -> ``dino`` (only
+    the data, and for ``-fine`` the token grid, differ)."""
+    name = check_method(name)
+    for suffix in VARIANT_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name
+
+
+def plain_data(name: str) -> bool:
+    """Whether checkpoint ``name`` trains on :data:`PLAIN_DATA` (the ``-plain`` and ``-fine`` ones)."""
+    return check_method(name).endswith(VARIANT_SUFFIXES)
 
 
 def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
@@ -129,6 +145,7 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     """The method ``name`` with a fresh backbone seeded by ``seed``, set up as the module says
     (``mae_config`` replaces MAE's, for example to train at another masking ratio)."""
     from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
+    vit = FINE_VIT if name.endswith("-fine") else VIT
     name = base_method(name)
     recipe, size = setup.recipe, setup.image_size
     torch.manual_seed(seed)
@@ -140,7 +157,7 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     if name in DINOV2_REGISTERS:
         backbone = build_vit(**MAE_VIT, img_size=size, num_register_tokens=DINOV2_REGISTERS[name])
     else:
-        backbone = build_vit(**(MAE_VIT if name == "ibot" else VIT), img_size=size)
+        backbone = build_vit(**(MAE_VIT if name == "ibot" else vit), img_size=size)
     if name == "supervised":
         from ..supervised import Supervised
         spec = simclr_view_spec(size, strength=0.0, scale=recipe.crop_scale, rotation=recipe.rotation)
@@ -179,7 +196,8 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
 def evaluated_backbone(name: str, method: Method) -> nn.Module:
     """The network a checkpoint keeps: the teacher backbone of DINO, iBOT and DINOv2, MAE's
     encoder, else the backbone."""
-    if base_method(name) in ("dino", "ibot", "dinov2", "dinov2-reg"):
+    name = base_method(name)
+    if name in ("dino", "ibot", "dinov2", "dinov2-reg"):
         return method.teacher.backbone
     if name == "ijepa":
         return method.backbone                                  # the target encoder
@@ -227,7 +245,7 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
         steps = recipe.steps
     data = dict(n_train=n_train or setup.n_train, n_test=n_test or setup.n_test,
                 image_size=setup.image_size,
-                seed=seed, clutter=recipe.clutter, **(PLAIN_DATA if name.endswith("-plain") else {}))
+                seed=seed, clutter=recipe.clutter, **(PLAIN_DATA if plain_data(name) else {}))
     train_x, train_y, test_x, test_y = shapes_for(data)
     method = build_method(name, setup, steps=steps, seed=seed, mae_config=mae_config)
     backbone = evaluated_backbone(name, method)
