@@ -302,6 +302,22 @@ def attention_jaccard(model: nn.Module, images: Tensor, masks: Tensor, *, mass: 
             "best_head": heads.max().item(), "head_average": torch.cat(averaged).mean().item()}
 
 
+def held_out_head_jaccard(model: nn.Module, images: Tensor, masks: Tensor, *,
+                          mass: float = 0.6) -> dict:
+    """:func:`attention_jaccard` without picking the best head on the images it is scored on: the
+    head is chosen on the first half of ``images`` and scored on the second half. Returns
+    ``head`` (its index), ``chosen_on`` (its Jaccard on the first half) and ``held_out`` (on the
+    second half, the figure to report)."""
+    if images.shape[0] < 2:
+        raise ValueError(f"images must hold at least 2 images (one half to choose the head on, one "
+                         f"to score it), got {images.shape[0]}")
+    half = images.shape[0] // 2
+    choose = attention_jaccard(model, images[:half], masks[:half], mass=mass)["per_head"]
+    head = max(range(len(choose)), key=choose.__getitem__)
+    score = attention_jaccard(model, images[half:], masks[half:], mass=mass)["per_head"]
+    return {"head": head, "chosen_on": choose[head], "held_out": score[head]}
+
+
 def centre_bump_jaccard(masks: Tensor, grid: tuple[int, int], *, mass: float = 0.6) -> float:
     """The attention baseline that needs no model: :func:`attention_masks` on a fixed Gaussian bump
     centred on a ``grid`` of patches, upsampled to the masks' (B, H, W) pixels, mean Jaccard."""

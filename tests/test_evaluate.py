@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from course_lib.backbones import build_vit
 from course_lib.data import make_shapes
 from course_lib.evaluate import (Pooled, attention_jaccard, attention_masks, dense_probe,
-                                 evaluate_backbone, extract_features, jaccard, knn_accuracy,
-                                 linear_probe, token_labels)
+                                 evaluate_backbone, extract_features, held_out_head_jaccard, jaccard,
+                                 knn_accuracy, linear_probe, token_labels)
 
 
 def knn_loop(train_x, train_y, test_x, k, T):
@@ -139,6 +139,24 @@ def test_attention_jaccard_shapes_and_bounds():
         assert 0.0 <= out[key] <= 1.0
     with pytest.raises(ValueError, match="masks"):
         attention_jaccard(model, images, masks.float())
+
+
+def test_the_held_out_head_is_chosen_on_the_first_half_and_scored_on_the_second():
+    torch.manual_seed(0)
+    model = build_vit("cpu-fine").eval()
+    images, _, masks = make_shapes(12, 32, seed=1)
+    got = held_out_head_jaccard(model, images, masks)
+    first = attention_jaccard(model, images[:6], masks[:6])["per_head"]
+    second = attention_jaccard(model, images[6:], masks[6:])["per_head"]
+    assert got["head"] == first.index(max(first))
+    assert got["chosen_on"] == max(first) and got["held_out"] == second[got["head"]]
+    # The second half cannot change which head is chosen: empty its masks and only the score moves.
+    empty = masks.clone()
+    empty[6:] = False
+    again = held_out_head_jaccard(model, images, empty)
+    assert again["head"] == got["head"] and again["held_out"] == 0.0
+    with pytest.raises(ValueError, match="images must hold at least 2"):
+        held_out_head_jaccard(model, images[:1], masks[:1])
 
 
 # --- the one evaluator ---------------------------------------------------------------------------

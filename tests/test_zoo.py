@@ -105,7 +105,7 @@ def test_bad_names_images_and_paths_are_clear_errors(tmp_path):
         model.features(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
 
 
-@pytest.mark.parametrize("method", ["dino", "mae", "ibot", "ijepa", "dinov2-reg"])
+@pytest.mark.parametrize("method", ["dino", "mae", "ibot", "ijepa", "dinov2-reg", "dino-fine"])
 def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path):
     out, report = tmp_path / f"{method}.pt", tmp_path / f"{method}.json"
     assert main(["pretrain", method, "--scale", "cpu", "--steps", "2", "--n-train", "256",
@@ -115,8 +115,23 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
     assert meta["steps"] == 2 and meta["data"]["n_train"] == 256 and meta["method"] == method
     model = zoo.load(method, directory=tmp_path)
     assert model.backbone.course_config.num_register_tokens == (4 if method == "dinov2-reg" else 0)
+    fine = method.endswith("-fine")         # the one-grey, one-size shapes on 8x8 tokens of 4 px
+    assert (model.meta["data"].get("colour"), model.meta["data"].get("area")) == (
+        ("grey", 0.2) if fine else (None, None))
+    assert tuple(model.backbone.patch_embed.grid_size) == ((8, 8) if fine or method != "dino" else (4, 4))
     assert model.meta["metrics"]["knn_accuracy"] == pytest.approx(
         zoo.measure(model)["knn_accuracy"], abs=1e-6)
+
+
+def test_checkpoint_names_say_their_method_and_data():
+    from course_lib.labs.pretrain import base_method, plain_data
+    names = ("dino", "dino-plain", "dino-fine", "simclr-nocolour", "dinov2-reg", "mae-plain", "supervised-fine")
+    assert [base_method(n) for n in names] == ["dino", "dino", "dino", "simclr-nocolour", "dinov2-reg",
+                                               "mae", "supervised"]
+    assert [plain_data(n) for n in names] == [False, True, True, False, False, True, True]
+    for bad in ("byol-plain", "dino-fine-plain"):
+        with pytest.raises(ValueError, match="method must be one of"):
+            base_method(bad)
 
 
 def test_the_pretrain_command_rejects_an_unknown_method_and_scale(capsys):
