@@ -105,7 +105,8 @@ def test_bad_names_images_and_paths_are_clear_errors(tmp_path):
         model.features(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
 
 
-@pytest.mark.parametrize("method", ["dino", "mae", "ibot", "ijepa", "dinov2-reg", "dino-fine"])
+@pytest.mark.parametrize("method", ["dino", "mae", "ibot", "ijepa", "dinov2-reg", "dino-fine",
+                                    "supervised-patch-plain"])
 def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path):
     out, report = tmp_path / f"{method}.pt", tmp_path / f"{method}.json"
     assert main(["pretrain", method, "--scale", "cpu", "--steps", "2", "--n-train", "256",
@@ -115,20 +116,23 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
     assert meta["steps"] == 2 and meta["data"]["n_train"] == 256 and meta["method"] == method
     model = zoo.load(method, directory=tmp_path)
     assert model.backbone.course_config.num_register_tokens == (4 if method == "dinov2-reg" else 0)
-    fine = method.endswith("-fine")         # the one-grey, one-size shapes on 8x8 tokens of 4 px
+    plain = method.endswith(("-fine", "-plain"))         # the one-grey, one-size shapes
     assert (model.meta["data"].get("colour"), model.meta["data"].get("area")) == (
-        ("grey", 0.2) if fine else (None, None))
-    assert tuple(model.backbone.patch_embed.grid_size) == ((8, 8) if fine or method != "dino" else (4, 4))
+        ("grey", 0.2) if plain else (None, None))
+    assert tuple(model.backbone.patch_embed.grid_size) == ((4, 4) if method == "dino" else (8, 8))
+    assert model.backbone.course_config.stem == ("conv" if method.startswith("dino-") or method == "dino"
+                                                 else "patch")
     assert model.meta["metrics"]["knn_accuracy"] == pytest.approx(
         zoo.measure(model)["knn_accuracy"], abs=1e-6)
 
 
 def test_checkpoint_names_say_their_method_and_data():
     from course_lib.labs.pretrain import base_method, plain_data
-    names = ("dino", "dino-plain", "dino-fine", "simclr-nocolour", "dinov2-reg", "mae-plain", "supervised-fine")
+    names = ("dino", "dino-plain", "dino-fine", "simclr-nocolour", "dinov2-reg", "mae-plain", "supervised-fine",
+             "supervised-patch", "supervised-patch-plain")
     assert [base_method(n) for n in names] == ["dino", "dino", "dino", "simclr-nocolour", "dinov2-reg",
-                                               "mae", "supervised"]
-    assert [plain_data(n) for n in names] == [False, True, True, False, False, True, True]
+                                               "mae", "supervised", "supervised", "supervised"]
+    assert [plain_data(n) for n in names] == [False, True, True, False, False, True, True, False, True]
     for bad in ("byol-plain", "dino-fine-plain"):
         with pytest.raises(ValueError, match="method must be one of"):
             base_method(bad)
@@ -158,6 +162,20 @@ def test_the_lectures_comparison_reads_each_checkpoint_and_scores_attention():
     assert all(name in text for name in table)
     ax = plot_checkpoints(table)
     assert len(ax.patches) == 2
+
+
+def test_dino_fine_attention_finds_the_object_where_the_bump_and_the_labelled_vit_do_not():
+    """Lecture 02's claim about the shipped 8x8-token pair, on 400 held-out images: DINO's head,
+    chosen on the first 200 and scored on the other 200, overlaps the object masks well above a
+    fixed centre bump and above the chosen head of the ViT trained with labels."""
+    from course_lib.evaluate import centre_bump_jaccard, held_out_head_jaccard
+    models = {name: zoo.load(name) for name in ("dino-fine", "supervised-fine")}
+    assert all(tuple(m.backbone.patch_embed.grid_size) == (8, 8) for m in models.values())
+    assert models["dino-fine"].meta["data"] == models["supervised-fine"].meta["data"]
+    images, _, masks = make_shapes(400, split="test", **shapes_kwargs(models["dino-fine"].meta["data"]))
+    scores = {name: held_out_head_jaccard(m.backbone, images, masks)["held_out"] for name, m in models.items()}
+    bump = centre_bump_jaccard(masks[200:], (8, 8))
+    assert scores["dino-fine"] > max(bump, scores["supervised-fine"]) + 0.1, (scores, bump)
 
 
 def test_the_centre_bump_is_scored_once_per_token_grid():

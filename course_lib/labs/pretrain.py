@@ -65,18 +65,23 @@ Tensor = torch.Tensor
 
 METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour",
                              "ibot", "ijepa", "dinov2", "dinov2-reg", "supervised-plain", "simclr-plain",
-                             "moco-plain", "dino-plain", "mae-plain", "supervised-fine", "dino-fine")
+                             "moco-plain", "dino-plain", "mae-plain", "supervised-fine", "dino-fine",
+                             "supervised-patch", "supervised-patch-plain")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
            "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
            "dinov2-reg": "cls"}
 POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simclr", "moco", "dino", "mae")})
-POOLING.update({"supervised-fine": "cls", "dino-fine": "cls"})
+POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "supervised-patch": "cls",
+                "supervised-patch-plain": "cls"})
 # "<method>-plain": the same method on shapes with nothing to sort by but the shape: every object
 # the same grey and the same size (make_shapes(colour="grey", area=0.2); Lecture 02, section 5).
 # "<method>-fine": the same data, and the conv stem down to 4 px cells (8x8 tokens, "cpu-fine"),
 # a grid fine enough for an attention map to follow the object's outline.
+# "supervised-patch": labels on MAE's backbone (plain 4 px patches, no conv stem), the reference
+# for the methods that train on it (MAE, I-JEPA, iBOT, DINOv2): a conv stem would leak masked
+# pixels into visible tokens, and a plain patch stem learns more slowly than a conv one.
 PLAIN_DATA: dict = dict(colour="grey", area=0.2)
-VARIANT_SUFFIXES: tuple[str, ...] = ("-plain", "-fine")
+VARIANT_SUFFIXES: tuple[str, ...] = ("-plain", "-fine", "-patch")
 ZOO_SCALE_NAMES: tuple[str, ...] = ("cpu", "long", "gpu")
 
 
@@ -126,18 +131,25 @@ def check_method(name: str) -> str:
     return name
 
 
+def variant(name: str) -> tuple[str, tuple[str, ...]]:
+    """A checkpoint name split into the method it trains and the :data:`VARIANT_SUFFIXES` that
+    change its data or ViT: ``supervised-patch-plain`` -> ``("supervised", ("-patch", "-plain"))``."""
+    base, suffixes = check_method(name), []
+    while base.endswith(VARIANT_SUFFIXES):
+        suffix = next(s for s in VARIANT_SUFFIXES if base.endswith(s))
+        base, suffixes = base.removesuffix(suffix), [suffix, *suffixes]
+    return base, tuple(suffixes)
+
+
 def base_method(name: str) -> str:
     """The method a checkpoint name trains: ``dino-plain`` and ``dino-fine`` -> ``dino`` (only
-    the data, and for ``-fine`` the token grid, differ)."""
-    name = check_method(name)
-    for suffix in VARIANT_SUFFIXES:
-        name = name.removesuffix(suffix)
-    return name
+    the data, and for ``-fine`` and ``-patch`` the ViT's stem, differ)."""
+    return variant(name)[0]
 
 
 def plain_data(name: str) -> bool:
     """Whether checkpoint ``name`` trains on :data:`PLAIN_DATA` (the ``-plain`` and ``-fine`` ones)."""
-    return check_method(name).endswith(VARIANT_SUFFIXES)
+    return bool({"-plain", "-fine"} & set(variant(name)[1]))
 
 
 def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
@@ -145,8 +157,8 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     """The method ``name`` with a fresh backbone seeded by ``seed``, set up as the module says
     (``mae_config`` replaces MAE's, for example to train at another masking ratio)."""
     from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
-    vit = FINE_VIT if name.endswith("-fine") else VIT
-    name = base_method(name)
+    name, suffixes = variant(name)
+    vit = FINE_VIT if "-fine" in suffixes else MAE_VIT if "-patch" in suffixes else VIT
     recipe, size = setup.recipe, setup.image_size
     torch.manual_seed(seed)
     if name == "mae":
