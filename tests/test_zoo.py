@@ -128,12 +128,14 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
 
 def test_checkpoint_names_say_their_method_and_data():
     from course_lib.labs.pretrain import base_method, plain_data
+    from course_lib.labs.pretrain import variant
     names = ("dino", "dino-plain", "dino-fine", "simclr-nocolour", "dinov2-reg", "mae-plain", "supervised-fine",
-             "supervised-patch", "supervised-patch-plain")
+             "supervised-patch-plain")
     assert [base_method(n) for n in names] == ["dino", "dino", "dino", "simclr-nocolour", "dinov2-reg",
-                                               "mae", "supervised", "supervised", "supervised"]
-    assert [plain_data(n) for n in names] == [False, True, True, False, False, True, True, False, True]
-    for bad in ("byol-plain", "dino-fine-plain"):
+                                               "mae", "supervised", "supervised"]
+    assert [plain_data(n) for n in names] == [False, True, True, False, False, True, True, True]
+    assert variant("supervised-patch-plain") == ("supervised", ("-patch", "-plain"))
+    for bad in ("byol-plain", "dino-fine-plain", "supervised-patch"):
         with pytest.raises(ValueError, match="method must be one of"):
             base_method(bad)
 
@@ -162,6 +164,22 @@ def test_the_lectures_comparison_reads_each_checkpoint_and_scores_attention():
     assert all(name in text for name in table)
     ax = plot_checkpoints(table)
     assert len(ax.patches) == 2
+
+
+# Each self-supervised checkpoint on the one-grey, one-size shapes and the labelled network of the
+# same ViT, data and steps: MAE trains on plain 4 px patches (a conv stem would leak masked pixels).
+SAME_BACKBONE_REFERENCE = {"simclr-plain": "supervised-plain", "moco-plain": "supervised-plain",
+                           "dino-plain": "supervised-plain", "mae-plain": "supervised-patch-plain",
+                           "dino-fine": "supervised-fine"}
+
+
+@pytest.mark.parametrize("name", sorted(SAME_BACKBONE_REFERENCE))
+def test_plain_checkpoints_reach_80_percent_of_labels_on_the_same_backbone(name):
+    model, reference = zoo.load(name).meta, zoo.load(SAME_BACKBONE_REFERENCE[name]).meta
+    for key in ("data", "steps", "seed"):
+        assert model[key] == reference[key], key
+    assert model["config"]["vit"] == reference["config"]["vit"]
+    assert model["metrics"]["knn_accuracy"] >= 0.8 * reference["metrics"]["knn_accuracy"]
 
 
 def test_dino_fine_attention_finds_the_object_where_the_bump_and_the_labelled_vit_do_not():

@@ -151,9 +151,9 @@ def evaluate_checkpoint(name: str, setup: CompareScale, *, directory: str | Path
 
 
 def same_data_checkpoints(names: list[str]) -> list[str]:
-    """The checkpoints trained on the course's default shapes: ``names`` without the ``-plain``
-    and ``-fine`` ones (one grey, one size; Lecture 02), whose data differ, so they are not in the
-    comparison."""
+    """The checkpoints the comparison ranks: ``names`` without the variants of
+    ``labs.pretrain.VARIANT_SUFFIXES`` (``-plain``, ``-fine``, ``supervised-patch-plain``), which
+    train on other data (one grey, one size; Lectures 01 to 03)."""
     from .pretrain import VARIANT_SUFFIXES
     return [name for name in names if not name.endswith(VARIANT_SUFFIXES)]
 
