@@ -14,9 +14,12 @@ what makes each method itself:
   holds too little of the object), a BatchNorm head with K = 256, teacher temperature 0.04 and
   EMA momentum from 0.99 (the settings that recur in small-data DINO runs); the checkpoint is the
   teacher's backbone, as DINO evaluates;
-- ``dino-plain`` and ``supervised-plain``: the same two recipes on shapes painted in one grey and
-  drawn at one size (:data:`PLAIN_DATA`), where the shape is what two views share (Lecture 02,
-  section 5);
+- ``<method>-plain``: the same recipe on shapes painted in one grey and drawn at one size
+  (:data:`PLAIN_DATA`), where the shape is what two views share (Lecture 02, section 5), for
+  every method above and below (DINOv2 without registers); ``supervised-patch-plain`` is the
+  labelled reference on MAE's plain-patch ViT, which MAE, iBOT, I-JEPA and DINOv2 train; and
+  ``dino-fine`` / ``supervised-fine`` are the DINO and supervised recipes on those shapes with
+  8x8 tokens from the conv stem (``cpu-fine``), where attention maps can follow an outline;
 - MAE: plain 4 px patches (8x8 tokens: a conv stem would leak masked pixels into visible tokens),
   75 % masked at random, a 2-block decoder 64 wide; features are the mean of the patch tokens.
 - iBOT: DINO's settings and views on MAE's 8x8 grid of plain patches (a masked patch must not
@@ -66,11 +69,12 @@ Tensor = torch.Tensor
 METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour",
                              "ibot", "ijepa", "dinov2", "dinov2-reg", "supervised-plain", "simclr-plain",
                              "moco-plain", "dino-plain", "mae-plain", "supervised-fine", "dino-fine",
-                             "supervised-patch-plain")
+                             "supervised-patch-plain", "ibot-plain", "ijepa-plain", "dinov2-plain")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
            "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
            "dinov2-reg": "cls"}
-POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simclr", "moco", "dino", "mae")})
+POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simclr", "moco", "dino", "mae", "ibot",
+                                                             "ijepa", "dinov2")})
 POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "supervised-patch-plain": "cls"})
 # "<method>-plain": the same method on shapes with nothing to sort by but the shape: every object
 # the same grey and the same size (make_shapes(colour="grey", area=0.2); Lecture 02, section 5).
