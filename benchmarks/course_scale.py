@@ -34,7 +34,7 @@ from course_lib.diagnostics import normalized_mutual_information  # noqa: E402
 from course_lib.dino import DINO, DINOConfig  # noqa: E402
 from course_lib.evaluate import extract_features, knn_accuracy  # noqa: E402
 from course_lib.labs.dino import image_properties  # noqa: E402
-from course_lib.labs.pretrain import object_hue_labels  # noqa: E402
+from course_lib.labs.shipped import object_hue_labels  # noqa: E402
 from course_lib.moco import MoCo  # noqa: E402
 from course_lib.simclr import SimCLR  # noqa: E402
 from course_lib.supervised import Supervised  # noqa: E402

@@ -127,8 +127,7 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
 
 
 def test_checkpoint_names_say_their_method_and_data():
-    from course_lib.labs.pretrain import base_method, plain_data
-    from course_lib.labs.pretrain import variant
+    from course_lib.labs.pretrain import base_method, plain_data, variant
     names = ("dino", "dino-plain", "dino-fine", "simclr-nocolour", "dinov2-reg", "mae-plain", "supervised-fine",
              "supervised-patch-plain")
     assert [base_method(n) for n in names] == ["dino", "dino", "dino", "simclr-nocolour", "dinov2-reg",
@@ -151,7 +150,7 @@ def test_the_pretrain_command_rejects_an_unknown_method_and_scale(capsys):
 def test_the_lectures_comparison_reads_each_checkpoint_and_scores_attention():
     import matplotlib
     matplotlib.use("Agg")
-    from course_lib.labs.pretrain import checkpoint_table, compare_checkpoints, plot_checkpoints
+    from course_lib.labs.shipped import checkpoint_table, compare_checkpoints, plot_checkpoints
     table = compare_checkpoints(["supervised", "dino"], n_attention=40)
     assert list(table) == ["supervised", "dino", "centre bump"]
     for name in ("supervised", "dino"):
@@ -171,6 +170,14 @@ def test_the_lectures_comparison_reads_each_checkpoint_and_scores_attention():
 SAME_BACKBONE_REFERENCE = {"simclr-plain": "supervised-plain", "moco-plain": "supervised-plain",
                            "dino-plain": "supervised-plain", "mae-plain": "supervised-patch-plain",
                            "dino-fine": "supervised-fine"}
+
+
+def test_the_labelled_reference_is_the_supervised_run_with_the_same_vit_and_data():
+    from course_lib.labs.shipped import labelled_reference
+    for name, reference in {**SAME_BACKBONE_REFERENCE, "dino": "supervised", "simclr": "supervised"}.items():
+        assert labelled_reference(name) == reference, name
+    assert labelled_reference("mae") is None          # no labelled plain-patch ViT on the default data
+    assert labelled_reference("supervised-plain") is None
 
 
 @pytest.mark.parametrize("name", sorted(SAME_BACKBONE_REFERENCE))
@@ -198,7 +205,7 @@ def test_dino_fine_attention_finds_the_object_where_the_bump_and_the_labelled_vi
 
 def test_the_centre_bump_is_scored_once_per_token_grid():
     from course_lib.evaluate import centre_bump_jaccard
-    from course_lib.labs.pretrain import compare_checkpoints
+    from course_lib.labs.shipped import compare_checkpoints
     table = compare_checkpoints(["supervised", "mae"], n_attention=40)
     assert list(table) == ["supervised", "mae", "centre bump 4x4", "centre bump 8x8"]
     assert table["supervised"]["grid"] == (4, 4) and table["mae"]["grid"] == (8, 8)
@@ -212,7 +219,7 @@ def test_the_centre_bump_is_scored_once_per_token_grid():
 
 def test_object_hue_labels_match_colorsys_and_ignore_the_background():
     import colorsys
-    from course_lib.labs.pretrain import object_hue_labels
+    from course_lib.labs.shipped import object_hue_labels
     # Hand-made: a red, a green and a blue object on a background of another colour.
     images = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
     images[:, 2] = 200                                       # blue background everywhere
@@ -233,7 +240,7 @@ def test_object_hue_labels_match_colorsys_and_ignore_the_background():
 
 
 def test_the_invariance_table_recomputes_shape_and_colour_knn():
-    from course_lib.labs.pretrain import HUE_BINS, invariance_table, object_hue_labels
+    from course_lib.labs.shipped import HUE_BINS, invariance_table, object_hue_labels
     table = invariance_table(["supervised"])
     assert list(table) == ["untrained", "supervised", "colour chance"]
     meta = zoo.load("supervised").meta
@@ -252,7 +259,7 @@ def test_the_invariance_table_recomputes_shape_and_colour_knn():
 
 
 def test_the_checkpoint_table_lines_up_whatever_the_names():
-    from course_lib.labs.pretrain import checkpoint_table
+    from course_lib.labs.shipped import checkpoint_table
     row = dict(steps=1500, train_seconds=600.0, untrained_knn_accuracy=0.4, knn_accuracy=0.9,
                knn_stderr=0.01, linear_probe=0.95, best_head=0.5)
     for names in (["dino"], ["supervised-plain", "dino-plain"]):

@@ -10,6 +10,8 @@ of its own. The formulas live in the method modules at ``course_lib``'s top, nex
     labs.ibot      lecture 04: feedback loop, objective ablation, dense probe (ibot, evaluate)
     labs.ijepa     lecture 05: mask coverage, collapse ablation, against MAE (ijepa, evaluate)
     labs.dinov2    lecture 06: small-batch bound, centering and KoLeo on frozen features, token norms
+    labs.pretrain  the recipes of the shipped checkpoints (``python -m course_lib pretrain``)
+    labs.shipped   lectures 01 to 03: the shipped checkpoints side by side
 
     from course_lib.labs import dino as lab
     result = lab.collapse_ablation("cpu", steps=100)

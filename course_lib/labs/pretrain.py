@@ -41,7 +41,8 @@ what makes each method itself:
 
 :func:`pretrain` trains one method at a scale and returns the backbone to evaluate with the
 metadata ``course_lib.zoo.save`` writes next to its weights. ``python -m course_lib pretrain
-METHOD --scale long --out FILE`` runs it from the command line.
+METHOD --scale long --out FILE`` runs it from the command line. The tables the lectures draw from
+the shipped checkpoints are in ``course_lib.labs.shipped``.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ from ..backbones import build_vit
 from ..data import N_CLASSES, make_shapes
 from ..dino import DINO, DINOConfig
 from ..dinov2 import DINOv2, DINOv2Config
-from ..evaluate import evaluate_backbone, knn_accuracy
+from ..evaluate import evaluate_backbone
 from ..ibot import IBOT, IBOTConfig
 from ..ijepa import IJEPA, IJEPAConfig
 from ..mae import MAE, MAEConfig
@@ -333,128 +334,3 @@ def checkpoint_summary(meta: dict) -> str:
     if "checkpoint" in meta:
         lines.append(f"wrote {meta['checkpoint']} (half precision)")
     return "\n".join(lines)
-
-
-# --- the shipped checkpoints side by side (lectures 01 to 03) ---------------------------------------
-def compare_checkpoints(names: list[str] | tuple[str, ...], *, n_attention: int = 0) -> dict:
-    """name -> what the lectures tabulate for each shipped checkpoint: ``steps``,
-    ``train_seconds``, ``untrained_knn_accuracy`` and the metrics measured on its saved weights
-    (``knn_accuracy``, ``knn_stderr``, ``linear_probe``). With ``n_attention``, also the Jaccard of
-    its CLS attention with the object masks of the first ``n_attention`` held-out images
-    (``course_lib.evaluate.attention_jaccard``, with ``grid``, its token grid), and the model-free
-    centre bump on the same images, one row per token grid (its score depends on the grid):
-    ``"centre bump"`` when every checkpoint has the same grid, else ``"centre bump 4x4"``, ..."""
-    from .. import zoo
-    from ..evaluate import attention_jaccard, centre_bump_jaccard
-    table, masks_of_grid = {}, {}
-    for name in names:
-        model = zoo.load(name)
-        meta = model.meta
-        row = {"steps": meta["steps"], "train_seconds": meta["train_seconds"],
-               "untrained_knn_accuracy": meta["untrained_knn_accuracy"], **meta["metrics"]}
-        if n_attention:
-            images, _, masks = make_shapes(n_attention, split="test", **shapes_kwargs(meta["data"]))
-            row.update(attention_jaccard(model.backbone, images, masks))
-            row["grid"] = tuple(model.backbone.patch_embed.grid_size)
-            masks_of_grid.setdefault(row["grid"], masks)
-        table[name] = row
-    for grid, masks in masks_of_grid.items():
-        key = "centre bump" if len(masks_of_grid) == 1 else f"centre bump {grid[0]}x{grid[1]}"
-        table[key] = {"best_head": centre_bump_jaccard(masks, grid), "grid": grid}
-    return table
-
-
-def checkpoint_table(table: dict) -> str:
-    """:func:`compare_checkpoints` as text: one line per checkpoint."""
-    width = max([12] + [len(name) + 1 for name, row in table.items() if "steps" in row])
-    lines = [f"{'checkpoint':<{width}}{'steps':>6}{'minutes':>8}{'k-NN untrained':>15}{'k-NN':>7}"
-             f"{'+-':>6}{'probe':>7}" + (f"{'Jaccard best head':>18}" if any(
-                 "best_head" in row for row in table.values()) else "")]
-    for name, row in table.items():
-        if "steps" not in row:      # the centre bump: attention only
-            lines.append(f"{name:<{width + 49}}{row['best_head']:18.3f}")
-            continue
-        line = (f"{name:<{width}}{row['steps']:>6}{row['train_seconds'] / 60:8.1f}"
-                f"{row['untrained_knn_accuracy']:15.3f}{row['knn_accuracy']:7.3f}"
-                f"{row['knn_stderr']:6.3f}{row.get('linear_probe', float('nan')):7.3f}")
-        lines.append(line + (f"{row['best_head']:18.3f}" if "best_head" in row else ""))
-    return "\n".join(lines)
-
-
-def plot_checkpoints(table: dict, ax=None):
-    """Bars of each checkpoint's held-out k-NN accuracy (with two standard errors) over a marker
-    at its untrained network's, and the chance level."""
-    import matplotlib.pyplot as plt   # figures only
-    if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 * len(table) + 2.5, 3.2))
-    names = [name for name, row in table.items() if "knn_accuracy" in row]
-    xs = range(len(names))
-    ax.bar(xs, [100 * table[n]["knn_accuracy"] for n in names],
-           yerr=[200 * table[n]["knn_stderr"] for n in names], capsize=4, color="tab:blue",
-           label="trained (2 standard errors)")
-    ax.plot(xs, [100 * table[n]["untrained_knn_accuracy"] for n in names], "k_", ms=28, mew=2,
-            label="untrained")
-    ax.axhline(100 / N_CLASSES, color="gray", ls=":", lw=1, label="chance")
-    ax.set(xticks=list(xs), xticklabels=[f"{n}\n{table[n]['steps']} steps" for n in names],
-           ylabel="held-out k-NN accuracy (%)", title="the shipped checkpoints")
-    ax.legend(fontsize=8)
-    return ax
-
-
-HUE_BINS = 6
-
-
-def object_hue_labels(images: Tensor, masks: Tensor, n_bins: int = HUE_BINS) -> Tensor:
-    """The colour of each image's object as a class: the mean colour of the pixels under its mask
-    (uint8 images (B, 3, H, W), bool masks (B, H, W)), its HSV hue, and which of ``n_bins`` equal
-    sectors of the colour wheel that hue falls in (red = 0, green = n_bins / 3, ...). The shapes
-    are painted in random colours, so this label says nothing about the class: a network whose
-    features predict it keeps colour, one that cannot has become invariant to it."""
-    if masks.shape != (images.shape[0], *images.shape[-2:]) or masks.dtype != torch.bool:
-        raise ValueError(f"masks must be bool (B, H, W) = {(images.shape[0], *images.shape[-2:])}, "
-                         f"got {masks.dtype} {tuple(masks.shape)}")
-    area = masks.sum((1, 2)).clamp_min(1).to(torch.float64)
-    rgb = (images.to(torch.float64) * masks[:, None]).sum((2, 3)) / area[:, None] / 255
-    r, g, b = rgb.unbind(1)
-    high, low = rgb.max(1).values, rgb.min(1).values
-    spread = (high - low).clamp_min(1e-12)
-    hue = torch.where(high == r, ((g - b) / spread) % 6,
-                      torch.where(high == g, (b - r) / spread + 2, (r - g) / spread + 4)) / 6
-    hue = torch.where(high == low, torch.zeros_like(hue), hue)          # grey: hue 0 by convention
-    return (hue * n_bins).floor().long().clamp(0, n_bins - 1)
-
-
-def invariance_table(names: list[str] | tuple[str, ...]) -> dict:
-    """What the features of shipped checkpoints keep: for each name, the weighted k-NN accuracy
-    with the shape classes as labels (``shape``) and with the object's hue sector as labels
-    (``colour``, :func:`object_hue_labels`), each with its standard error; the same for
-    ``"untrained"``, the network the first checkpoint started from (its ViT config and seed), and
-    ``"colour chance"``, the share of the most common hue sector among the test images."""
-    from .. import zoo
-    models = {name: zoo.load(name) for name in names}
-    first = models[names[0]].meta
-    torch.manual_seed(first["seed"])
-    untrained = zoo.Pretrained(build_vit(**first["config"]["vit"]).eval(),
-                               {**first, "method": "untrained", "metrics": {}})
-    table, shapes = {}, {}
-    for name, model in {"untrained": untrained, **models}.items():
-        data = model.meta["data"]
-        key = tuple(sorted(data.items()))
-        if key not in shapes:                       # the checkpoints usually share their data
-            kwargs = shapes_kwargs(data)
-            train_x, train_y, train_m = make_shapes(data["n_train"], **kwargs)
-            test_x, test_y, test_m = make_shapes(data["n_test"], split="test", **kwargs)
-            shapes[key] = (train_x, test_x, {
-                "shape": (train_y, test_y),
-                "colour": (object_hue_labels(train_x, train_m), object_hue_labels(test_x, test_m))})
-        train_x, test_x, labels = shapes[key]
-        train_f, test_f = model.features(train_x), model.features(test_x)
-        row = {}
-        for target, (y_train, y_test) in labels.items():
-            accuracy = knn_accuracy(train_f, y_train, test_f, y_test, k=20)
-            row[target] = accuracy
-            row[f"{target}_stderr"] = (accuracy * (1 - accuracy) / len(y_test)) ** 0.5
-        table[name] = row
-    hues = labels["colour"][1]
-    table["colour chance"] = {"colour": hues.bincount(minlength=HUE_BINS).max().item() / len(hues)}
-    return table
