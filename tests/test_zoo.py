@@ -166,10 +166,14 @@ def test_the_lectures_comparison_reads_each_checkpoint_and_scores_attention():
 
 
 # Each self-supervised checkpoint on the one-grey, one-size shapes and the labelled network of the
-# same ViT, data and steps: MAE trains on plain 4 px patches (a conv stem would leak masked pixels).
+# same ViT, data and steps: MAE, iBOT, I-JEPA and DINOv2 train on plain 4 px patches (a conv stem
+# would leak masked pixels).
 SAME_BACKBONE_REFERENCE = {"simclr-plain": "supervised-plain", "moco-plain": "supervised-plain",
                            "dino-plain": "supervised-plain", "mae-plain": "supervised-patch-plain",
-                           "dino-fine": "supervised-fine"}
+                           "dino-fine": "supervised-fine", "ibot-plain": "supervised-patch-plain",
+                           "ijepa-plain": "supervised-patch-plain", "dinov2-plain": "supervised-patch-plain"}
+# What lecture 07 (section 7) and benchmarks/COURSE_SCALE.md say of the 80 % target on these data.
+MISSES_80_PERCENT = {"ibot-plain", "ijepa-plain", "dinov2-plain"}
 
 
 def test_the_labelled_reference_is_the_supervised_run_with_the_same_vit_and_data():
@@ -181,12 +185,17 @@ def test_the_labelled_reference_is_the_supervised_run_with_the_same_vit_and_data
 
 
 @pytest.mark.parametrize("name", sorted(SAME_BACKBONE_REFERENCE))
-def test_plain_checkpoints_reach_80_percent_of_labels_on_the_same_backbone(name):
+def test_plain_checkpoints_against_80_percent_of_labels_on_the_same_backbone(name):
+    """The lectures' reading of the target, checked on the recorded metrics (which the test above
+    recomputes from the weights): the conv-stem methods and MAE reach it, iBOT, I-JEPA and DINOv2
+    do not."""
     model, reference = zoo.load(name).meta, zoo.load(SAME_BACKBONE_REFERENCE[name]).meta
     for key in ("data", "steps", "seed"):
         assert model[key] == reference[key], key
-    assert model["config"]["vit"] == reference["config"]["vit"]
-    assert model["metrics"]["knn_accuracy"] >= 0.8 * reference["metrics"]["knn_accuracy"]
+    vits = [{k: v for k, v in m["config"]["vit"].items() if k != "class_token"} for m in (model, reference)]
+    assert vits[0] == vits[1]                         # I-JEPA's ViT has no CLS token, the labelled one has
+    share = model["metrics"]["knn_accuracy"] / reference["metrics"]["knn_accuracy"]
+    assert (share >= 0.8) == (name not in MISSES_80_PERCENT), share
 
 
 def test_dino_fine_attention_finds_the_object_where_the_bump_and_the_labelled_vit_do_not():

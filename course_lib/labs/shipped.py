@@ -23,17 +23,23 @@ def labelled_reference(name: str) -> str | None:
     """The shipped supervised checkpoint trained like ``name``: the same ViT, data, steps and
     seed, so that the two differ only in the labels (``dino-plain`` -> ``supervised-plain``,
     ``mae-plain`` -> ``supervised-patch-plain``); None when the zoo has none (``mae``: labels on
-    its plain-patch ViT do not train on the default shapes)."""
+    its plain-patch ViT do not train on the default shapes). The ViTs may differ in one field,
+    ``class_token``: the labelled network classifies from its CLS token, and I-JEPA has none."""
     same = ("data", "steps", "seed")
     meta = zoo.load(name).meta
     for other in zoo.available():
         if other == name or base_method(other) != "supervised":
             continue
         candidate = zoo.load(other).meta
-        if (all(candidate[key] == meta[key] for key in same)
-                and candidate["config"]["vit"] == meta["config"]["vit"]):
+        if all(candidate[key] == meta[key] for key in same) and same_vit(candidate, meta):
             return other
     return None
+
+
+def same_vit(meta: dict, other: dict) -> bool:
+    """Whether two checkpoints' ViT configs match in every field but ``class_token``."""
+    strip = lambda m: {k: v for k, v in m["config"]["vit"].items() if k != "class_token"}  # noqa: E731
+    return strip(meta) == strip(other)
 
 
 def compare_checkpoints(names: list[str] | tuple[str, ...], *, n_attention: int = 0) -> dict:
