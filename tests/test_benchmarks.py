@@ -169,3 +169,19 @@ def test_dino_attention_writes_one_row_per_length(tmp_path, monkeypatch, capsys)
         assert row["best_head"] == max(row["per_head"]) and len(row["per_head"]) == 2   # 2 heads
         assert 0.0 <= row["supervised_best_head"] <= 1.0
     assert capsys.readouterr().out.count('"steps"') == 2
+
+
+def test_dinov2_plain_probe_changes_one_setting_and_restores_the_recipe(tmp_path, monkeypatch, capsys):
+    import json
+
+    import course_lib.labs.pretrain as recipes
+    before = (recipes.MAE_VIT, recipes.DINOV2_CONFIG)
+    out = tmp_path / "rows.jsonl"
+    run_script("dinov2_plain_probe.py", "no_koleo", "--steps", "2", "--n-train", "256", "--n-test", "64",
+               "--out", str(out), monkeypatch=monkeypatch)
+    row = json.loads(out.read_text())
+    assert row["change"] == "no_koleo" and row["steps"] == 2 and 0.0 <= row["knn"] <= 1.0
+    assert (row["koleo_weight"], row["ibot_weight"], row["centering"], row["stem"]) == (
+        0.0, 1.0, "sinkhorn_knopp", "patch")
+    assert (recipes.MAE_VIT, recipes.DINOV2_CONFIG) == before
+    assert '"change": "no_koleo"' in capsys.readouterr().out

@@ -1,0 +1,69 @@
+"""Why ``dinov2-plain`` ends below its untrained network: short runs of its recipe, one change each.
+
+Trains ``python -m course_lib pretrain dinov2-plain`` (the one-grey, one-size shapes, MAE's
+plain-patch ViT, Sinkhorn-Knopp targets, KoLeo 0.1, the masked-patch term) for ``--steps`` steps
+with one of DINOv2's differences from the shipped ``dino-plain`` changed, and appends the teacher's
+held-out k-NN to ``--out``:
+
+    python benchmarks/dinov2_plain_probe.py baseline        # about 5 minutes on one thread
+    python benchmarks/dinov2_plain_probe.py conv_stem       # the cpu-fine ViT (conv stem, 8x8)
+    python benchmarks/dinov2_plain_probe.py centering       # DINO's centering, not Sinkhorn-Knopp
+    python benchmarks/dinov2_plain_probe.py no_koleo        # KoLeo weight 0
+    python benchmarks/dinov2_plain_probe.py no_ibot         # no masked-patch term
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import course_lib.labs.pretrain as recipes  # noqa: E402
+from course_lib.evaluate import evaluate_backbone  # noqa: E402
+
+CHANGES = ("baseline", "conv_stem", "centering", "no_koleo", "no_ibot")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("change", choices=CHANGES)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--n-train", type=int, default=None, help="training images (default: the scale's)")
+    p.add_argument("--n-test", type=int, default=None, help="held-out images (default: the scale's)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dinov2_plain_probe.jsonl"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    saved = recipes.MAE_VIT, recipes.DINOV2_CONFIG          # the module globals build_method reads
+    try:
+        if args.change == "conv_stem":
+            recipes.MAE_VIT = dict(preset="cpu-fine")
+        elif args.change != "baseline":
+            field = {"centering": ("centering", "centering"), "no_koleo": ("koleo_weight", 0.0),
+                     "no_ibot": ("ibot_weight", 0.0)}[args.change]
+            recipes.DINOV2_CONFIG = replace(recipes.DINOV2_CONFIG, **dict([field]))
+        backbone, meta = recipes.pretrain("dinov2-plain", "long", steps=args.steps, progress=False,
+                                          n_train=args.n_train, n_test=args.n_test)
+    finally:
+        recipes.MAE_VIT, recipes.DINOV2_CONFIG = saved
+    train_x, train_y, test_x, test_y = recipes.shapes_for(meta["data"])
+    knn = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling="cls",
+                            probe_epochs=0, diagnostics=False)["knn_accuracy"]
+    row = {"change": args.change, "steps": args.steps, "threads": args.threads,
+           "train_seconds": meta["train_seconds"], "untrained_knn": meta["untrained_knn_accuracy"],
+           "knn": knn, "stem": meta["config"]["vit"]["stem"],
+           **{key: meta["config"]["method"][key] for key in ("centering", "koleo_weight", "ibot_weight")},
+           "loss_first": meta["loss"]["values"][:2], "loss_last": meta["loss"]["values"][-2:]}
+    print(json.dumps(row))
+    with open(args.out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
