@@ -27,12 +27,14 @@ sys.path.insert(0, str(ROOT))
 import course_lib.labs.pretrain as recipes  # noqa: E402
 from course_lib.evaluate import evaluate_backbone  # noqa: E402
 
-CHANGES = ("baseline", "conv_stem", "centering", "no_koleo", "no_ibot")
+# change -> the DINOv2Config fields it replaces (conv_stem replaces the ViT instead)
+CHANGES: dict[str, dict] = {"baseline": {}, "conv_stem": {}, "centering": {"centering": "centering"},
+                            "no_koleo": {"koleo_weight": 0.0}, "no_ibot": {"ibot_weight": 0.0}}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("change", choices=CHANGES)
+    p.add_argument("change", choices=list(CHANGES))
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n-train", type=int, default=None, help="training images (default: the scale's)")
@@ -44,10 +46,7 @@ def main() -> None:
     try:
         if args.change == "conv_stem":
             recipes.MAE_VIT = dict(preset="cpu-fine")
-        elif args.change != "baseline":
-            field = {"centering": ("centering", "centering"), "no_koleo": ("koleo_weight", 0.0),
-                     "no_ibot": ("ibot_weight", 0.0)}[args.change]
-            recipes.DINOV2_CONFIG = replace(recipes.DINOV2_CONFIG, **dict([field]))
+        recipes.DINOV2_CONFIG = replace(recipes.DINOV2_CONFIG, **CHANGES[args.change])
         backbone, meta = recipes.pretrain("dinov2-plain", "long", steps=args.steps, progress=False,
                                           n_train=args.n_train, n_test=args.n_test)
     finally:

@@ -120,8 +120,7 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
     assert (model.meta["data"].get("colour"), model.meta["data"].get("area")) == (
         ("grey", 0.2) if plain else (None, None))
     assert tuple(model.backbone.patch_embed.grid_size) == ((4, 4) if method == "dino" else (8, 8))
-    assert model.backbone.course_config.stem == ("conv" if method.startswith("dino-") or method == "dino"
-                                                 else "patch")
+    assert model.backbone.course_config.stem == ("conv" if method in ("dino", "dino-fine") else "patch")
     assert model.meta["metrics"]["knn_accuracy"] == pytest.approx(
         zoo.measure(model)["knn_accuracy"], abs=1e-6)
 
