@@ -245,6 +245,16 @@ def shapes_for(data: dict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return train_x, train_y, test_x, test_y
 
 
+def pretrain_data(name: str, scale: str = "cpu", *, seed: int = 0, n_train: int | None = None,
+                  n_test: int | None = None) -> dict:
+    """The ``make_shapes`` keyword arguments :func:`pretrain` trains and measures ``name`` on."""
+    check_method(name)
+    setup = zoo_scale(scale)
+    return dict(n_train=n_train or setup.n_train, n_test=n_test or setup.n_test,
+                image_size=setup.image_size, seed=seed, clutter=setup.recipe.clutter,
+                **(PLAIN_DATA if plain_data(name) else {}))
+
+
 def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: int = 0,
              n_train: int | None = None, n_test: int | None = None,
              device: torch.device | str = "cpu", progress: bool = True,
@@ -260,9 +270,7 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
     recipe = setup.recipe
     if steps is None:
         steps = recipe.steps
-    data = dict(n_train=n_train or setup.n_train, n_test=n_test or setup.n_test,
-                image_size=setup.image_size,
-                seed=seed, clutter=recipe.clutter, **(PLAIN_DATA if plain_data(name) else {}))
+    data = pretrain_data(name, scale, seed=seed, n_train=n_train, n_test=n_test)
     train_x, train_y, test_x, test_y = shapes_for(data)
     method = build_method(name, setup, steps=steps, seed=seed, mae_config=mae_config)
     backbone = evaluated_backbone(name, method)
