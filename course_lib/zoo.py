@@ -4,6 +4,7 @@
     zoo.available()        # ['dino', 'ibot', 'ijepa', 'mae', 'moco', 'simclr', 'simclr-nocolour', ...]
     model = zoo.load("dino")
     model.meta["metrics"]                # {'knn_accuracy': ..., ...} measured on these weights
+    zoo.metadata("dino")                 # the same dict, without building the network
     feats = model.features(images)       # uint8 (n, 3, H, W) -> (n, D), the pooled features
 
 Each checkpoint was trained by ``python -m course_lib pretrain METHOD --scale long --out FILE``
@@ -87,6 +88,17 @@ def load(name: str, *, directory: str | Path = CHECKPOINT_DIR,
         raise ValueError(f"name must be one of the checkpoints {names}, got {name!r}")
     blob = torch.load(Path(directory) / f"{name}{SUFFIX}", map_location="cpu", weights_only=True)
     return _build(blob["meta"], blob["state_dict"], device)
+
+
+def metadata(name: str, *, directory: str | Path = CHECKPOINT_DIR) -> dict:
+    """The ``meta`` of checkpoint ``name`` without building its network: what :func:`load`'s
+    ``.meta`` holds, for tables that read only the recorded figures."""
+    names = available(directory)
+    if name not in names:
+        raise ValueError(f"name must be one of the checkpoints {names}, got {name!r}")
+    blob = torch.load(Path(directory) / f"{name}{SUFFIX}", map_location="cpu", weights_only=True,
+                      mmap=True)                     # the weights stay on disk
+    return blob["meta"]
 
 
 def measure(model: Pretrained, *, probe_epochs: int = 0) -> dict[str, float]:

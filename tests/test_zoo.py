@@ -90,11 +90,19 @@ def test_save_then_load_gives_the_half_precision_model_and_its_metrics(tmp_path,
     torch.testing.assert_close(loaded.features(images), expected, rtol=1e-5, atol=1e-5)
     assert loaded.meta["metrics"] == saved.meta["metrics"]
     assert 0.0 <= loaded.meta["metrics"]["knn_accuracy"] <= 1.0
+    assert zoo.metadata("tiny", directory=tmp_path) == loaded.meta
+
+
+def test_metadata_reads_each_shipped_meta_without_the_network():
+    for name in SHIPPED:
+        assert zoo.metadata(name) == zoo.load(name).meta, name
 
 
 def test_bad_names_images_and_paths_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="name must be one of the checkpoints"):
         zoo.load("no-such-model")
+    with pytest.raises(ValueError, match="name must be one of the checkpoints"):
+        zoo.metadata("no-such-model")
     backbone, meta = _tiny_meta()
     with pytest.raises(ValueError, match="path must end in .pt"):
         zoo.save(tmp_path / "tiny.pth", backbone, meta)

@@ -26,11 +26,11 @@ def labelled_reference(name: str) -> str | None:
     its plain-patch ViT do not train on the default shapes). The ViTs may differ in one field,
     ``class_token``: the labelled network classifies from its CLS token, and I-JEPA has none."""
     same = ("data", "steps", "seed")
-    meta = zoo.load(name).meta
+    meta = zoo.metadata(name)
     for other in zoo.available():
         if other == name or base_method(other) != "supervised":
             continue
-        candidate = zoo.load(other).meta
+        candidate = zoo.metadata(other)
         if all(candidate[key] == meta[key] for key in same) and same_vit(candidate, meta):
             return other
     return None
@@ -53,14 +53,14 @@ def compare_checkpoints(names: list[str] | tuple[str, ...], *, n_attention: int 
     from ..evaluate import attention_jaccard, centre_bump_jaccard
     table, masks_of_grid = {}, {}
     for name in names:
-        model = zoo.load(name)
-        meta = model.meta
+        meta = zoo.metadata(name)
         row = {"steps": meta["steps"], "train_seconds": meta["train_seconds"],
                "untrained_knn_accuracy": meta["untrained_knn_accuracy"], **meta["metrics"]}
         if n_attention:
             images, _, masks = make_shapes(n_attention, split="test", **shapes_kwargs(meta["data"]))
-            row.update(attention_jaccard(model.backbone, images, masks))
-            row["grid"] = tuple(model.backbone.patch_embed.grid_size)
+            backbone = zoo.load(name).backbone
+            row.update(attention_jaccard(backbone, images, masks))
+            row["grid"] = tuple(backbone.patch_embed.grid_size)
             masks_of_grid.setdefault(row["grid"], masks)
         table[name] = row
     for grid, masks in masks_of_grid.items():
