@@ -166,6 +166,8 @@ def checkpoint_arguments(p: argparse.ArgumentParser) -> None:
                    help="linear probe on the saved weights; 0 skips it")
     p.add_argument("--out", type=output_file(".pt"), default=None,
                    help="write the checkpoint (half precision, with its metadata) here")
+    p.add_argument("--eval-every", type=non_negative_int, default=0,
+                   help="also measure the held-out k-NN every N steps (meta['knn_trajectory']); 0: never")
     json_option(p)
 
 
@@ -175,7 +177,8 @@ def checkpoint_run(args: argparse.Namespace) -> dict:
     device = default_device()
     return train_checkpoint(args.method, args.scale or default_scale(device), out=args.out,
                             steps=args.steps, seed=args.seed, probe_epochs=args.probe_epochs,
-                            n_train=args.n_train, n_test=args.n_test, device=device)
+                            n_train=args.n_train, n_test=args.n_test, device=device,
+                            eval_every=args.eval_every)
 
 
 def ablation_command(name: str, help_text: str, lab: str, runner: str) -> "Command":

@@ -38,6 +38,8 @@ what makes each method itself:
   models), the pair lecture 06 compares token norms on. The teacher's backbone, like iBOT's; its
   ``long`` run takes as long as iBOT's (the registers add about a third: 2006 s against 1540 s
   for their 1000-step runs).
+  ``dinov2-nokoleo-plain`` is ``dinov2-plain`` with the KoLeo weight 0: on ten grey shapes
+  KoLeo pushes apart the nearest neighbours that k-NN relies on (lecture 06, section 4).
 
 :func:`pretrain` trains one method at a scale and returns the backbone to evaluate with the
 metadata ``course_lib.zoo.save`` writes next to its weights. ``python -m course_lib pretrain
@@ -54,6 +56,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._checks import check_int
 from ..backbones import build_vit
 from ..data import N_CLASSES, make_shapes
 from ..dino import DINO, DINOConfig
@@ -70,13 +73,15 @@ Tensor = torch.Tensor
 METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simclr-nocolour",
                              "ibot", "ijepa", "dinov2", "dinov2-reg", "supervised-plain", "simclr-plain",
                              "moco-plain", "dino-plain", "mae-plain", "supervised-fine", "dino-fine",
-                             "supervised-patch-plain", "ibot-plain", "ijepa-plain", "dinov2-plain")
+                             "supervised-patch-plain", "ibot-plain", "ijepa-plain", "dinov2-plain",
+                             "dinov2-nokoleo-plain")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
            "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
            "dinov2-reg": "cls"}
 POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simclr", "moco", "dino", "mae", "ibot",
                                                              "ijepa", "dinov2")})
-POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "supervised-patch-plain": "cls"})
+POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "supervised-patch-plain": "cls",
+                "dinov2-nokoleo-plain": "cls"})
 # "<method>-plain": the same method on shapes with nothing to sort by but the shape: every object
 # the same grey and the same size (make_shapes(colour="grey", area=0.2); Lecture 02, section 5).
 # "<method>-fine": the same data, and the conv stem down to 4 px cells (8x8 tokens, "cpu-fine"),
@@ -120,7 +125,11 @@ IBOT_CONFIG = IBOTConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_
 IJEPA_CONFIG = IJEPAConfig(pred_dim=64, pred_depth=2, pred_heads=4)
 DINOV2_CONFIG = DINOv2Config(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
                              teacher_temp=0.04, momentum_teacher=0.99, centering="sinkhorn_knopp")
-DINOV2_REGISTERS = {"dinov2": 0, "dinov2-reg": 4}
+# name -> (register tokens, KoLeo weight): the released recipe, its _reg twin, and the recipe
+# without KoLeo (the ablation of lecture 06: on ten grey shapes KoLeo undoes what the rest learns)
+DINOV2_VARIANTS: dict[str, tuple[int, float]] = {"dinov2": (0, DINOV2_CONFIG.koleo_weight),
+                                                 "dinov2-reg": (4, DINOV2_CONFIG.koleo_weight),
+                                                 "dinov2-nokoleo": (0, 0.0)}
 
 
 def zoo_scale(scale: str) -> ZooScale:
@@ -171,8 +180,8 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     if name == "ijepa":
         return IJEPA(build_vit(**MAE_VIT, img_size=size, class_token=False), steps=steps,
                      config=IJEPA_CONFIG, seed=seed)
-    if name in DINOV2_REGISTERS:
-        backbone = build_vit(**MAE_VIT, img_size=size, num_register_tokens=DINOV2_REGISTERS[name])
+    if name in DINOV2_VARIANTS:
+        backbone = build_vit(**MAE_VIT, img_size=size, num_register_tokens=DINOV2_VARIANTS[name][0])
     else:
         backbone = build_vit(**(MAE_VIT if name == "ibot" else vit), img_size=size)
     if name == "supervised":
@@ -203,8 +212,9 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     if name == "ibot":
         return IBOT(backbone, backbone.embed_dim, steps=steps, config=IBOT_CONFIG,
                     crops=lambda x: list(views(x)), seed=seed)
-    if name in DINOV2_REGISTERS:
-        return DINOv2(backbone, backbone.embed_dim, steps=steps, config=DINOV2_CONFIG,
+    if name in DINOV2_VARIANTS:
+        config = replace(DINOV2_CONFIG, koleo_weight=DINOV2_VARIANTS[name][1])
+        return DINOv2(backbone, backbone.embed_dim, steps=steps, config=config,
                       crops=lambda x: list(views(x)), seed=seed)
     return DINO(backbone, backbone.embed_dim, steps=steps, config=DINO_CONFIG,
                 crops=lambda x: list(views(x)))
@@ -214,7 +224,7 @@ def evaluated_backbone(name: str, method: Method) -> nn.Module:
     """The network a checkpoint keeps: the teacher backbone of DINO, iBOT and DINOv2, MAE's
     encoder, else the backbone."""
     name = base_method(name)
-    if name in ("dino", "ibot", "dinov2", "dinov2-reg"):
+    if name in ("dino", "ibot", *DINOV2_VARIANTS):
         return method.teacher.backbone
     if name == "ijepa":
         return method.backbone                                  # the target encoder
@@ -258,13 +268,15 @@ def pretrain_data(name: str, scale: str = "cpu", *, seed: int = 0, n_train: int 
 def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: int = 0,
              n_train: int | None = None, n_test: int | None = None,
              device: torch.device | str = "cpu", progress: bool = True,
-             mae_config: MAEConfig = MAE_CONFIG) -> tuple[nn.Module, dict]:
+             mae_config: MAEConfig = MAE_CONFIG, eval_every: int = 0) -> tuple[nn.Module, dict]:
     """Train method ``name`` at ``scale`` (``steps``, ``n_train``, ``n_test`` and, for MAE,
     ``mae_config`` override the scale's); return the backbone a
     checkpoint keeps (eval mode, on ``device``) and its metadata: method, steps, seed, commit,
     config (the ViT, the recipe, the method's settings), data (``make_shapes`` keyword arguments),
     pooling, wall time, the loss curve and the untrained backbone's k-NN for comparison.
-    ``metrics`` is left for the caller, who measures the saved (half-precision) weights."""
+    ``metrics`` is left for the caller, who measures the saved (half-precision) weights. With
+    ``eval_every`` > 0 the held-out k-NN is also measured every ``eval_every`` steps during
+    training (``meta["knn_trajectory"]``; its time is left out of ``train_seconds``)."""
     check_method(name)
     setup = zoo_scale(scale)
     recipe = setup.recipe
@@ -278,18 +290,44 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
                                   probe_epochs=0, diagnostics=False, device=device)
     config = TrainConfig(steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
                          warmup_steps=min(20, steps // 10), seed=seed, progress=progress)
+    check_int("eval_every", eval_every, 0)
+    trajectory = (track_knn(method, backbone, (train_x, train_y, test_x, test_y), POOLING[name],
+                            eval_every, device) if eval_every else None)
     commit, start = _commit(), time.perf_counter()   # the code the run started with
     history = train(method, train_x, config, labels=train_y, device=device)
+    train_seconds = time.perf_counter() - start - (trajectory["seconds"] if trajectory else 0.0)
     meta = {"method": name, "scale": scale, "steps": steps, "seed": seed, "commit": commit,
             "pooling": POOLING[name], "data": data,
-            "train_seconds": round(time.perf_counter() - start, 1),
+            "train_seconds": round(train_seconds, 1),
             "threads": torch.get_num_threads(), "device": str(device),
             "config": {"vit": asdict(backbone.course_config), "train": asdict(config),
                        "recipe": asdict(recipe),
                        "method": _method_settings(name, recipe, mae_config)},
             "loss": {"steps": history.steps, "values": history["loss"]},
             "untrained_knn_accuracy": untrained["knn_accuracy"]}
+    if trajectory:
+        meta["knn_trajectory"] = {"steps": trajectory["steps"], "knn": trajectory["knn"]}
     return backbone.eval(), meta
+
+
+def track_knn(method: Method, backbone: nn.Module, shapes: tuple, pooling: str, every: int,
+              device: torch.device | str = "cpu") -> dict:
+    """Make ``method.after_step`` also measure ``backbone``'s held-out k-NN on ``shapes`` (train
+    images, labels, test images, labels) after every ``every`` steps. Returns the record it fills:
+    ``steps``, ``knn`` and ``seconds`` (the time spent measuring)."""
+    record: dict = {"steps": [], "knn": [], "seconds": 0.0}
+    after_step = method.after_step
+
+    def after_step_and_measure(step: int) -> None:
+        after_step(step)
+        if (step + 1) % every == 0:
+            start = time.perf_counter()
+            record["steps"].append(step + 1)
+            record["knn"].append(evaluate_backbone(backbone, *shapes, pooling=pooling, probe_epochs=0,
+                                                   diagnostics=False, device=device)["knn_accuracy"])
+            record["seconds"] += time.perf_counter() - start
+    method.after_step = after_step_and_measure
+    return record
 
 
 def _method_settings(name: str, recipe: PretrainScale, mae_config: MAEConfig = MAE_CONFIG) -> dict:
@@ -306,20 +344,22 @@ def _method_settings(name: str, recipe: PretrainScale, mae_config: MAEConfig = M
         return asdict(IBOT_CONFIG)
     if name == "ijepa":
         return asdict(IJEPA_CONFIG)
-    if name in DINOV2_REGISTERS:
-        return {**asdict(DINOV2_CONFIG), "num_register_tokens": DINOV2_REGISTERS[name]}
+    if name in DINOV2_VARIANTS:
+        registers, koleo = DINOV2_VARIANTS[name]
+        return {**asdict(DINOV2_CONFIG), "koleo_weight": koleo, "num_register_tokens": registers}
     return asdict(mae_config) if name == "mae" else {}
 
 
 def train_checkpoint(name: str, scale: str = "cpu", *, out: str | Path | None = None,
                      steps: int | None = None, seed: int = 0, probe_epochs: int = 100,
                      n_train: int | None = None, n_test: int | None = None,
-                     device: torch.device | str = "cpu", progress: bool = True) -> dict:
+                     device: torch.device | str = "cpu", progress: bool = True,
+                     eval_every: int = 0) -> dict:
     """:func:`pretrain`, then measure the half-precision weights (``course_lib.zoo.save``) and,
     with ``out``, write the checkpoint there. Returns the metadata, ``metrics`` included."""
     from .. import zoo
     backbone, meta = pretrain(name, scale, steps=steps, seed=seed, n_train=n_train,
-                              n_test=n_test, device=device, progress=progress)
+                              n_test=n_test, device=device, progress=progress, eval_every=eval_every)
     if out is None:
         model = zoo.Pretrained(backbone.cpu(), {**meta, "metrics": {}})
         model.meta["metrics"] = zoo.measure(model, probe_epochs=probe_epochs)
