@@ -133,13 +133,46 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
         zoo.measure(model)["knn_accuracy"], abs=1e-6)
 
 
+def test_eval_every_records_the_knn_during_training_and_ends_at_the_final_network(tmp_path):
+    report = tmp_path / "nokoleo.json"
+    assert main(["pretrain", "dinov2-nokoleo-plain", "--scale", "cpu", "--steps", "4", "--n-train", "256",
+                 "--n-test", "100", "--probe-epochs", "0", "--eval-every", "2", "--out",
+                 str(tmp_path / "dinov2-nokoleo-plain.pt"), "--json", str(report)]) == 0
+    meta = json.loads(report.read_text())
+    assert meta["knn_trajectory"]["steps"] == [2, 4]
+    assert meta["config"]["method"]["koleo_weight"] == 0.0 and meta["data"]["colour"] == "grey"
+    # the last point is the network the run returns, in float32, by the loop
+    from course_lib.labs.pretrain import pretrain
+    backbone, again = pretrain("dinov2-nokoleo-plain", "cpu", steps=4, n_train=256, n_test=100,
+                               progress=False, eval_every=2)
+    assert again["knn_trajectory"] == meta["knn_trajectory"]
+    train_x, train_y, test_x, test_y = shapes_for(again["data"])
+    model = zoo.Pretrained(backbone, again)
+    assert again["knn_trajectory"]["knn"][-1] == pytest.approx(
+        knn_by_loop(model.features(train_x), train_y, model.features(test_x), test_y), abs=1e-9)
+    assert "knn_trajectory" not in pretrain("dinov2-plain", "cpu", steps=1, n_train=256, n_test=100,
+                                            progress=False)[1]
+    with pytest.raises(ValueError, match="eval_every must be"):
+        pretrain("dino", "cpu", steps=1, n_train=256, n_test=100, eval_every=-1)
+
+
+def test_dinov2_variants_differ_from_the_recipe_only_where_named():
+    from course_lib.labs.pretrain import DINOV2_CONFIG, ZOO_SCALES, build_method
+    for name, registers, koleo in (("dinov2-plain", 0, 0.1), ("dinov2-reg", 4, 0.1),
+                                   ("dinov2-nokoleo-plain", 0, 0.0)):
+        method = build_method(name, ZOO_SCALES["cpu"], steps=2)
+        assert method.config.koleo_weight == koleo and asdict(method.config) == {
+            **asdict(DINOV2_CONFIG), "koleo_weight": koleo}
+        assert method.backbone.course_config.num_register_tokens == registers
+
+
 def test_checkpoint_names_say_their_method_and_data():
     from course_lib.labs.pretrain import base_method, plain_data, variant
     names = ("dino", "dino-plain", "dino-fine", "simclr-nocolour", "dinov2-reg", "mae-plain", "supervised-fine",
-             "supervised-patch-plain")
+             "supervised-patch-plain", "dinov2-nokoleo-plain")
     assert [base_method(n) for n in names] == ["dino", "dino", "dino", "simclr-nocolour", "dinov2-reg",
-                                               "mae", "supervised", "supervised"]
-    assert [plain_data(n) for n in names] == [False, True, True, False, False, True, True, True]
+                                               "mae", "supervised", "supervised", "dinov2-nokoleo"]
+    assert [plain_data(n) for n in names] == [False, True, True, False, False, True, True, True, True]
     assert variant("supervised-patch-plain") == ("supervised", ("-patch", "-plain"))
     for bad in ("byol-plain", "dino-fine-plain", "supervised-patch"):
         with pytest.raises(ValueError, match="method must be one of"):
