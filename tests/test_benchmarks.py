@@ -171,17 +171,23 @@ def test_dino_attention_writes_one_row_per_length(tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().out.count('"steps"') == 2
 
 
-def test_dinov2_plain_probe_changes_one_setting_and_restores_the_recipe(tmp_path, monkeypatch, capsys):
+def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_path, monkeypatch, capsys):
     import json
 
     import course_lib.labs.pretrain as recipes
-    before = (recipes.MAE_VIT, recipes.DINOV2_CONFIG)
+    before = (recipes.MAE_VIT, recipes.DINOV2_CONFIG, recipes.IJEPA_CONFIG)
     out = tmp_path / "rows.jsonl"
-    run_script("dinov2_plain_probe.py", "no_koleo", "--steps", "2", "--n-train", "256", "--n-test", "64",
-               "--out", str(out), monkeypatch=monkeypatch)
-    row = json.loads(out.read_text())
-    assert row["change"] == "no_koleo" and row["steps"] == 2 and 0.0 <= row["knn"] <= 1.0
-    assert (row["koleo_weight"], row["ibot_weight"], row["centering"], row["stem"]) == (
+    run_script("plain_recipe_probe.py", "dinov2-plain", "no_koleo", "--steps", "2", "--n-train", "256",
+               "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
+    run_script("plain_recipe_probe.py", "ijepa-plain", "fast_ema", "--steps", "2", "--n-train", "256",
+               "--n-test", "64", "--eval-every", "1", "--out", str(out), monkeypatch=monkeypatch)
+    dinov2, ijepa = map(json.loads, out.read_text().splitlines())
+    assert dinov2["change"] == "no_koleo" and dinov2["steps"] == 2 and 0.0 <= dinov2["knn"] <= 1.0
+    assert (dinov2["koleo_weight"], dinov2["ibot_weight"], dinov2["centering"], dinov2["stem"]) == (
         0.0, 1.0, "sinkhorn_knopp", "patch")
-    assert (recipes.MAE_VIT, recipes.DINOV2_CONFIG) == before
+    assert ijepa["momentum"] == [0.99, 1.0] and ijepa["pred_depth"] == recipes.IJEPA_CONFIG.pred_depth
+    assert ijepa["trajectory"]["steps"] == [1, 2] and ijepa["trajectory"]["knn"][-1] == ijepa["knn"]
+    assert (recipes.MAE_VIT, recipes.DINOV2_CONFIG, recipes.IJEPA_CONFIG) == before
     assert '"change": "no_koleo"' in capsys.readouterr().out
+    with pytest.raises(SystemExit):                       # a change of another method
+        run_script("plain_recipe_probe.py", "ijepa-plain", "no_koleo", monkeypatch=monkeypatch)

@@ -125,11 +125,10 @@ IBOT_CONFIG = IBOTConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_
 IJEPA_CONFIG = IJEPAConfig(pred_dim=64, pred_depth=2, pred_heads=4)
 DINOV2_CONFIG = DINOv2Config(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
                              teacher_temp=0.04, momentum_teacher=0.99, centering="sinkhorn_knopp")
-# name -> (register tokens, KoLeo weight): the released recipe, its _reg twin, and the recipe
-# without KoLeo (the ablation of lecture 06: on ten grey shapes KoLeo undoes what the rest learns)
-DINOV2_VARIANTS: dict[str, tuple[int, float]] = {"dinov2": (0, DINOV2_CONFIG.koleo_weight),
-                                                 "dinov2-reg": (4, DINOV2_CONFIG.koleo_weight),
-                                                 "dinov2-nokoleo": (0, 0.0)}
+# the DINOv2 runs: register tokens, and the DINOV2_CONFIG fields a run changes (without KoLeo:
+# the ablation of lecture 06, where on ten grey shapes KoLeo undoes what the rest learns)
+DINOV2_REGISTERS = {"dinov2": 0, "dinov2-reg": 4, "dinov2-nokoleo": 0}
+DINOV2_CHANGES: dict[str, dict] = {"dinov2-nokoleo": {"koleo_weight": 0.0}}
 
 
 def zoo_scale(scale: str) -> ZooScale:
@@ -180,8 +179,8 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     if name == "ijepa":
         return IJEPA(build_vit(**MAE_VIT, img_size=size, class_token=False), steps=steps,
                      config=IJEPA_CONFIG, seed=seed)
-    if name in DINOV2_VARIANTS:
-        backbone = build_vit(**MAE_VIT, img_size=size, num_register_tokens=DINOV2_VARIANTS[name][0])
+    if name in DINOV2_REGISTERS:
+        backbone = build_vit(**MAE_VIT, img_size=size, num_register_tokens=DINOV2_REGISTERS[name])
     else:
         backbone = build_vit(**(MAE_VIT if name == "ibot" else vit), img_size=size)
     if name == "supervised":
@@ -212,19 +211,24 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     if name == "ibot":
         return IBOT(backbone, backbone.embed_dim, steps=steps, config=IBOT_CONFIG,
                     crops=lambda x: list(views(x)), seed=seed)
-    if name in DINOV2_VARIANTS:
-        config = replace(DINOV2_CONFIG, koleo_weight=DINOV2_VARIANTS[name][1])
-        return DINOv2(backbone, backbone.embed_dim, steps=steps, config=config,
+    if name in DINOV2_REGISTERS:
+        return DINOv2(backbone, backbone.embed_dim, steps=steps, config=dinov2_config(name),
                       crops=lambda x: list(views(x)), seed=seed)
     return DINO(backbone, backbone.embed_dim, steps=steps, config=DINO_CONFIG,
                 crops=lambda x: list(views(x)))
+
+
+def dinov2_config(name: str) -> DINOv2Config:
+    """The DINOv2 run ``name``'s settings (``dinov2``, ``dinov2-reg``, ``dinov2-nokoleo``):
+    :data:`DINOV2_CONFIG` with the fields :data:`DINOV2_CHANGES` names replaced."""
+    return replace(DINOV2_CONFIG, **DINOV2_CHANGES.get(name, {}))
 
 
 def evaluated_backbone(name: str, method: Method) -> nn.Module:
     """The network a checkpoint keeps: the teacher backbone of DINO, iBOT and DINOv2, MAE's
     encoder, else the backbone."""
     name = base_method(name)
-    if name in ("dino", "ibot", *DINOV2_VARIANTS):
+    if name in ("dino", "ibot", *DINOV2_REGISTERS):
         return method.teacher.backbone
     if name == "ijepa":
         return method.backbone                                  # the target encoder
@@ -344,9 +348,8 @@ def _method_settings(name: str, recipe: PretrainScale, mae_config: MAEConfig = M
         return asdict(IBOT_CONFIG)
     if name == "ijepa":
         return asdict(IJEPA_CONFIG)
-    if name in DINOV2_VARIANTS:
-        registers, koleo = DINOV2_VARIANTS[name]
-        return {**asdict(DINOV2_CONFIG), "koleo_weight": koleo, "num_register_tokens": registers}
+    if name in DINOV2_REGISTERS:
+        return {**asdict(dinov2_config(name)), "num_register_tokens": DINOV2_REGISTERS[name]}
     return asdict(mae_config) if name == "mae" else {}
 
 

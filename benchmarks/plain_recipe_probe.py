@@ -1,0 +1,104 @@
+"""Why a recipe misses on the one-grey shapes: runs of a ``-plain`` checkpoint's recipe with one
+change each.
+
+Trains ``python -m course_lib pretrain METHOD`` (the one-grey, one-size shapes, MAE's
+plain-patch ViT) for ``--steps`` steps with one setting of the method changed, and appends the
+held-out k-NN of the network the checkpoint would keep to ``--out``:
+
+    python benchmarks/plain_recipe_probe.py dinov2-plain baseline   # about 5 minutes on one thread
+    python benchmarks/plain_recipe_probe.py dinov2-plain conv_stem  # the cpu-fine ViT (conv stem, 8x8)
+    python benchmarks/plain_recipe_probe.py dinov2-plain centering  # DINO's centering, not Sinkhorn-Knopp
+    python benchmarks/plain_recipe_probe.py dinov2-plain no_koleo   # KoLeo weight 0
+    python benchmarks/plain_recipe_probe.py dinov2-plain no_ibot    # no masked-patch term
+    python benchmarks/plain_recipe_probe.py ijepa-plain fast_ema --steps 1500   # EMA from 0.99
+    python benchmarks/plain_recipe_probe.py ijepa-plain deep_predictor --steps 1500
+
+``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
+features rise and stay, or rise and fall.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import course_lib.labs.pretrain as recipes  # noqa: E402
+from course_lib.evaluate import evaluate_backbone  # noqa: E402
+
+# method -> (the module global holding its config, change -> the config fields it replaces);
+# "conv_stem" replaces the ViT instead (MAE_VIT, the plain-patch ViT these methods share)
+CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
+    "dinov2-plain": ("DINOV2_CONFIG", {
+        "baseline": {}, "conv_stem": {}, "centering": {"centering": "centering"},
+        "no_koleo": {"koleo_weight": 0.0}, "no_ibot": {"ibot_weight": 0.0}}),
+    "ijepa-plain": ("IJEPA_CONFIG", {
+        "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
+        "deep_predictor": {"pred_depth": 4}}),
+}
+
+
+def recorded_fields(method: str) -> list[str]:
+    """The config fields any change of ``method`` touches: each row records their values."""
+    return sorted({key for fields in CHANGES[method][1].values() for key in fields})
+
+
+def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
+          n_test: int | None = None, eval_every: int = 0) -> dict:
+    """Train ``method`` with ``change`` applied (the recipe restored afterwards); one result row."""
+    config_name, changes = CHANGES[method]
+    saved = recipes.MAE_VIT, getattr(recipes, config_name)     # the globals build_method reads
+    try:
+        if change == "conv_stem":
+            recipes.MAE_VIT = dict(preset="cpu-fine")
+        setattr(recipes, config_name, replace(saved[1], **changes[change]))
+        backbone, meta = recipes.pretrain(method, "long", steps=steps, progress=False,
+                                          n_train=n_train, n_test=n_test, eval_every=eval_every)
+    finally:
+        recipes.MAE_VIT = saved[0]
+        setattr(recipes, config_name, saved[1])
+    train_x, train_y, test_x, test_y = recipes.shapes_for(meta["data"])
+    knn = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling=meta["pooling"],
+                            probe_epochs=0, diagnostics=False)["knn_accuracy"]
+    settings = meta["config"]["method"]
+    return {"method": method, "change": change, "commit": meta["commit"], "steps": steps,
+            "threads": meta["threads"], "train_seconds": meta["train_seconds"],
+            "untrained_knn": meta["untrained_knn_accuracy"], "knn": knn,
+            "stem": meta["config"]["vit"]["stem"],
+            **{key: settings[key] for key in recorded_fields(method)},
+            "loss_first": meta["loss"]["values"][:2], "loss_last": meta["loss"]["values"][-2:],
+            **({"trajectory": meta["knn_trajectory"]} if "knn_trajectory" in meta else {})}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("method", choices=list(CHANGES))
+    p.add_argument("change")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--n-train", type=int, default=None, help="training images (default: the scale's)")
+    p.add_argument("--n-test", type=int, default=None, help="held-out images (default: the scale's)")
+    p.add_argument("--eval-every", type=int, default=0, help="k-NN every N steps (0: only at the end)")
+    p.add_argument("--out", default=None, help="rows are appended here (default: "
+                   "benchmarks/results/<method>_probe.jsonl, dashes as underscores)")
+    args = p.parse_args()
+    if args.change not in CHANGES[args.method][1]:
+        p.error(f"change for {args.method} must be one of {list(CHANGES[args.method][1])}, "
+                f"got {args.change!r}")
+    torch.set_num_threads(args.threads)
+    row = probe(args.method, args.change, steps=args.steps, n_train=args.n_train,
+                n_test=args.n_test, eval_every=args.eval_every)
+    out = args.out or ROOT / "benchmarks" / "results" / f"{args.method.replace('-', '_')}_probe.jsonl"
+    print(json.dumps(row))
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
