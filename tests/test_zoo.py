@@ -256,6 +256,22 @@ def test_koleo_makes_dinov2_unlearn_on_the_plain_shapes():
     assert plain["knn_trajectory"]["knn"][-1] == max(plain["knn_trajectory"]["knn"]) > untrained + 0.25
 
 
+def test_knn_trajectories_start_untrained_and_name_the_labelled_run():
+    import matplotlib
+    matplotlib.use("Agg")
+    from course_lib.labs.shipped import knn_trajectories, plot_knn_trajectories
+    table = knn_trajectories(["dinov2-nokoleo-plain"])
+    row, meta = table["dinov2-nokoleo-plain"], zoo.metadata("dinov2-nokoleo-plain")
+    assert row["steps"] == [0, *meta["knn_trajectory"]["steps"]]
+    assert row["knn"] == [meta["untrained_knn_accuracy"], *meta["knn_trajectory"]["knn"]]
+    assert (row["final"], row["reference"]) == (meta["metrics"]["knn_accuracy"], "supervised-patch-plain")
+    assert row["labelled"] == zoo.metadata("supervised-patch-plain")["metrics"]["knn_accuracy"]
+    ax = plot_knn_trajectories(table)
+    assert len(ax.lines) == 4                           # the curve, labels, 80 % of them, chance
+    with pytest.raises(ValueError, match="'dino' recorded no k-NN during training"):
+        knn_trajectories(["dino"])
+
+
 def test_dino_fine_attention_finds_the_object_where_the_bump_and_the_labelled_vit_do_not():
     """Lecture 02's claim about the shipped 8x8-token pair, on 400 held-out images: DINO's head,
     chosen on the first 200 and scored on the other 200, overlaps the object masks well above a

@@ -1,10 +1,12 @@
-"""The shipped checkpoints side by side: the tables and figures lectures 01 to 03 read from
+"""The shipped checkpoints side by side: the tables and figures the lectures read from
 ``course_lib.zoo``.
 
 :func:`compare_checkpoints` collects what each checkpoint recorded (and, if asked, how its CLS
 attention overlaps the objects), :func:`checkpoint_table` and :func:`plot_checkpoints` show it,
-:func:`labelled_reference` finds the supervised run each one is measured against, and
-:func:`invariance_table` asks the same features for the shape and for the object's colour.
+:func:`labelled_reference` finds the supervised run each one is measured against,
+:func:`knn_trajectories` and :func:`plot_knn_trajectories` show the k-NN a checkpoint recorded
+while it trained, and :func:`invariance_table` asks the same features for the shape and for the
+object's colour.
 """
 from __future__ import annotations
 
@@ -103,6 +105,42 @@ def plot_checkpoints(table: dict, ax=None):
     ax.set(xticks=list(xs), xticklabels=[f"{n}\n{table[n]['steps']} steps" for n in names],
            ylabel="held-out k-NN accuracy (%)", title="the shipped checkpoints")
     ax.legend(fontsize=8)
+    return ax
+
+
+def knn_trajectories(names: list[str] | tuple[str, ...]) -> dict:
+    """name -> the held-out k-NN each checkpoint recorded during training (``pretrain
+    --eval-every``; step 0 is its untrained network): ``steps``, ``knn``, the k-NN of its saved
+    weights (``final``), and ``labelled``, the k-NN of :func:`labelled_reference`'s run (None when
+    the zoo has none). A checkpoint trained without ``--eval-every`` is a clear error."""
+    table = {}
+    for name in names:
+        meta = zoo.metadata(name)
+        if "knn_trajectory" not in meta:
+            raise ValueError(f"checkpoint {name!r} recorded no k-NN during training (train it with "
+                             "python -m course_lib pretrain NAME --eval-every N)")
+        curve, reference = meta["knn_trajectory"], labelled_reference(name)
+        table[name] = {"steps": [0, *curve["steps"]],
+                       "knn": [meta["untrained_knn_accuracy"], *curve["knn"]],
+                       "final": meta["metrics"]["knn_accuracy"], "reference": reference,
+                       "labelled": zoo.metadata(reference)["metrics"]["knn_accuracy"] if reference else None}
+    return table
+
+
+def plot_knn_trajectories(table: dict, ax=None):
+    """:func:`knn_trajectories` as curves, with each labelled reference and 80 % of it."""
+    import matplotlib.pyplot as plt   # figures only
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
+    for name, row in table.items():
+        ax.plot(row["steps"], row["knn"], marker="o", ms=3, label=name)
+    for reference, labelled in {(r["reference"], r["labelled"]) for r in table.values() if r["reference"]}:
+        ax.axhline(labelled, color="k", lw=1, label=f"{reference} ({labelled:.3f})")
+        ax.axhline(0.8 * labelled, color="k", lw=1, ls=":", label="80 % of it")
+    ax.axhline(1 / N_CLASSES, color="gray", ls=":", lw=1, label="chance")
+    ax.set(xlabel="training step", ylabel="held-out k-NN", ylim=(0, 1),
+           title="k-NN during training (step 0: untrained)")
+    ax.legend(fontsize=7)
     return ax
 
 
