@@ -39,7 +39,8 @@ what makes each method itself:
   ``long`` run takes as long as iBOT's (the registers add about a third: 2006 s against 1540 s
   for their 1000-step runs).
   ``dinov2-nokoleo-plain`` is ``dinov2-plain`` with the KoLeo weight 0: on ten grey shapes
-  KoLeo pushes apart the nearest neighbours that k-NN relies on (lecture 06, section 4).
+  KoLeo spreads the features until the shapes are lost, and without it the run learns them
+  (lecture 06, section 7).
 
 :func:`pretrain` trains one method at a scale and returns the backbone to evaluate with the
 metadata ``course_lib.zoo.save`` writes next to its weights. ``python -m course_lib pretrain
@@ -286,6 +287,7 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
     recipe = setup.recipe
     if steps is None:
         steps = recipe.steps
+    check_int("eval_every", eval_every, 0)
     data = pretrain_data(name, scale, seed=seed, n_train=n_train, n_test=n_test)
     train_x, train_y, test_x, test_y = shapes_for(data)
     method = build_method(name, setup, steps=steps, seed=seed, mae_config=mae_config)
@@ -294,7 +296,6 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
                                   probe_epochs=0, diagnostics=False, device=device)
     config = TrainConfig(steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
                          warmup_steps=min(20, steps // 10), seed=seed, progress=progress)
-    check_int("eval_every", eval_every, 0)
     trajectory = (track_knn(method, backbone, (train_x, train_y, test_x, test_y), POOLING[name],
                             eval_every, device) if eval_every else None)
     commit, start = _commit(), time.perf_counter()   # the code the run started with
