@@ -336,6 +336,9 @@ def track_knn(method: Method, backbone: nn.Module, shapes: tuple, pooling: str, 
 
 
 def _method_settings(name: str, recipe: PretrainScale, mae_config: MAEConfig = MAE_CONFIG) -> dict:
+    """The method's settings as its metadata records them. DINO, iBOT and DINOv2 record their
+    whole config, ``global_scale`` and ``local_scale`` included, but take their two crops from the
+    recipe's views (``config.recipe.crop_scale``): those two fields are not used by these runs."""
     name = base_method(name)
     if name == "simclr":
         return {"temperature": TEMPERATURES[name]}
