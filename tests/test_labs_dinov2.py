@@ -36,6 +36,9 @@ def test_spread_matches_a_loop():
                for i, a in enumerate(unit)]
     assert torch.allclose(got["nn_distance"].double(), torch.tensor(nearest, dtype=torch.float64),
                           atol=1e-5)
+    index = [min((j for j in range(len(unit)) if j != i), key=lambda j: (unit[i] - unit[j]).norm().item())
+             for i in range(len(unit))]
+    assert got["nn_index"].tolist() == index
     pairs = [math.exp(-2 * (a - b).norm().item() ** 2) for i, a in enumerate(unit)
              for j, b in enumerate(unit) if i < j]
     assert got["uniformity"] == pytest.approx(math.log(sum(pairs) / len(pairs)), abs=1e-4)

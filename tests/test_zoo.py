@@ -224,6 +224,9 @@ def test_the_labelled_reference_is_the_supervised_run_with_the_same_vit_and_data
         assert labelled_reference(name) == reference, name
     assert labelled_reference("mae") is None          # no labelled plain-patch ViT on the default data
     assert labelled_reference("supervised-plain") is None
+    from course_lib.labs.shipped import same_vit
+    assert same_vit(zoo.metadata("ijepa-plain"), zoo.metadata("supervised-patch-plain"))   # CLS token only
+    assert not same_vit(zoo.metadata("mae-plain"), zoo.metadata("supervised-plain"))       # the stem differs
 
 
 @pytest.mark.parametrize("name", sorted(SAME_BACKBONE_REFERENCE))
@@ -231,18 +234,35 @@ def test_plain_checkpoints_against_80_percent_of_labels_on_the_same_backbone(nam
     """The lectures' reading of the target, checked on the recorded metrics (which the test above
     recomputes from the weights): the conv-stem methods, MAE and DINOv2 without KoLeo reach it,
     iBOT, I-JEPA and DINOv2's recipe do not."""
-    model, reference = zoo.load(name).meta, zoo.load(SAME_BACKBONE_REFERENCE[name]).meta
+    from course_lib.labs.shipped import same_vit
+    model, reference = zoo.metadata(name), zoo.metadata(SAME_BACKBONE_REFERENCE[name])
     for key in ("data", "steps", "seed"):
         assert model[key] == reference[key], key
-    vits = [{k: v for k, v in m["config"]["vit"].items() if k != "class_token"} for m in (model, reference)]
-    assert vits[0] == vits[1]                         # I-JEPA's ViT has no CLS token, the labelled one has
+    assert same_vit(model, reference)                 # I-JEPA's ViT has no CLS token, the labelled one has
     share = model["metrics"]["knn_accuracy"] / reference["metrics"]["knn_accuracy"]
     assert (share >= 0.8) == (name not in MISSES_80_PERCENT), share
+
+
+def test_ibot_and_dinov2_without_koleo_differ_in_the_targets_only():
+    """Lectures 04 and 06 compare the two runs as iBOT's recipe with and without Sinkhorn-Knopp."""
+    ibot, dinov2 = zoo.metadata("ibot-plain"), zoo.metadata("dinov2-nokoleo-plain")
+    for key in ("data", "steps", "seed"):
+        assert ibot[key] == dinov2[key], key
+    for part in ("vit", "recipe", "train"):
+        assert ibot["config"][part] == dinov2["config"][part], part
+    a, b = ibot["config"]["method"], dinov2["config"]["method"]
+    shared = ("out_dim", "hidden_dim", "bottleneck_dim", "use_bn_in_head", "shared_head", "n_local_crops",
+              "student_temp", "teacher_temp", "momentum_teacher", "mask_ratio_range", "p_unmasked")
+    assert {k: a[k] for k in shared} == {k: b[k] for k in shared}
+    assert a["teacher_patch_temp"] == b["teacher_temp"] and b["koleo_weight"] == 0.0
+    assert (a["lambda_cls"], a["lambda_patch"]) == (b["dino_weight"], b["ibot_weight"]) == (1.0, 1.0)
+    assert a["patch_centering"] and b["centering"] == "sinkhorn_knopp"
 
 
 def test_the_second_seed_of_the_near_misses_is_measured_against_labels_of_the_same_seed():
     """benchmarks/COURSE_SCALE.md and lectures 04 and 05: iBOT and I-JEPA stay under 80 % of labels
     on seed 1 too, each against the labelled run on the same seed's images and the same ViT."""
+    from course_lib.labs.shipped import same_vit
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     runs = {name: json.loads((results / f"{name.replace('-', '_')}_seed1.json").read_text())
             for name in ("supervised-patch-plain", "ibot-plain", "ijepa-plain")}
@@ -250,8 +270,7 @@ def test_the_second_seed_of_the_near_misses_is_measured_against_labels_of_the_sa
     for name, meta in runs.items():
         assert meta["method"] == name and meta["seed"] == meta["data"]["seed"] == 1
         assert meta["data"] == labelled["data"] and meta["steps"] == labelled["steps"] == 1500
-        strip = [{k: v for k, v in m["config"]["vit"].items() if k != "class_token"} for m in (meta, labelled)]
-        assert strip[0] == strip[1]
+        assert same_vit(meta, labelled)
         assert meta["metrics"]["knn_accuracy"] < 0.8 * labelled["metrics"]["knn_accuracy"], name
 
 

@@ -105,14 +105,15 @@ def frozen_view_features(name: str = "simclr", *, n_train: int = 1024, n_test: i
 
 
 def spread(z: Tensor) -> dict:
-    """How a set of features (n, D) fills the sphere once L2-normalised: ``nn_distance`` (n,), each
-    row's Euclidean distance to its nearest other row, its median, and the uniformity
-    log E exp(-2 ||z_i - z_j||^2) of :func:`course_lib.diagnostics.uniformity`."""
+    """How a set of features (n, D) fills the sphere once L2-normalised: ``nn_index`` (n,), each
+    row's nearest other row, ``nn_distance`` (n,), the Euclidean distance to it, its median, and
+    the uniformity log E exp(-2 ||z_i - z_j||^2) of :func:`course_lib.diagnostics.uniformity`."""
     z = F.normalize(z.float(), dim=1)
     similarity = z @ z.T
     similarity.fill_diagonal_(-2.0)
-    nearest = (2 - 2 * similarity.max(1).values).clamp_min(0).sqrt()
-    return {"nn_distance": nearest, "nn_median": nearest.median().item(),
+    best = similarity.max(1)
+    distance = (2 - 2 * best.values).clamp_min(0).sqrt()
+    return {"nn_index": best.indices, "nn_distance": distance, "nn_median": distance.median().item(),
             "uniformity": uniformity(z).item()}
 
 
