@@ -12,6 +12,9 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py dinov2-plain no_ibot    # no masked-patch term
     python benchmarks/plain_recipe_probe.py ijepa-plain fast_ema --steps 1500   # EMA from 0.99
     python benchmarks/plain_recipe_probe.py ijepa-plain deep_predictor --steps 1500
+    python benchmarks/plain_recipe_probe.py ijepa-plain crops --steps 1500      # IJEPA_VIEWS "crops"
+    python benchmarks/plain_recipe_probe.py ijepa-plain lr_1e-3 --steps 1500    # the recipe's lr / 3
+    python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.07 --steps 1500
 
 ``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
 features rise and stay, or rise and fall.
@@ -33,14 +36,19 @@ import course_lib.labs.pretrain as recipes  # noqa: E402
 from course_lib.evaluate import evaluate_backbone  # noqa: E402
 
 # method -> (the module global holding its config, change -> the config fields it replaces);
-# "conv_stem" replaces the ViT instead (MAE_VIT, the plain-patch ViT these methods share)
+# three changes replace something else: "conv_stem" the ViT (MAE_VIT, the plain-patch ViT these
+# methods share), "crops" I-JEPA's views (IJEPA_VIEWS), "lr_1e-3" the long scale's learning rate
 CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
     "dinov2-plain": ("DINOV2_CONFIG", {
         "baseline": {}, "conv_stem": {}, "centering": {"centering": "centering"},
         "no_koleo": {"koleo_weight": 0.0}, "no_ibot": {"ibot_weight": 0.0}}),
     "ijepa-plain": ("IJEPA_CONFIG", {
         "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
-        "deep_predictor": {"pred_depth": 4}}),
+        "deep_predictor": {"pred_depth": 4}, "crops": {}, "lr_1e-3": {}}),
+    "ibot-plain": ("IBOT_CONFIG", {
+        "baseline": {},
+        "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07},  # iBOT's, warmed
+        "ema_0.996": {"momentum_teacher": 0.996}}),                                 # iBOT's
 }
 
 
@@ -53,15 +61,21 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
           n_test: int | None = None, eval_every: int = 0) -> dict:
     """Train ``method`` with ``change`` applied (the recipe restored afterwards); one result row."""
     config_name, changes = CHANGES[method]
-    saved = recipes.MAE_VIT, getattr(recipes, config_name)     # the globals build_method reads
+    # the globals build_method and pretrain read
+    saved = recipes.MAE_VIT, getattr(recipes, config_name), recipes.IJEPA_VIEWS, recipes.ZOO_SCALES
     try:
         if change == "conv_stem":
             recipes.MAE_VIT = dict(preset="cpu-fine")
+        if change == "crops":
+            recipes.IJEPA_VIEWS = "crops"
+        if change == "lr_1e-3":
+            long = saved[3]["long"]
+            recipes.ZOO_SCALES = {**saved[3], "long": replace(long, recipe=replace(long.recipe, lr=1e-3))}
         setattr(recipes, config_name, replace(saved[1], **changes[change]))
         backbone, meta = recipes.pretrain(method, "long", steps=steps, progress=False,
                                           n_train=n_train, n_test=n_test, eval_every=eval_every)
     finally:
-        recipes.MAE_VIT = saved[0]
+        recipes.MAE_VIT, recipes.IJEPA_VIEWS, recipes.ZOO_SCALES = saved[0], saved[2], saved[3]
         setattr(recipes, config_name, saved[1])
     train_x, train_y, test_x, test_y = recipes.shapes_for(meta["data"])
     knn = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling=meta["pooling"],
@@ -70,7 +84,8 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
     return {"method": method, "change": change, "commit": meta["commit"], "steps": steps,
             "threads": meta["threads"], "train_seconds": meta["train_seconds"],
             "untrained_knn": meta["untrained_knn_accuracy"], "knn": knn,
-            "stem": meta["config"]["vit"]["stem"],
+            "stem": meta["config"]["vit"]["stem"], "lr": meta["config"]["train"]["lr"],
+            **({"views": settings["views"]} if "views" in settings else {}),
             **{key: settings[key] for key in recorded_fields(method)},
             "loss_first": meta["loss"]["values"][:2], "loss_last": meta["loss"]["values"][-2:],
             **({"trajectory": meta["knn_trajectory"]} if "knn_trajectory" in meta else {})}

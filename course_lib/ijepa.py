@@ -4,8 +4,8 @@ Learning from Images with a Joint-Embedding Predictive Architecture", section 3)
 A context encoder sees one large block of the image with several target blocks cut out of it; a
 narrow predictor, given the context tokens and mask tokens at a target block's positions, predicts
 what a target encoder (an EMA of the context encoder, on the whole image) outputs at those
-positions. The loss lives in representation space: no pixels, no decoder, no augmentation beyond
-the masks.
+positions. The loss lives in representation space: no pixels, no decoder, no colour jitter; the
+official code crops each image (30-100 % of it) before the masks, here an optional ``augment``.
 
     s_y   = LN(f_target(x))[targets]          target encoder on the full image, layer norm without
                                               affine, then the target patches; no gradient
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -255,12 +256,18 @@ class IJEPA(Method):
         ijepa = IJEPA(build_vit("cpu", stem="patch", patch_size=4, class_token=False), steps=300)
         history = train(ijepa, uint8_images, TrainConfig(steps=300))
         ijepa.backbone        # the target encoder: evaluate it with pooling="mean"
+
+    ``augment`` maps the uint8 batch to the normalised float images both encoders see (one view
+    per image, e.g. a random crop); without it the images are only normalised.
     """
 
     def __init__(self, encoder: nn.Module, *, steps: int, config: IJEPAConfig = IJEPAConfig(),
-                 seed: int = 0) -> None:
+                 seed: int = 0, augment: Callable[[Tensor], Tensor] | None = None) -> None:
         super().__init__()
         check_int("steps", steps)
+        if augment is not None and not callable(augment):
+            raise ValueError(f"augment must be a callable or None, got {type(augment).__name__}")
+        self.augment = augment
         if not isinstance(config, IJEPAConfig):
             raise ValueError(f"config must be an IJEPAConfig, got {type(config).__name__}")
         if getattr(encoder, "has_class_token", True) or type(encoder.patch_embed).__name__ != "PatchEmbed":
@@ -302,7 +309,7 @@ class IJEPA(Method):
         """uint8 images (B, C, H, W) -> (loss, metrics); labels are ignored."""
         if not 0 <= step < self.steps:
             raise ValueError(f"step must be in [0, steps={self.steps}), got {step}")
-        x = normalize(images)
+        x = self.augment(images) if self.augment is not None else normalize(images)
         context_idx, target_idx = (m.to(x.device) for m in self.masks(x.shape[0]))
         all_targets = self.targets(x)                                            # (B, N, D)
         context = _patch_tokens(self.encoder, x, context_idx)                    # (B, Kc, D)

@@ -130,6 +130,10 @@ DINOV2_CONFIG = DINOv2Config(out_dim=256, hidden_dim=256, bottleneck_dim=64, use
 # the ablation of lecture 06, where on ten grey shapes KoLeo undoes what the rest learns)
 DINOV2_REGISTERS = {"dinov2": 0, "dinov2-reg": 4, "dinov2-nokoleo": 0}
 DINOV2_CHANGES: dict[str, dict] = {"dinov2-nokoleo": {"koleo_weight": 0.0}}
+# I-JEPA's views: "masks" (the masks are its only augmentation) or "crops" (before the masks, the
+# labelled run's crop, flip and turn, no colour; the official code crops 30-100 % of each image)
+IJEPA_VIEWS_CHOICES: tuple[str, ...] = ("masks", "crops")
+IJEPA_VIEWS = "masks"
 
 
 def zoo_scale(scale: str) -> ZooScale:
@@ -177,18 +181,23 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     torch.manual_seed(seed)
     if name == "mae":
         return MAE(build_vit(**MAE_VIT, img_size=size), mae_config)
+    spec = simclr_view_spec(size, strength=0.0, scale=recipe.crop_scale, rotation=recipe.rotation)
+
+    def label_views(x: Tensor) -> Tensor:        # crop, flip and turn; no colour change
+        return augment_batch(x, [spec])[0]
     if name == "ijepa":
+        if IJEPA_VIEWS not in IJEPA_VIEWS_CHOICES:
+            raise ValueError(f"IJEPA_VIEWS must be one of {IJEPA_VIEWS_CHOICES}, got {IJEPA_VIEWS!r}")
         return IJEPA(build_vit(**MAE_VIT, img_size=size, class_token=False), steps=steps,
-                     config=IJEPA_CONFIG, seed=seed)
+                     config=IJEPA_CONFIG, seed=seed,
+                     augment=label_views if IJEPA_VIEWS == "crops" else None)
     if name in DINOV2_REGISTERS:
         backbone = build_vit(**MAE_VIT, img_size=size, num_register_tokens=DINOV2_REGISTERS[name])
     else:
         backbone = build_vit(**(MAE_VIT if name == "ibot" else vit), img_size=size)
     if name == "supervised":
         from ..supervised import Supervised
-        spec = simclr_view_spec(size, strength=0.0, scale=recipe.crop_scale, rotation=recipe.rotation)
-        return Supervised(backbone, backbone.embed_dim, N_CLASSES,
-                          augment=lambda x: augment_batch(x, [spec])[0])
+        return Supervised(backbone, backbone.embed_dim, N_CLASSES, augment=label_views)
 
     no_colour = None
     if name == "simclr-nocolour":               # crops, flips, rotations: no jitter, no grey
@@ -351,7 +360,7 @@ def _method_settings(name: str, recipe: PretrainScale, mae_config: MAEConfig = M
     if name == "ibot":
         return asdict(IBOT_CONFIG)
     if name == "ijepa":
-        return asdict(IJEPA_CONFIG)
+        return {**asdict(IJEPA_CONFIG), "views": IJEPA_VIEWS}
     if name in DINOV2_REGISTERS:
         return {**asdict(dinov2_config(name)), "num_register_tokens": DINOV2_REGISTERS[name]}
     return asdict(mae_config) if name == "mae" else {}
