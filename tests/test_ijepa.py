@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from course_lib.backbones import build_vit, embed_tokens
+from course_lib.data import normalize
 from course_lib.ijepa import IJEPA, IJEPAConfig, Predictor, jepa_loss, multiblock_batch, multiblock_masks
 
 
@@ -109,12 +110,28 @@ def test_the_predictor_gives_each_mask_token_its_target_position():
     assert not torch.allclose(near, predictor(context, context_idx, torch.tensor([[14, 15]])))
 
 
-def _ijepa(target="ema", steps=4):
+def _ijepa(target="ema", steps=4, augment=None):
     torch.manual_seed(0)
     vit = build_vit("cpu", stem="patch", patch_size=4, embed_dim=32, depth=1, num_heads=2,
                     class_token=False)
     return IJEPA(vit, steps=steps, config=IJEPAConfig(target=target, pred_dim=16, pred_depth=1,
-                                                       pred_heads=2))
+                                                       pred_heads=2), augment=augment)
+
+
+def test_both_encoders_see_the_augmented_view():
+    """A step with ``augment`` equals a step without it on the images ``augment`` makes: the
+    same weights and masks, the flipped images given to the context and the target encoder."""
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    calls = []
+
+    def flip(x):
+        calls.append(x.shape)
+        return normalize(torch.flip(x, dims=[-1]))
+    augmented, _ = _ijepa(augment=flip).training_step(images, None, 0)
+    by_hand, _ = _ijepa().training_step(torch.flip(images, dims=[-1]), None, 0)
+    unflipped, _ = _ijepa().training_step(images, None, 0)
+    assert calls == [images.shape]
+    assert torch.allclose(augmented, by_hand) and not torch.allclose(augmented, unflipped)
 
 
 def test_positions_are_added_before_the_context_is_gathered():
@@ -169,3 +186,5 @@ def test_configuration_errors_name_the_setting():
         IJEPAConfig(loss="l1")
     with pytest.raises(ValueError, match="class_token=False"):
         IJEPA(build_vit("cpu", stem="patch", patch_size=4), steps=2)
+    with pytest.raises(ValueError, match="augment must be a callable"):
+        _ijepa(augment="crop")

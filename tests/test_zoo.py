@@ -385,3 +385,24 @@ def test_the_checkpoint_table_lines_up_whatever_the_names():
         lines = checkpoint_table(table).splitlines()
         assert len({len(line) for line in lines}) == 1, lines      # every column in its place
         assert all(line.endswith("0.500") for line in lines[1:-1]) and lines[-1].endswith("0.350")
+
+
+def test_ijepa_views_choose_the_labelled_runs_crops_and_are_recorded(monkeypatch):
+    """IJEPA_VIEWS "crops" gives I-JEPA the labelled run's view (the same crop, flip and turn for
+    the same random numbers); "masks" gives none; the metadata names the choice."""
+    from course_lib.data import normalize
+    from course_lib.labs import pretrain as recipes
+    setup = recipes.zoo_scale("cpu")
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    assert recipes.build_method("ijepa-plain", setup, steps=2).augment is None
+    monkeypatch.setattr(recipes, "IJEPA_VIEWS", "crops")
+    ijepa = recipes.build_method("ijepa-plain", setup, steps=2)
+    labelled = recipes.build_method("supervised-patch-plain", setup, steps=2)
+    torch.manual_seed(3)
+    view = ijepa.augment(images)
+    torch.manual_seed(3)
+    assert torch.equal(view, labelled.augment(images)) and not torch.allclose(view, normalize(images))
+    assert recipes._method_settings("ijepa-plain", setup.recipe)["views"] == "crops"
+    monkeypatch.setattr(recipes, "IJEPA_VIEWS", "jitter")
+    with pytest.raises(ValueError, match="IJEPA_VIEWS must be one of"):
+        recipes.build_method("ijepa-plain", setup, steps=2)
