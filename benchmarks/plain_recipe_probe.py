@@ -44,6 +44,7 @@ CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
         "no_koleo": {"koleo_weight": 0.0}, "no_ibot": {"ibot_weight": 0.0}}),
     "ijepa-plain": ("IJEPA_CONFIG", {
         "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
+        "slow_ema": {"momentum": (0.998, 1.0)},
         "deep_predictor": {"pred_depth": 4}, "crops": {}, "lr_1e-3": {}}),
     "ibot-plain": ("IBOT_CONFIG", {
         "baseline": {},

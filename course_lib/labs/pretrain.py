@@ -30,8 +30,10 @@ what makes each method itself:
   methods keep to; the comparison of unit 7 needs the same number of steps for every method.
 - I-JEPA: MAE's 8x8 grid without a CLS token, the released configs' masks (4 targets of 15-20 %,
   a context of 85-100 % with the targets cut out), a 2-block predictor 64 wide, smooth L1 on
-  layer-normed targets, EMA momentum 0.996 -> 1 (linear); no augmentation, as the paper; the
-  target encoder's mean patch token.
+  layer-normed targets, EMA momentum 0.996 -> 1 (linear); the target encoder's mean patch token.
+  No augmentation: the paper uses no hand-made views, and the official code's one random crop per
+  image (``IJEPA_VIEWS = "crops"``, the labelled run's crop, flip and turn) lowered the plain
+  shapes' k-NN (benchmarks/COURSE_SCALE.md).
 - DINOv2: iBOT's grid, views, masks and head with DINOv2's additions: KoLeo (weight 0.1) on the
   student's CLS features, Sinkhorn-Knopp instead of the centers (both objectives), EMA momentum
   from 0.99; ``dinov2-reg`` is the same run with 4 register tokens (as the released ``_reg``
