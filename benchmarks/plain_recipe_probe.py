@@ -15,6 +15,7 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py ijepa-plain crops --steps 1500      # IJEPA_VIEWS "crops"
     python benchmarks/plain_recipe_probe.py ijepa-plain lr_1e-3 --steps 1500    # the recipe's lr / 3
     python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.07 --steps 1500
+    python benchmarks/plain_recipe_probe.py supervised-patch-plain lr_1e-3 --steps 1500   # labels
 
 ``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
 features rise and stay, or rise and fall.
@@ -49,7 +50,9 @@ CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
     "ibot-plain": ("IBOT_CONFIG", {
         "baseline": {},
         "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07},  # iBOT's, warmed
-        "ema_0.996": {"momentum_teacher": 0.996}}),                                 # iBOT's
+        "ema_0.996": {"momentum_teacher": 0.996}, "lr_1e-3": {}}),                 # iBOT's
+    # the labelled reference of these runs, at the learning rates they try
+    "supervised-patch-plain": (None, {"baseline": {}, "lr_1e-3": {}}),
 }
 
 
@@ -62,6 +65,7 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
           n_test: int | None = None, eval_every: int = 0) -> dict:
     """Train ``method`` with ``change`` applied (the recipe restored afterwards); one result row."""
     config_name, changes = CHANGES[method]
+    config_name = config_name or "MAE_CONFIG"                  # a method without settings: none change
     # the globals build_method and pretrain read
     saved = recipes.MAE_VIT, getattr(recipes, config_name), recipes.IJEPA_VIEWS, recipes.ZOO_SCALES
     try:
