@@ -13,7 +13,7 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py ijepa-plain fast_ema --steps 1500   # EMA from 0.99
     python benchmarks/plain_recipe_probe.py ijepa-plain deep_predictor --steps 1500
     python benchmarks/plain_recipe_probe.py ijepa-plain crops --steps 1500      # IJEPA_VIEWS "crops"
-    python benchmarks/plain_recipe_probe.py ijepa-plain lr_1e-3 --steps 1500    # the recipe's lr / 3
+    python benchmarks/plain_recipe_probe.py ijepa-plain lr_3e-3 --steps 1500    # the shared lr, not 1e-3
     python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.07 --steps 1500
     python benchmarks/plain_recipe_probe.py supervised-patch-plain lr_1e-3 --steps 1500   # labels
 
@@ -37,8 +37,8 @@ import course_lib.labs.pretrain as recipes  # noqa: E402
 from course_lib.evaluate import evaluate_backbone  # noqa: E402
 
 # method -> (the module global holding its config, change -> the config fields it replaces);
-# three changes replace something else: "conv_stem" the ViT (MAE_VIT, the plain-patch ViT these
-# methods share), "crops" I-JEPA's views (IJEPA_VIEWS), "lr_1e-3" the long scale's learning rate
+# the others replace something else: "conv_stem" the ViT (MAE_VIT, the plain-patch ViT these
+# methods share), "crops" I-JEPA's views (IJEPA_VIEWS), "lr_*" the method's learning rate (METHOD_LR)
 CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
     "dinov2-plain": ("DINOV2_CONFIG", {
         "baseline": {}, "conv_stem": {}, "centering": {"centering": "centering"},
@@ -46,7 +46,7 @@ CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
     "ijepa-plain": ("IJEPA_CONFIG", {
         "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
         "slow_ema": {"momentum": (0.998, 1.0)},
-        "deep_predictor": {"pred_depth": 4}, "crops": {}, "lr_1e-3": {}}),
+        "deep_predictor": {"pred_depth": 4}, "crops": {}, "lr_1e-3": {}, "lr_3e-3": {}}),
     "ibot-plain": ("IBOT_CONFIG", {
         "baseline": {},
         "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07},  # iBOT's, warmed
@@ -54,6 +54,7 @@ CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
     # the labelled reference of these runs, at the learning rates they try
     "supervised-patch-plain": (None, {"baseline": {}, "lr_1e-3": {}}),
 }
+LEARNING_RATES = {"lr_1e-3": 1e-3, "lr_3e-3": 3e-3}
 
 
 def recorded_fields(method: str) -> list[str]:
@@ -67,20 +68,19 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
     config_name, changes = CHANGES[method]
     config_name = config_name or "MAE_CONFIG"                  # a method without settings: none change
     # the globals build_method and pretrain read
-    saved = recipes.MAE_VIT, getattr(recipes, config_name), recipes.IJEPA_VIEWS, recipes.ZOO_SCALES
+    saved = recipes.MAE_VIT, getattr(recipes, config_name), recipes.IJEPA_VIEWS, recipes.METHOD_LR
     try:
         if change == "conv_stem":
             recipes.MAE_VIT = dict(preset="cpu-fine")
         if change == "crops":
             recipes.IJEPA_VIEWS = "crops"
-        if change == "lr_1e-3":
-            long = saved[3]["long"]
-            recipes.ZOO_SCALES = {**saved[3], "long": replace(long, recipe=replace(long.recipe, lr=1e-3))}
+        if change in LEARNING_RATES:
+            recipes.METHOD_LR = {**saved[3], recipes.base_method(method): LEARNING_RATES[change]}
         setattr(recipes, config_name, replace(saved[1], **changes[change]))
         backbone, meta = recipes.pretrain(method, "long", steps=steps, progress=False,
                                           n_train=n_train, n_test=n_test, eval_every=eval_every)
     finally:
-        recipes.MAE_VIT, recipes.IJEPA_VIEWS, recipes.ZOO_SCALES = saved[0], saved[2], saved[3]
+        recipes.MAE_VIT, recipes.IJEPA_VIEWS, recipes.METHOD_LR = saved[0], saved[2], saved[3]
         setattr(recipes, config_name, saved[1])
     train_x, train_y, test_x, test_y = recipes.shapes_for(meta["data"])
     knn = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling=meta["pooling"],

@@ -176,25 +176,26 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
 
     import course_lib.labs.pretrain as recipes
     before = (recipes.MAE_VIT, recipes.DINOV2_CONFIG, recipes.IJEPA_CONFIG, recipes.IJEPA_VIEWS,
-              recipes.ZOO_SCALES)
+              recipes.METHOD_LR)
     out = tmp_path / "rows.jsonl"
     run_script("plain_recipe_probe.py", "dinov2-plain", "no_koleo", "--steps", "2", "--n-train", "256",
                "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
     run_script("plain_recipe_probe.py", "ijepa-plain", "fast_ema", "--steps", "2", "--n-train", "256",
                "--n-test", "64", "--eval-every", "1", "--out", str(out), monkeypatch=monkeypatch)
-    for change in ("crops", "lr_1e-3"):
-        run_script("plain_recipe_probe.py", "ijepa-plain", change, "--steps", "2", "--n-train", "256",
+    for method, change in (("ijepa-plain", "crops"), ("ijepa-plain", "lr_3e-3"), ("supervised-patch-plain", "lr_1e-3")):
+        run_script("plain_recipe_probe.py", method, change, "--steps", "2", "--n-train", "256",
                    "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
-    dinov2, ijepa, crops, slow = map(json.loads, out.read_text().splitlines())
-    assert (ijepa["views"], ijepa["lr"]) == ("masks", recipes.ZOO_SCALES["long"].recipe.lr)
-    assert (crops["views"], crops["lr"], slow["views"], slow["lr"]) == ("crops", ijepa["lr"], "masks", 1e-3)
+    dinov2, ijepa, crops, fast, labels = map(json.loads, out.read_text().splitlines())
+    assert (ijepa["views"], ijepa["lr"], dinov2["lr"]) == ("masks", recipes.METHOD_LR["ijepa"], 3e-3)
+    assert (crops["views"], crops["lr"], fast["views"], fast["lr"]) == ("crops", ijepa["lr"], "masks", 3e-3)
+    assert labels["method"] == "supervised-patch-plain" and labels["lr"] == 1e-3
     assert dinov2["change"] == "no_koleo" and dinov2["steps"] == 2 and 0.0 <= dinov2["knn"] <= 1.0
     assert (dinov2["koleo_weight"], dinov2["ibot_weight"], dinov2["centering"], dinov2["stem"]) == (
         0.0, 1.0, "sinkhorn_knopp", "patch")
     assert ijepa["momentum"] == [0.99, 1.0] and ijepa["pred_depth"] == recipes.IJEPA_CONFIG.pred_depth
     assert ijepa["trajectory"]["steps"] == [1, 2] and ijepa["trajectory"]["knn"][-1] == ijepa["knn"]
     assert (recipes.MAE_VIT, recipes.DINOV2_CONFIG, recipes.IJEPA_CONFIG, recipes.IJEPA_VIEWS,
-            recipes.ZOO_SCALES) == before
+            recipes.METHOD_LR) == before
     assert '"change": "no_koleo"' in capsys.readouterr().out
     with pytest.raises(SystemExit):                       # a change of another method
         run_script("plain_recipe_probe.py", "ijepa-plain", "no_koleo", monkeypatch=monkeypatch)

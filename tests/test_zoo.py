@@ -13,7 +13,7 @@ from course_lib import zoo
 from course_lib.__main__ import main
 from course_lib.backbones import build_vit
 from course_lib.data import N_CLASSES, make_shapes, normalize
-from course_lib.labs.pretrain import METHODS, POOLING, shapes_for, shapes_kwargs
+from course_lib.labs.pretrain import METHODS, POOLING, ZOO_SCALES, shapes_for, shapes_kwargs
 
 SHIPPED = zoo.available()
 
@@ -123,6 +123,8 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
                  "--json", str(report)]) == 0
     meta = json.loads(report.read_text())
     assert meta["steps"] == 2 and meta["data"]["n_train"] == 256 and meta["method"] == method
+    lr = 1e-3 if method == "ijepa" else ZOO_SCALES["cpu"].recipe.lr      # I-JEPA's own (METHOD_LR)
+    assert meta["config"]["train"]["lr"] == meta["config"]["recipe"]["lr"] == lr
     model = zoo.load(method, directory=tmp_path)
     assert model.backbone.course_config.num_register_tokens == (4 if method == "dinov2-reg" else 0)
     plain = method.endswith(("-fine", "-plain"))         # the one-grey, one-size shapes
