@@ -46,15 +46,17 @@ CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
     "ijepa-plain": ("IJEPA_CONFIG", {
         "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
         "slow_ema": {"momentum": (0.998, 1.0)},
-        "deep_predictor": {"pred_depth": 4}, "crops": {}, "lr_1e-3": {}, "lr_3e-3": {}}),
+        "deep_predictor": {"pred_depth": 4}, "crops": {}}),
     "ibot-plain": ("IBOT_CONFIG", {
         "baseline": {},
         "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07},  # iBOT's, warmed
-        "ema_0.996": {"momentum_teacher": 0.996}, "lr_1e-3": {}}),                 # iBOT's
-    # the labelled reference of these runs, at the learning rates they try
-    "supervised-patch-plain": (None, {"baseline": {}, "lr_1e-3": {}}),
+        "ema_0.996": {"momentum_teacher": 0.996}}),                                 # iBOT's
+    # the labelled reference of these runs and MAE, for the learning rates
+    "supervised-patch-plain": (None, {"baseline": {}}),
+    "mae-plain": (None, {"baseline": {}}),
 }
-LEARNING_RATES = {"lr_1e-3": 1e-3, "lr_3e-3": 3e-3}
+# changes every method takes: its peak learning rate (METHOD_LR)
+LEARNING_RATES = {"lr_5e-4": 5e-4, "lr_1e-3": 1e-3, "lr_2e-3": 2e-3, "lr_3e-3": 3e-3}
 
 
 def recorded_fields(method: str) -> list[str]:
@@ -76,7 +78,7 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
             recipes.IJEPA_VIEWS = "crops"
         if change in LEARNING_RATES:
             recipes.METHOD_LR = {**saved[3], recipes.base_method(method): LEARNING_RATES[change]}
-        setattr(recipes, config_name, replace(saved[1], **changes[change]))
+        setattr(recipes, config_name, replace(saved[1], **changes.get(change, {})))
         backbone, meta = recipes.pretrain(method, "long", steps=steps, progress=False,
                                           n_train=n_train, n_test=n_test, eval_every=eval_every)
     finally:
@@ -108,9 +110,9 @@ def main() -> None:
     p.add_argument("--out", default=None, help="rows are appended here (default: "
                    "benchmarks/results/<method>_probe.jsonl, dashes as underscores)")
     args = p.parse_args()
-    if args.change not in CHANGES[args.method][1]:
-        p.error(f"change for {args.method} must be one of {list(CHANGES[args.method][1])}, "
-                f"got {args.change!r}")
+    choices = [*CHANGES[args.method][1], *LEARNING_RATES]
+    if args.change not in choices:
+        p.error(f"change for {args.method} must be one of {choices}, got {args.change!r}")
     torch.set_num_threads(args.threads)
     row = probe(args.method, args.change, steps=args.steps, n_train=args.n_train,
                 n_test=args.n_test, eval_every=args.eval_every)
