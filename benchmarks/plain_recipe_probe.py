@@ -38,7 +38,7 @@ from course_lib.evaluate import evaluate_backbone  # noqa: E402
 
 # method -> (the module global holding its config, change -> the config fields it replaces);
 # the others replace something else: "conv_stem" the ViT (MAE_VIT, the plain-patch ViT these
-# methods share), "crops" I-JEPA's views (IJEPA_VIEWS), "lr_*" the method's learning rate (METHOD_LR)
+# methods share), "crops" I-JEPA's views (IJEPA_VIEWS), "lr_*" the run's learning rate (METHOD_LR)
 CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
     "dinov2-plain": ("DINOV2_CONFIG", {
         "baseline": {}, "conv_stem": {}, "centering": {"centering": "centering"},
@@ -77,7 +77,7 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
         if change == "crops":
             recipes.IJEPA_VIEWS = "crops"
         if change in LEARNING_RATES:
-            recipes.METHOD_LR = {**saved[3], recipes.base_method(method): LEARNING_RATES[change]}
+            recipes.METHOD_LR = {**saved[3], method: LEARNING_RATES[change]}
         setattr(recipes, config_name, replace(saved[1], **changes.get(change, {})))
         backbone, meta = recipes.pretrain(method, "long", steps=steps, progress=False,
                                           n_train=n_train, n_test=n_test, eval_every=eval_every)

@@ -136,9 +136,10 @@ DINOV2_CHANGES: dict[str, dict] = {"dinov2-nokoleo": {"koleo_weight": 0.0}}
 # labelled run's crop, flip and turn, no colour; the official code crops 30-100 % of each image)
 IJEPA_VIEWS_CHOICES: tuple[str, ...] = ("masks", "crops")
 IJEPA_VIEWS = "masks"
-# A method's own peak learning rate, where it is not the scale's (``recipe.lr``): I-JEPA's official
-# 1e-3 (at the shared 3e-3, ijepa-plain reached k-NN 0.495 in 1500 steps; at 1e-3, 0.612)
-METHOD_LR: dict[str, float] = {"ijepa": 1e-3}
+# A run's own peak learning rate where the scale's (``recipe.lr``, 3e-3) is not its best of those
+# tried on the plain-patch ViT (5e-4, 1e-3, 3e-3; benchmarks/COURSE_SCALE.md): I-JEPA's, the
+# official 1e-3 (ijepa-plain's k-NN 0.495 at 3e-3, 0.612 at 1e-3), on either data
+METHOD_LR: dict[str, float] = {"ijepa": 1e-3, "ijepa-plain": 1e-3}
 
 
 def zoo_scale(scale: str) -> ZooScale:
@@ -149,10 +150,10 @@ def zoo_scale(scale: str) -> ZooScale:
 
 
 def method_recipe(name: str, scale: str) -> PretrainScale:
-    """The recipe ``name`` trains with at ``scale``: the scale's, with the method's own learning
+    """The recipe run ``name`` trains with at ``scale``: the scale's, with the run's own learning
     rate (:data:`METHOD_LR`) where it has one."""
     recipe = zoo_scale(scale).recipe
-    lr = METHOD_LR.get(base_method(name))
+    lr = METHOD_LR.get(check_method(name))
     return recipe if lr is None else replace(recipe, lr=lr)
 
 
