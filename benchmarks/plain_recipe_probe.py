@@ -43,6 +43,7 @@ CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
     "dinov2-plain": ("DINOV2_CONFIG", {
         "baseline": {}, "conv_stem": {}, "centering": {"centering": "centering"},
         "no_koleo": {"koleo_weight": 0.0}, "no_ibot": {"ibot_weight": 0.0}}),
+    "dinov2-nokoleo-plain": ("DINOV2_CONFIG", {"baseline": {}}),
     "ijepa-plain": ("IJEPA_CONFIG", {
         "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
         "slow_ema": {"momentum": (0.998, 1.0)},
