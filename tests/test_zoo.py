@@ -263,9 +263,11 @@ def test_ibot_and_dinov2_without_koleo_differ_in_the_targets_only():
     assert a["patch_centering"] and b["centering"] == "sinkhorn_knopp"
 
 
-def test_the_second_seed_of_the_near_misses_is_measured_against_labels_of_the_same_seed():
-    """benchmarks/COURSE_SCALE.md and lectures 04 and 05: iBOT and I-JEPA stay under 80 % of labels
-    on seed 1 too, each against the labelled run on the same seed's images and the same ViT."""
+def test_the_second_seed_of_the_plain_patch_runs_is_measured_against_labels_of_the_same_seed():
+    """benchmarks/COURSE_SCALE.md and lectures 04 and 05: seed 1 repeats each shipped recipe on other
+    images and initial weights, against the labelled run of the same seed. I-JEPA reaches 80 % of
+    labels on seed 1 and on the mean of the two seeds though not on seed 0; iBOT reaches it on seed
+    1 only, and its two-seed mean stays under."""
     from course_lib.labs.shipped import same_vit
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
     runs = {name: json.loads((results / f"{name.replace('-', '_')}_seed1.json").read_text())
@@ -273,11 +275,17 @@ def test_the_second_seed_of_the_near_misses_is_measured_against_labels_of_the_sa
     for name, meta in runs.items():                    # the shipped run's recipe, on another seed
         assert meta["config"]["train"]["lr"] == zoo.metadata(name)["config"]["train"]["lr"], name
     labelled = runs.pop("supervised-patch-plain")
+    knn = {name: (zoo.metadata(name)["metrics"]["knn_accuracy"], meta["metrics"]["knn_accuracy"])
+           for name, meta in {**runs, "supervised-patch-plain": labelled}.items()}
+    share = {name: [mine / labels for mine, labels in zip(knn[name], knn["supervised-patch-plain"])]
+             for name in runs}
+    mean_share = {name: sum(knn[name]) / sum(knn["supervised-patch-plain"]) for name in runs}
     for name, meta in runs.items():
         assert meta["method"] == name and meta["seed"] == meta["data"]["seed"] == 1
         assert meta["data"] == labelled["data"] and meta["steps"] == labelled["steps"] == 1500
         assert same_vit(meta, labelled)
-        assert meta["metrics"]["knn_accuracy"] < 0.8 * labelled["metrics"]["knn_accuracy"], name
+        assert share[name][0] < 0.8 <= share[name][1], (name, share[name])
+    assert mean_share["ijepa-plain"] >= 0.8 > mean_share["ibot-plain"], mean_share
 
 
 def _plain_knn_by_lr(name: str) -> dict[float, float]:
