@@ -263,28 +263,29 @@ def test_ibot_and_dinov2_without_koleo_differ_in_the_targets_only():
     assert a["patch_centering"] and b["centering"] == "sinkhorn_knopp"
 
 
-def test_the_second_seed_of_the_plain_patch_runs_is_measured_against_labels_of_the_same_seed():
-    """benchmarks/COURSE_SCALE.md and lectures 04 and 05: seed 1 repeats each shipped recipe on other
-    images and initial weights, against the labelled run of the same seed. I-JEPA reaches 80 % of
-    labels on seed 1 and on the mean of the two seeds though not on seed 0; iBOT reaches it on seed
-    1 only, and its two-seed mean stays under."""
+def test_more_seeds_of_the_plain_patch_runs_are_measured_against_labels_of_the_same_seed():
+    """benchmarks/COURSE_SCALE.md and lectures 04, 05 and 07: seeds 1 and 2 repeat each shipped recipe
+    on other images and initial weights, against the labelled run of the same seed. I-JEPA reaches
+    80 % of labels on seeds 1 and 2 and over the three seeds, not on seed 0; iBOT (seeds 0 and 1)
+    reaches it on seed 1 only, and not over its two seeds."""
     from course_lib.labs.shipped import same_vit
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-    runs = {name: json.loads((results / f"{name.replace('-', '_')}_seed1.json").read_text())
-            for name in ("supervised-patch-plain", "ibot-plain", "ijepa-plain")}
-    for name, meta in runs.items():                    # the shipped run's recipe, on another seed
+    seeds = {"supervised-patch-plain": (1, 2), "ijepa-plain": (1, 2), "ibot-plain": (1,)}
+    runs = {(name, seed): json.loads((results / f"{name.replace('-', '_')}_seed{seed}.json").read_text())
+            for name, more in seeds.items() for seed in more}
+    knn = {name: [zoo.metadata(name)["metrics"]["knn_accuracy"]] for name in seeds}
+    for (name, seed), meta in runs.items():            # the shipped run's recipe, on another seed
+        labelled = runs["supervised-patch-plain", seed]
+        assert meta["method"] == name and meta["seed"] == meta["data"]["seed"] == seed
         assert meta["config"]["train"]["lr"] == zoo.metadata(name)["config"]["train"]["lr"], name
-    labelled = runs.pop("supervised-patch-plain")
-    knn = {name: (zoo.metadata(name)["metrics"]["knn_accuracy"], meta["metrics"]["knn_accuracy"])
-           for name, meta in {**runs, "supervised-patch-plain": labelled}.items()}
-    share = {name: [mine / labels for mine, labels in zip(knn[name], knn["supervised-patch-plain"])]
-             for name in runs}
-    mean_share = {name: sum(knn[name]) / sum(knn["supervised-patch-plain"]) for name in runs}
-    for name, meta in runs.items():
-        assert meta["method"] == name and meta["seed"] == meta["data"]["seed"] == 1
         assert meta["data"] == labelled["data"] and meta["steps"] == labelled["steps"] == 1500
         assert same_vit(meta, labelled)
-        assert share[name][0] < 0.8 <= share[name][1], (name, share[name])
+        knn[name].append(meta["metrics"]["knn_accuracy"])
+    share = {name: [mine / labels for mine, labels in zip(knn[name], knn["supervised-patch-plain"])]
+             for name in ("ijepa-plain", "ibot-plain")}
+    mean_share = {name: sum(knn[name]) / sum(knn["supervised-patch-plain"][:len(knn[name])]) for name in share}
+    assert [s >= 0.8 for s in share["ijepa-plain"]] == [False, True, True], share
+    assert [s >= 0.8 for s in share["ibot-plain"]] == [False, True], share
     assert mean_share["ijepa-plain"] >= 0.8 > mean_share["ibot-plain"], mean_share
 
 
@@ -307,7 +308,9 @@ def _plain_knn_by_lr(name: str) -> dict[float, float]:
 def test_the_plain_patch_runs_train_at_the_best_learning_rate_measured():
     """benchmarks/COURSE_SCALE.md's learning-rate table: labels and I-JEPA ship at 1e-3, the best of
     5e-4, 1e-3 and 3e-3 for each, MAE at the shared 3e-3, its best of 1e-3 and 3e-3; the shipped
-    checkpoint repeats the best run (float32 k-NN against half precision: within 0.01)."""
+    checkpoint repeats the best run (float32 k-NN against half precision: within 0.01). iBOT and
+    DINOv2 without KoLeo, shipped at 3e-3, gain at 1e-3: iBOT stays under 80 % of labels, DINOv2
+    passes it."""
     from course_lib.labs.pretrain import METHOD_LR
     expected = {"supervised-patch-plain": ([5e-4, 1e-3, 3e-3], 1e-3), "ijepa-plain": ([5e-4, 1e-3, 3e-3], 1e-3),
                 "mae-plain": ([1e-3, 3e-3], 3e-3)}
@@ -323,6 +326,9 @@ def test_the_plain_patch_runs_train_at_the_best_learning_rate_measured():
     ibot = zoo.metadata("ibot-plain")                 # shipped at 3e-3; it gains at 1e-3, still under 80 %
     assert ibot["config"]["train"]["lr"] == 3e-3
     assert labels * 0.8 > _plain_knn_by_lr("ibot-plain")[1e-3] > ibot["metrics"]["knn_accuracy"] + 0.05
+    nokoleo = zoo.metadata("dinov2-nokoleo-plain")    # shipped at 3e-3 under 80 %; at 1e-3 above
+    assert nokoleo["config"]["train"]["lr"] == 3e-3
+    assert _plain_knn_by_lr("dinov2-nokoleo-plain")[1e-3] > labels * 0.8 > nokoleo["metrics"]["knn_accuracy"]
 
 
 def test_koleo_makes_dinov2_unlearn_on_the_plain_shapes():
