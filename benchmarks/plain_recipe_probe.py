@@ -39,25 +39,25 @@ from course_lib.evaluate import evaluate_backbone  # noqa: E402
 # method -> (the module global holding its config, change -> the config fields it replaces);
 # the others replace something else: "conv_stem" the ViT (MAE_VIT, the plain-patch ViT these
 # methods share), "crops" I-JEPA's views (IJEPA_VIEWS), "lr_*" the run's learning rate (METHOD_LR)
-CHANGES: dict[str, tuple[str, dict[str, dict]]] = {
+CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     "dinov2-plain": ("DINOV2_CONFIG", {
         "baseline": {}, "conv_stem": {}, "centering": {"centering": "centering"},
         "no_koleo": {"koleo_weight": 0.0}, "no_ibot": {"ibot_weight": 0.0}}),
     "dinov2-nokoleo-plain": ("DINOV2_CONFIG", {"baseline": {}}),
     "ijepa-plain": ("IJEPA_CONFIG", {
         "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
-        "slow_ema": {"momentum": (0.998, 1.0)},
         "deep_predictor": {"pred_depth": 4}, "crops": {}}),
     "ibot-plain": ("IBOT_CONFIG", {
         "baseline": {},
-        "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07},  # iBOT's, warmed
-        "ema_0.996": {"momentum_teacher": 0.996}}),                                 # iBOT's
+        "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07}}),  # iBOT's, warmed
     # the labelled reference of these runs and MAE, for the learning rates
     "supervised-patch-plain": (None, {"baseline": {}}),
     "mae-plain": (None, {"baseline": {}}),
 }
 # changes every method takes: its peak learning rate (METHOD_LR)
-LEARNING_RATES = {"lr_5e-4": 5e-4, "lr_1e-3": 1e-3, "lr_2e-3": 2e-3, "lr_3e-3": 3e-3}
+LEARNING_RATES = {"lr_5e-4": 5e-4, "lr_1e-3": 1e-3, "lr_3e-3": 3e-3}
+# the module globals build_method and pretrain read, besides the method's config
+PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "METHOD_LR")
 
 
 def recorded_fields(method: str) -> list[str]:
@@ -69,22 +69,21 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
           n_test: int | None = None, eval_every: int = 0) -> dict:
     """Train ``method`` with ``change`` applied (the recipe restored afterwards); one result row."""
     config_name, changes = CHANGES[method]
-    config_name = config_name or "MAE_CONFIG"                  # a method without settings: none change
-    # the globals build_method and pretrain read
-    saved = recipes.MAE_VIT, getattr(recipes, config_name), recipes.IJEPA_VIEWS, recipes.METHOD_LR
+    saved = {name: getattr(recipes, name) for name in (*PATCHED, *filter(None, [config_name]))}
     try:
         if change == "conv_stem":
             recipes.MAE_VIT = dict(preset="cpu-fine")
         if change == "crops":
             recipes.IJEPA_VIEWS = "crops"
         if change in LEARNING_RATES:
-            recipes.METHOD_LR = {**saved[3], method: LEARNING_RATES[change]}
-        setattr(recipes, config_name, replace(saved[1], **changes.get(change, {})))
+            recipes.METHOD_LR = {**saved["METHOD_LR"], method: LEARNING_RATES[change]}
+        if config_name:
+            setattr(recipes, config_name, replace(saved[config_name], **changes.get(change, {})))
         backbone, meta = recipes.pretrain(method, "long", steps=steps, progress=False,
                                           n_train=n_train, n_test=n_test, eval_every=eval_every)
     finally:
-        recipes.MAE_VIT, recipes.IJEPA_VIEWS, recipes.METHOD_LR = saved[0], saved[2], saved[3]
-        setattr(recipes, config_name, saved[1])
+        for name, value in saved.items():
+            setattr(recipes, name, value)
     train_x, train_y, test_x, test_y = recipes.shapes_for(meta["data"])
     knn = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling=meta["pooling"],
                             probe_epochs=0, diagnostics=False)["knn_accuracy"]

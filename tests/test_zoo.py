@@ -447,7 +447,6 @@ def test_the_checkpoint_table_lines_up_whatever_the_names():
 def test_ijepa_views_choose_the_labelled_runs_crops_and_are_recorded(monkeypatch):
     """IJEPA_VIEWS "crops" gives I-JEPA the labelled run's view (the same crop, flip and turn for
     the same random numbers); "masks" gives none; the metadata names the choice."""
-    from course_lib.data import normalize
     from course_lib.labs import pretrain as recipes
     setup = recipes.zoo_scale("cpu")
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
