@@ -3,8 +3,8 @@
 Every method trains the same way on the same data so that their checkpoints can be compared:
 the embedded shapes (5000 training images, a flat background), the views of the ``cpu`` recipe
 of ``course_lib.labs.infonce.PRETRAIN_SCALES`` (crops of 60-100 %, any rotation, mild colour
-jitter), batch 128, AdamW at lr 3e-3, and the same ViT width and depth. What differs is only
-what makes each method itself:
+jitter), batch 128, AdamW at a peak lr of 3e-3 (1e-3 for the runs in :data:`METHOD_LR`), and the
+same ViT width and depth. What differs is only what makes each method itself:
 
 - supervised: the views minus colour, a linear head on the CLS token, cross-entropy;
 - SimCLR and MoCo: InfoNCE between two views (MoCo with its queue and momentum encoder);
@@ -25,9 +25,8 @@ what makes each method itself:
 - iBOT: DINO's settings and views on MAE's 8x8 grid of plain patches (a masked patch must not
   leak into its neighbours' tokens), one shared head for the CLS and patch objectives, masks as
   the official loader (none for half the images, else 10-50 % in blocks); the teacher's backbone.
-  Every step runs the full 65-token ViT three times (the student twice, the teacher): at the
-  ``long`` scale its 1500 steps take about 38 minutes on one core, over the half-hour the other
-  methods keep to; the comparison of unit 7 needs the same number of steps for every method.
+  Three full 65-token passes a step: its 1500 ``long`` steps take 25 to 80 minutes on one core,
+  over the other methods' half-hour, since unit 7 compares every method at the same steps.
 - I-JEPA: MAE's 8x8 grid without a CLS token, the released configs' masks (4 targets of 15-20 %,
   a context of 85-100 % with the targets cut out), a 2-block predictor 64 wide, smooth L1 on
   layer-normed targets, EMA momentum 0.996 -> 1 (linear); the target encoder's mean patch token.
@@ -37,9 +36,7 @@ what makes each method itself:
 - DINOv2: iBOT's grid, views, masks and head with DINOv2's additions: KoLeo (weight 0.1) on the
   student's CLS features, Sinkhorn-Knopp instead of the centers (both objectives), EMA momentum
   from 0.99; ``dinov2-reg`` is the same run with 4 register tokens (as the released ``_reg``
-  models), the pair lecture 06 compares token norms on. The teacher's backbone, like iBOT's; its
-  ``long`` run takes as long as iBOT's (the registers add about a third: 2006 s against 1540 s
-  for their 1000-step runs).
+  models), the pair lecture 06 compares token norms on. The teacher's backbone, like iBOT's.
   ``dinov2-nokoleo-plain`` is ``dinov2-plain`` with the KoLeo weight 0: on ten grey shapes
   KoLeo spreads the features until the shapes are lost, and without it the run learns them
   (lecture 06, section 7).
@@ -85,15 +82,9 @@ POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simcl
                                                              "ijepa", "dinov2")})
 POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "supervised-patch-plain": "cls",
                 "dinov2-nokoleo-plain": "cls"})
-# "<method>-plain": the same method on shapes with nothing to sort by but the shape: every object
-# the same grey and the same size (make_shapes(colour="grey", area=0.2); Lecture 02, section 5).
-# "<method>-fine": the same data, and the conv stem down to 4 px cells (8x8 tokens, "cpu-fine"),
-# a grid fine enough for an attention map to follow the object's outline.
-# "supervised-patch-plain": labels on MAE's backbone (plain 4 px patches, no conv stem) and the
-# plain data, MAE's same-backbone reference (Lecture 03), at lr 1e-3 (METHOD_LR): a plain patch
-# stem learns more slowly than a conv one. On the default data the same run at 3e-3 stays at
-# chance (loss log 10 after 1500 steps, benchmarks/results/supervised_patch_default_data.json;
-# 1e-3 not tried there), so the course ships none there.
+# "-plain", "-fine" and "supervised-patch-plain": see the module docstring. On the default data
+# labels on the plain-patch ViT stay at chance at 3e-3 (loss log 10 after 1500 steps,
+# benchmarks/results/supervised_patch_default_data.json; 1e-3 not tried), so none ships there.
 PLAIN_DATA: dict = dict(colour="grey", area=0.2)
 VARIANT_SUFFIXES: tuple[str, ...] = ("-plain", "-fine", "-patch")
 ZOO_SCALE_NAMES: tuple[str, ...] = ("cpu", "long", "gpu")
