@@ -19,6 +19,10 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
 
 ``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
 features rise and stay, or rise and fall.
+
+Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``), which changed after some
+rows were written: the ``dinov2-plain`` rows (no ``lr`` key) and the ``ibot-plain``
+``teacher_temp_0.07`` row trained at 3e-3, before those runs moved to 1e-3.
 """
 from __future__ import annotations
 

@@ -168,6 +168,8 @@ def checkpoint_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the checkpoint (half precision, with its metadata) here")
     p.add_argument("--eval-every", type=non_negative_int, default=0,
                    help="also measure the held-out k-NN every N steps (meta['knn_trajectory']); 0: never")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="peak learning rate; default: the run's (labs.pretrain.METHOD_LR) or the scale's")
     json_option(p)
 
 
@@ -178,7 +180,7 @@ def checkpoint_run(args: argparse.Namespace) -> dict:
     return train_checkpoint(args.method, args.scale or default_scale(device), out=args.out,
                             steps=args.steps, seed=args.seed, probe_epochs=args.probe_epochs,
                             n_train=args.n_train, n_test=args.n_test, device=device,
-                            eval_every=args.eval_every)
+                            eval_every=args.eval_every, lr=args.lr)
 
 
 def ablation_command(name: str, help_text: str, lab: str, runner: str) -> "Command":

@@ -146,11 +146,14 @@ def zoo_scale(scale: str) -> ZooScale:
     return ZOO_SCALES[scale]
 
 
-def method_recipe(name: str, scale: str) -> PretrainScale:
-    """The recipe run ``name`` trains with at ``scale``: the scale's, with the run's own learning
-    rate (:data:`METHOD_LR`) where it has one."""
+def method_recipe(name: str, scale: str, lr: float | None = None) -> PretrainScale:
+    """The recipe run ``name`` trains with at ``scale``: the scale's, with the peak learning rate
+    ``lr`` if given, else the run's own (:data:`METHOD_LR`) where it has one."""
     recipe = zoo_scale(scale).recipe
-    lr = METHOD_LR.get(check_method(name))
+    if lr is not None and not (isinstance(lr, float) and 0 < lr < float("inf")):
+        raise ValueError(f"lr must be a positive float or None, got {lr!r}")
+    own = METHOD_LR.get(check_method(name))
+    lr = own if lr is None else lr
     return recipe if lr is None else replace(recipe, lr=lr)
 
 
@@ -293,9 +296,10 @@ def pretrain_data(name: str, scale: str = "cpu", *, seed: int = 0, n_train: int 
 def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: int = 0,
              n_train: int | None = None, n_test: int | None = None,
              device: torch.device | str = "cpu", progress: bool = True,
-             mae_config: MAEConfig = MAE_CONFIG, eval_every: int = 0) -> tuple[nn.Module, dict]:
-    """Train method ``name`` at ``scale`` (``steps``, ``n_train``, ``n_test`` and, for MAE,
-    ``mae_config`` override the scale's); return the backbone a
+             mae_config: MAEConfig = MAE_CONFIG, eval_every: int = 0,
+             lr: float | None = None) -> tuple[nn.Module, dict]:
+    """Train method ``name`` at ``scale`` (``steps``, ``n_train``, ``n_test``, the peak ``lr`` and,
+    for MAE, ``mae_config`` override the scale's and the run's); return the backbone a
     checkpoint keeps (eval mode, on ``device``) and its metadata: method, steps, seed, commit,
     config (the ViT, the recipe, the method's settings), data (``make_shapes`` keyword arguments),
     pooling, wall time, the loss curve and the untrained backbone's k-NN for comparison.
@@ -304,7 +308,7 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
     training (``meta["knn_trajectory"]``; its time is left out of ``train_seconds``)."""
     check_method(name)
     setup = zoo_scale(scale)
-    recipe = method_recipe(name, scale)
+    recipe = method_recipe(name, scale, lr)
     if steps is None:
         steps = recipe.steps
     check_int("eval_every", eval_every, 0)
@@ -381,12 +385,13 @@ def train_checkpoint(name: str, scale: str = "cpu", *, out: str | Path | None = 
                      steps: int | None = None, seed: int = 0, probe_epochs: int = 100,
                      n_train: int | None = None, n_test: int | None = None,
                      device: torch.device | str = "cpu", progress: bool = True,
-                     eval_every: int = 0) -> dict:
+                     eval_every: int = 0, lr: float | None = None) -> dict:
     """:func:`pretrain`, then measure the half-precision weights (``course_lib.zoo.save``) and,
     with ``out``, write the checkpoint there. Returns the metadata, ``metrics`` included."""
     from .. import zoo
     backbone, meta = pretrain(name, scale, steps=steps, seed=seed, n_train=n_train,
-                              n_test=n_test, device=device, progress=progress, eval_every=eval_every)
+                              n_test=n_test, device=device, progress=progress, eval_every=eval_every,
+                              lr=lr)
     if out is None:
         model = zoo.Pretrained(backbone.cpu(), {**meta, "metrics": {}})
         model.meta["metrics"] = zoo.measure(model, probe_epochs=probe_epochs)
