@@ -38,7 +38,7 @@ same ViT width and depth. What differs is only what makes each method itself:
   from 0.99; ``dinov2-reg`` is the same run with 4 register tokens (as the released ``_reg``
   models), the pair lecture 06 compares token norms on. The teacher's backbone, like iBOT's.
   ``dinov2-nokoleo-plain`` is ``dinov2-plain`` with the KoLeo weight 0: on ten grey shapes
-  KoLeo spreads the features until the shapes are lost, and without it the run learns them
+  KoLeo spreads the features until much of the shape is lost, and without it the run learns it
   (lecture 06, section 7).
 
 :func:`pretrain` trains one method at a scale and returns the backbone to evaluate with the
