@@ -186,7 +186,7 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
         run_script("plain_recipe_probe.py", method, change, "--steps", "2", "--n-train", "256",
                    "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
     dinov2, ijepa, crops, fast, labels = map(json.loads, out.read_text().splitlines())
-    assert (ijepa["views"], ijepa["lr"], dinov2["lr"]) == ("masks", recipes.METHOD_LR["ijepa-plain"], 3e-3)
+    assert (ijepa["views"], ijepa["lr"], dinov2["lr"]) == ("masks", recipes.METHOD_LR["ijepa-plain"], 1e-3)
     assert (crops["views"], crops["lr"], fast["views"], fast["lr"]) == ("crops", ijepa["lr"], "masks", 3e-3)
     assert labels["method"] == "supervised-patch-plain" and labels["lr"] == 1e-3
     assert dinov2["change"] == "no_koleo" and dinov2["steps"] == 2 and 0.0 <= dinov2["knn"] <= 1.0

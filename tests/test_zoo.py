@@ -138,15 +138,16 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
 
 
 def test_the_pretrain_command_trains_at_the_learning_rate_it_is_given(tmp_path, capsys):
-    """``--lr`` replaces the run's own rate (METHOD_LR: 1e-3 for ibot-plain), for runs such as
+    """``--lr`` replaces the run's own rate (METHOD_LR: 1e-3 for dinov2-plain), for runs such as
     the seeds at another rate of benchmarks/COURSE_SCALE.md; the metadata records it."""
     from course_lib.labs.pretrain import METHOD_LR, method_recipe
-    report = tmp_path / "ibot.json"
-    assert main(["pretrain", "ibot-plain", "--scale", "cpu", "--steps", "2", "--n-train", "256", "--n-test",
+    report = tmp_path / "dinov2.json"
+    assert main(["pretrain", "dinov2-plain", "--scale", "cpu", "--steps", "2", "--n-train", "256", "--n-test",
                  "100", "--probe-epochs", "0", "--lr", "3e-3", "--json", str(report)]) == 0
     meta = json.loads(report.read_text())
-    assert meta["config"]["train"]["lr"] == meta["config"]["recipe"]["lr"] == 3e-3 != METHOD_LR["ibot-plain"]
-    assert method_recipe("ibot-plain", "cpu").lr == 1e-3 and method_recipe("dino", "cpu", 5e-4).lr == 5e-4
+    assert meta["config"]["train"]["lr"] == meta["config"]["recipe"]["lr"] == 3e-3 != METHOD_LR["dinov2-plain"]
+    assert (method_recipe("dinov2-plain", "cpu").lr, method_recipe("ibot-plain", "cpu").lr) == (1e-3, 3e-3)
+    assert method_recipe("dino", "cpu", 5e-4).lr == 5e-4
     for bad in (0.0, -1e-3, float("nan"), 1, "1e-3"):
         with pytest.raises(ValueError, match="lr must be a positive float or None"):
             method_recipe("dino", "cpu", bad)
