@@ -42,7 +42,7 @@ from course_lib.evaluate import evaluate_backbone  # noqa: E402
 
 # method -> (the module global holding its config, change -> the config fields it replaces);
 # the others replace something else: "conv_stem" the ViT (MAE_VIT, the plain-patch ViT these
-# methods share), "crops" I-JEPA's views (IJEPA_VIEWS), "lr_*" the run's learning rate (METHOD_LR)
+# methods share), "crops" I-JEPA's views (IJEPA_VIEWS), "lr_*" the run's peak learning rate
 CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     "dinov2-plain": ("DINOV2_CONFIG", {
         "baseline": {}, "conv_stem": {}, "centering": {"centering": "centering"},
@@ -58,10 +58,10 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     "supervised-patch-plain": (None, {"baseline": {}}),
     "mae-plain": (None, {"baseline": {}}),
 }
-# changes every method takes: its peak learning rate (METHOD_LR)
+# changes every method takes: its peak learning rate (``pretrain(lr=...)``, in place of METHOD_LR's)
 LEARNING_RATES = {"lr_5e-4": 5e-4, "lr_1e-3": 1e-3, "lr_3e-3": 3e-3}
 # the module globals build_method and pretrain read, besides the method's config
-PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "METHOD_LR")
+PATCHED = ("MAE_VIT", "IJEPA_VIEWS")
 
 
 def recorded_fields(method: str) -> list[str]:
@@ -79,12 +79,10 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
             recipes.MAE_VIT = dict(preset="cpu-fine")
         if change == "crops":
             recipes.IJEPA_VIEWS = "crops"
-        if change in LEARNING_RATES:
-            recipes.METHOD_LR = {**saved["METHOD_LR"], method: LEARNING_RATES[change]}
         if config_name:
             setattr(recipes, config_name, replace(saved[config_name], **changes.get(change, {})))
-        backbone, meta = recipes.pretrain(method, "long", steps=steps, progress=False,
-                                          n_train=n_train, n_test=n_test, eval_every=eval_every)
+        backbone, meta = recipes.pretrain(method, "long", steps=steps, progress=False, n_train=n_train,
+                                          n_test=n_test, eval_every=eval_every, lr=LEARNING_RATES.get(change))
     finally:
         for name, value in saved.items():
             setattr(recipes, name, value)

@@ -25,8 +25,8 @@ same ViT width and depth. What differs is only what makes each method itself:
 - iBOT: DINO's settings and views on MAE's 8x8 grid of plain patches (a masked patch must not
   leak into its neighbours' tokens), one shared head for the CLS and patch objectives, masks as
   the official loader (none for half the images, else 10-50 % in blocks); the teacher's backbone.
-  Three full 65-token passes a step: its 1500 ``long`` steps take 25 to 80 minutes on one core,
-  over the other methods' half-hour, since unit 7 compares every method at the same steps.
+  Three full 65-token passes a step, so its 1500 ``long`` steps take 25 to 80 minutes on one
+  core, over the other methods' half-hour; unit 7 compares every method at the same steps.
 - I-JEPA: MAE's 8x8 grid without a CLS token, the released configs' masks (4 targets of 15-20 %,
   a context of 85-100 % with the targets cut out), a 2-block predictor 64 wide, smooth L1 on
   layer-normed targets, EMA momentum 0.996 -> 1 (linear); the target encoder's mean patch token.
@@ -150,11 +150,10 @@ def method_recipe(name: str, scale: str, lr: float | None = None) -> PretrainSca
     """The recipe run ``name`` trains with at ``scale``: the scale's, with the peak learning rate
     ``lr`` if given, else the run's own (:data:`METHOD_LR`) where it has one."""
     recipe = zoo_scale(scale).recipe
+    check_method(name)
     if lr is not None and not (isinstance(lr, float) and 0 < lr < float("inf")):
         raise ValueError(f"lr must be a positive float or None, got {lr!r}")
-    own = METHOD_LR.get(check_method(name))
-    lr = own if lr is None else lr
-    return recipe if lr is None else replace(recipe, lr=lr)
+    return replace(recipe, lr=METHOD_LR.get(name, recipe.lr) if lr is None else lr)
 
 
 def check_method(name: str) -> str:
