@@ -2,6 +2,7 @@
 and the pretrain command writes a checkpoint the zoo can load."""
 import functools
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -126,6 +127,17 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
     own = {"ijepa": 1e-3, "supervised-patch-plain": 1e-3}                # METHOD_LR
     lr = own.get(method, ZOO_SCALES["cpu"].recipe.lr)
     assert meta["config"]["train"]["lr"] == meta["config"]["recipe"]["lr"] == lr
+    readings = meta.get("collapse", {})              # the teacher's entropies, every log step
+    cls_readings = ["batch_mean_entropy", "steps", "teacher_entropy"]
+    expected = {"dino": cls_readings, "dino-fine": cls_readings,
+                "ibot": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"],
+                "dinov2-reg": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"]}
+    assert sorted(readings) == sorted(expected.get(method, []))
+    for key, values in readings.items():
+        assert len(values) == len(meta["loss"]["steps"])
+        if key != "steps":
+            assert all(0.0 <= value <= math.log(meta["config"]["method"]["out_dim"]) + 1e-4
+                       for value in values), key
     model = zoo.load(method, directory=tmp_path)
     assert model.backbone.course_config.num_register_tokens == (4 if method == "dinov2-reg" else 0)
     plain = method.endswith(("-fine", "-plain"))         # the one-grey, one-size shapes

@@ -137,6 +137,10 @@ IJEPA_VIEWS = "masks"
 # seed 0 (0.603 / 0.514) but left seeds 1 and 2 near their untrained networks (0.280, 0.329).
 METHOD_LR: dict[str, float] = {"ijepa": 1e-3, "ijepa-plain": 1e-3, "supervised-patch-plain": 1e-3,
                                "dinov2-plain": 1e-3, "dinov2-nokoleo-plain": 1e-3}
+# what a run's record keeps of the teacher's targets, every log step (the methods with a teacher
+# distribution return them): the mean per-image entropy and the entropy of the batch-mean target,
+# of the class token and of the patches; uniform collapse puts both at log K, one-hot both at 0
+COLLAPSE_READINGS = ("teacher_entropy", "batch_mean_entropy", "patch_entropy", "patch_batch_mean_entropy")
 
 
 def zoo_scale(scale: str) -> ZooScale:
@@ -301,7 +305,8 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
     for MAE, ``mae_config`` override the scale's and the run's); return the backbone a
     checkpoint keeps (eval mode, on ``device``) and its metadata: method, steps, seed, commit,
     config (the ViT, the recipe, the method's settings), data (``make_shapes`` keyword arguments),
-    pooling, wall time, the loss curve and the untrained backbone's k-NN for comparison.
+    pooling, wall time, the loss curve, the untrained backbone's k-NN for comparison and, for the
+    runs with a teacher distribution, its entropies along the way (``collapse``).
     ``metrics`` is left for the caller, who measures the saved (half-precision) weights. With
     ``eval_every`` > 0 the held-out k-NN is also measured every ``eval_every`` steps during
     training (``meta["knn_trajectory"]``; its time is left out of ``train_seconds``)."""
@@ -333,6 +338,9 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
                        "method": _method_settings(name, recipe, mae_config)},
             "loss": {"steps": history.steps, "values": history["loss"]},
             "untrained_knn_accuracy": untrained["knn_accuracy"]}
+    readings = {key: history[key] for key in COLLAPSE_READINGS if key in history.metrics}
+    if readings:
+        meta["collapse"] = {"steps": history.steps, **readings}
     if trajectory:
         meta["knn_trajectory"] = {"steps": trajectory["steps"], "knn": trajectory["knn"]}
     return backbone.eval(), meta
