@@ -16,6 +16,7 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py ijepa-plain lr_3e-3 --steps 1500    # the shared lr, not 1e-3
     python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.07 --steps 1500
     python benchmarks/plain_recipe_probe.py supervised-patch-plain lr_1e-3 --steps 1500   # labels
+    python benchmarks/plain_recipe_probe.py ijepa-plain warmup_150 --steps 1500 --seed 1  # warm-up
 
 ``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
 features rise and stay, or rise and fall.
@@ -59,9 +60,11 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     "mae-plain": (None, {"baseline": {}}),
 }
 # changes every method takes: its peak learning rate (``pretrain(lr=...)``, in place of METHOD_LR's)
+# and its warm-up in steps (WARMUP_STEPS, 20; I-JEPA's official recipe warms up for 13 % of its run)
 LEARNING_RATES = {"lr_5e-4": 5e-4, "lr_1e-3": 1e-3, "lr_3e-3": 3e-3}
+WARMUPS = {"warmup_150": 150}
 # the module globals build_method and pretrain read, besides the method's config
-PATCHED = ("MAE_VIT", "IJEPA_VIEWS")
+PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS")
 
 
 def recorded_fields(method: str) -> list[str]:
@@ -69,7 +72,7 @@ def recorded_fields(method: str) -> list[str]:
     return sorted({key for fields in CHANGES[method][1].values() for key in fields})
 
 
-def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
+def probe(method: str, change: str, *, steps: int, seed: int = 0, n_train: int | None = None,
           n_test: int | None = None, eval_every: int = 0) -> dict:
     """Train ``method`` with ``change`` applied (the recipe restored afterwards); one result row."""
     config_name, changes = CHANGES[method]
@@ -79,9 +82,11 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
             recipes.MAE_VIT = dict(preset="cpu-fine")
         if change == "crops":
             recipes.IJEPA_VIEWS = "crops"
+        if change in WARMUPS:
+            recipes.WARMUP_STEPS = WARMUPS[change]
         if config_name:
             setattr(recipes, config_name, replace(saved[config_name], **changes.get(change, {})))
-        backbone, meta = recipes.pretrain(method, "long", steps=steps, progress=False, n_train=n_train,
+        backbone, meta = recipes.pretrain(method, "long", steps=steps, seed=seed, progress=False, n_train=n_train,
                                           n_test=n_test, eval_every=eval_every, lr=LEARNING_RATES.get(change))
     finally:
         for name, value in saved.items():
@@ -90,10 +95,11 @@ def probe(method: str, change: str, *, steps: int, n_train: int | None = None,
     knn = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling=meta["pooling"],
                             probe_epochs=0, diagnostics=False)["knn_accuracy"]
     settings = meta["config"]["method"]
-    return {"method": method, "change": change, "commit": meta["commit"], "steps": steps,
+    return {"method": method, "change": change, "commit": meta["commit"], "steps": steps, "seed": seed,
             "threads": meta["threads"], "train_seconds": meta["train_seconds"],
             "untrained_knn": meta["untrained_knn_accuracy"], "knn": knn,
             "stem": meta["config"]["vit"]["stem"], "lr": meta["config"]["train"]["lr"],
+            "warmup_steps": meta["config"]["train"]["warmup_steps"],
             **({"views": settings["views"]} if "views" in settings else {}),
             **{key: settings[key] for key in recorded_fields(method)},
             "loss_first": meta["loss"]["values"][:2], "loss_last": meta["loss"]["values"][-2:],
@@ -105,6 +111,7 @@ def main() -> None:
     p.add_argument("method", choices=list(CHANGES))
     p.add_argument("change")
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0, help="the run's seed (data, weights, views)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n-train", type=int, default=None, help="training images (default: the scale's)")
     p.add_argument("--n-test", type=int, default=None, help="held-out images (default: the scale's)")
@@ -112,11 +119,11 @@ def main() -> None:
     p.add_argument("--out", default=None, help="rows are appended here (default: "
                    "benchmarks/results/<method>_probe.jsonl, dashes as underscores)")
     args = p.parse_args()
-    choices = [*CHANGES[args.method][1], *LEARNING_RATES]
+    choices = [*CHANGES[args.method][1], *LEARNING_RATES, *WARMUPS]
     if args.change not in choices:
         p.error(f"change for {args.method} must be one of {choices}, got {args.change!r}")
     torch.set_num_threads(args.threads)
-    row = probe(args.method, args.change, steps=args.steps, n_train=args.n_train,
+    row = probe(args.method, args.change, steps=args.steps, seed=args.seed, n_train=args.n_train,
                 n_test=args.n_test, eval_every=args.eval_every)
     out = args.out or ROOT / "benchmarks" / "results" / f"{args.method.replace('-', '_')}_probe.jsonl"
     print(json.dumps(row))

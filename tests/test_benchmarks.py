@@ -176,7 +176,13 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
 
     import course_lib.labs.pretrain as recipes
     before = (recipes.MAE_VIT, recipes.DINOV2_CONFIG, recipes.IJEPA_CONFIG, recipes.IJEPA_VIEWS,
-              recipes.METHOD_LR)
+              recipes.METHOD_LR, recipes.WARMUP_STEPS)
+    pretrain, warmups = recipes.pretrain, []
+
+    def pretrain_noting_the_warmup(*args, **kwargs):     # the warm-up cap the run trained under
+        warmups.append(recipes.WARMUP_STEPS)
+        return pretrain(*args, **kwargs)
+    monkeypatch.setattr(recipes, "pretrain", pretrain_noting_the_warmup)
     out = tmp_path / "rows.jsonl"
     run_script("plain_recipe_probe.py", "dinov2-plain", "no_koleo", "--steps", "2", "--n-train", "256",
                "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
@@ -185,17 +191,23 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
     for method, change in (("ijepa-plain", "crops"), ("ijepa-plain", "lr_3e-3"), ("supervised-patch-plain", "lr_1e-3")):
         run_script("plain_recipe_probe.py", method, change, "--steps", "2", "--n-train", "256",
                    "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
-    dinov2, ijepa, crops, fast, labels = map(json.loads, out.read_text().splitlines())
-    assert (ijepa["views"], ijepa["lr"], dinov2["lr"]) == ("masks", recipes.METHOD_LR["ijepa-plain"], 1e-3)
-    assert (crops["views"], crops["lr"], fast["views"], fast["lr"]) == ("crops", ijepa["lr"], "masks", 3e-3)
+    run_script("plain_recipe_probe.py", "ijepa-plain", "warmup_150", "--steps", "2", "--seed", "1",
+               "--n-train", "256", "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
+    dinov2, fast_ema, crops, lr_3e3, labels, warmup = map(json.loads, out.read_text().splitlines())
+    assert (fast_ema["views"], fast_ema["lr"], dinov2["lr"]) == ("masks", recipes.METHOD_LR["ijepa-plain"], 1e-3)
+    assert (crops["views"], crops["lr"], lr_3e3["views"], lr_3e3["lr"]) == ("crops", fast_ema["lr"], "masks", 3e-3)
     assert labels["method"] == "supervised-patch-plain" and labels["lr"] == 1e-3
     assert dinov2["change"] == "no_koleo" and dinov2["steps"] == 2 and 0.0 <= dinov2["knn"] <= 1.0
     assert (dinov2["koleo_weight"], dinov2["ibot_weight"], dinov2["centering"], dinov2["stem"]) == (
         0.0, 1.0, "sinkhorn_knopp", "patch")
-    assert ijepa["momentum"] == [0.99, 1.0] and ijepa["pred_depth"] == recipes.IJEPA_CONFIG.pred_depth
-    assert ijepa["trajectory"]["steps"] == [1, 2] and ijepa["trajectory"]["knn"][-1] == ijepa["knn"]
+    assert fast_ema["momentum"] == [0.99, 1.0] and fast_ema["pred_depth"] == recipes.IJEPA_CONFIG.pred_depth
+    assert fast_ema["trajectory"]["steps"] == [1, 2] and fast_ema["trajectory"]["knn"][-1] == fast_ema["knn"]
+    assert warmups == [20, 20, 20, 20, 20, 150]           # only warmup_150 moves the cap
+    assert [row["seed"] for row in (dinov2, warmup)] == [0, 1] and warmup["warmup_steps"] == 0  # 2 // 10
+    assert warmup["untrained_knn"] != fast_ema["untrained_knn"] or warmup["loss_first"] != fast_ema["loss_first"]
+    monkeypatch.undo()
     assert (recipes.MAE_VIT, recipes.DINOV2_CONFIG, recipes.IJEPA_CONFIG, recipes.IJEPA_VIEWS,
-            recipes.METHOD_LR) == before
+            recipes.METHOD_LR, recipes.WARMUP_STEPS) == before
     assert '"change": "no_koleo"' in capsys.readouterr().out
     with pytest.raises(SystemExit):                       # a change of another method
         run_script("plain_recipe_probe.py", "ijepa-plain", "no_koleo", monkeypatch=monkeypatch)

@@ -137,6 +137,8 @@ IJEPA_VIEWS = "masks"
 # seed 0 (0.603 / 0.514) but left seeds 1 and 2 near their untrained networks (0.280, 0.329).
 METHOD_LR: dict[str, float] = {"ijepa": 1e-3, "ijepa-plain": 1e-3, "supervised-patch-plain": 1e-3,
                                "dinov2-plain": 1e-3, "dinov2-nokoleo-plain": 1e-3}
+# the linear warm-up to the peak rate, in steps, at most a tenth of the run
+WARMUP_STEPS = 20
 # what a run's record keeps of the teacher's targets, every log step (the methods with a teacher
 # distribution return them): the mean per-image entropy and the entropy of the batch-mean target,
 # of the class token and of the patches; uniform collapse puts both at log K, one-hot both at 0
@@ -323,7 +325,7 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
     untrained = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling=POOLING[name],
                                   probe_epochs=0, diagnostics=False, device=device)
     config = TrainConfig(steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
-                         warmup_steps=min(20, steps // 10), seed=seed, progress=progress)
+                         warmup_steps=min(WARMUP_STEPS, steps // 10), seed=seed, progress=progress)
     trajectory = (track_knn(method, backbone, (train_x, train_y, test_x, test_y), POOLING[name],
                             eval_every, device) if eval_every else None)
     commit, start = _commit(), time.perf_counter()   # the code the run started with
