@@ -15,15 +15,16 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py ijepa-plain crops --steps 1500      # IJEPA_VIEWS "crops"
     python benchmarks/plain_recipe_probe.py ijepa-plain lr_3e-3 --steps 1500    # the shared lr, not 1e-3
     python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.07 --steps 1500
+    python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.02 --steps 1500 --seed 1 --lr 1e-3
     python benchmarks/plain_recipe_probe.py supervised-patch-plain lr_1e-3 --steps 1500   # labels
     python benchmarks/plain_recipe_probe.py ijepa-plain warmup_150 --steps 1500 --seed 1  # warm-up
 
 ``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
 features rise and stay, or rise and fall.
 
-Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``), which changed after some
-rows were written: the ``dinov2-plain`` rows (no ``lr`` key) and the ``ibot-plain``
-``teacher_temp_0.07`` row trained at 3e-3, before those runs moved to 1e-3.
+Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``) unless ``--lr`` names
+another. The ``dinov2-plain`` rows without an ``lr`` key trained at 3e-3, before that run's own
+rate moved to 1e-3. Runs with a teacher distribution also record its entropies (``collapse``).
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
         "deep_predictor": {"pred_depth": 4}, "crops": {}}),
     "ibot-plain": ("IBOT_CONFIG", {
         "baseline": {},
-        "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07}}),  # iBOT's, warmed
+        "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07},   # iBOT's, warmed
+        "teacher_temp_0.02": {"teacher_temp": 0.02, "teacher_patch_temp": 0.02}}),  # sharper targets
     # the labelled reference of these runs and MAE, for the learning rates
     "supervised-patch-plain": (None, {"baseline": {}}),
     "mae-plain": (None, {"baseline": {}}),
@@ -72,8 +74,8 @@ def recorded_fields(method: str) -> list[str]:
     return sorted({key for fields in CHANGES[method][1].values() for key in fields})
 
 
-def probe(method: str, change: str, *, steps: int, seed: int = 0, n_train: int | None = None,
-          n_test: int | None = None, eval_every: int = 0) -> dict:
+def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | None = None,
+          n_train: int | None = None, n_test: int | None = None, eval_every: int = 0) -> dict:
     """Train ``method`` with ``change`` applied (the recipe restored afterwards); one result row."""
     config_name, changes = CHANGES[method]
     saved = {name: getattr(recipes, name) for name in (*PATCHED, *filter(None, [config_name]))}
@@ -87,7 +89,7 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, n_train: int |
         if config_name:
             setattr(recipes, config_name, replace(saved[config_name], **changes.get(change, {})))
         backbone, meta = recipes.pretrain(method, "long", steps=steps, seed=seed, progress=False, n_train=n_train,
-                                          n_test=n_test, eval_every=eval_every, lr=LEARNING_RATES.get(change))
+                                          n_test=n_test, eval_every=eval_every, lr=LEARNING_RATES.get(change, lr))
     finally:
         for name, value in saved.items():
             setattr(recipes, name, value)
@@ -103,7 +105,9 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, n_train: int |
             **({"views": settings["views"]} if "views" in settings else {}),
             **{key: settings[key] for key in recorded_fields(method)},
             "loss_first": meta["loss"]["values"][:2], "loss_last": meta["loss"]["values"][-2:],
-            **({"trajectory": meta["knn_trajectory"]} if "knn_trajectory" in meta else {})}
+            **({"trajectory": meta["knn_trajectory"]} if "knn_trajectory" in meta else {}),
+            **({"collapse": {key: [round(value, 3) for value in values] if key != "steps" else values
+                             for key, values in meta["collapse"].items()}} if "collapse" in meta else {})}
 
 
 def main() -> None:
@@ -112,6 +116,7 @@ def main() -> None:
     p.add_argument("change")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0, help="the run's seed (data, weights, views)")
+    p.add_argument("--lr", type=float, default=None, help="peak rate (default: the run's own)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--n-train", type=int, default=None, help="training images (default: the scale's)")
     p.add_argument("--n-test", type=int, default=None, help="held-out images (default: the scale's)")
@@ -122,8 +127,10 @@ def main() -> None:
     choices = [*CHANGES[args.method][1], *LEARNING_RATES, *WARMUPS]
     if args.change not in choices:
         p.error(f"change for {args.method} must be one of {choices}, got {args.change!r}")
+    if args.lr is not None and (args.change in LEARNING_RATES or not args.lr > 0):
+        p.error(f"--lr must be a positive rate and goes with a change other than {list(LEARNING_RATES)}")
     torch.set_num_threads(args.threads)
-    row = probe(args.method, args.change, steps=args.steps, seed=args.seed, n_train=args.n_train,
+    row = probe(args.method, args.change, steps=args.steps, seed=args.seed, lr=args.lr, n_train=args.n_train,
                 n_test=args.n_test, eval_every=args.eval_every)
     out = args.out or ROOT / "benchmarks" / "results" / f"{args.method.replace('-', '_')}_probe.jsonl"
     print(json.dumps(row))

@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end at a toy size and print the rows they promise (their
 figures are read by people, not asserted: timings on a shared machine are noise)."""
 import importlib.util
+import math
 import runpy
 import sys
 from pathlib import Path
@@ -193,7 +194,12 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
                    "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
     run_script("plain_recipe_probe.py", "ijepa-plain", "warmup_150", "--steps", "2", "--seed", "1",
                "--n-train", "256", "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
-    dinov2, fast_ema, crops, lr_3e3, labels, warmup = map(json.loads, out.read_text().splitlines())
+    run_script("plain_recipe_probe.py", "ibot-plain", "teacher_temp_0.02", "--steps", "2", "--lr", "1e-3",
+               "--n-train", "256", "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
+    dinov2, fast_ema, crops, lr_3e3, labels, warmup, ibot = map(json.loads, out.read_text().splitlines())
+    assert (ibot["lr"], ibot["teacher_temp"], ibot["teacher_patch_temp"]) == (1e-3, 0.02, 0.02)
+    assert ibot["collapse"]["steps"] == [0, 1] and "collapse" not in fast_ema
+    assert 0.0 < ibot["collapse"]["patch_entropy"][0] <= round(math.log(256), 3)
     assert (fast_ema["views"], fast_ema["lr"], dinov2["lr"]) == ("masks", recipes.METHOD_LR["ijepa-plain"], 1e-3)
     assert (crops["views"], crops["lr"], lr_3e3["views"], lr_3e3["lr"]) == ("crops", fast_ema["lr"], "masks", 3e-3)
     assert labels["method"] == "supervised-patch-plain" and labels["lr"] == 1e-3
@@ -202,7 +208,7 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
         0.0, 1.0, "sinkhorn_knopp", "patch")
     assert fast_ema["momentum"] == [0.99, 1.0] and fast_ema["pred_depth"] == recipes.IJEPA_CONFIG.pred_depth
     assert fast_ema["trajectory"]["steps"] == [1, 2] and fast_ema["trajectory"]["knn"][-1] == fast_ema["knn"]
-    assert warmups == [20, 20, 20, 20, 20, 150]           # only warmup_150 moves the cap
+    assert warmups == [20, 20, 20, 20, 20, 150, 20]       # only warmup_150 moves the cap
     assert [row["seed"] for row in (dinov2, warmup)] == [0, 1] and warmup["warmup_steps"] == 0  # 2 // 10
     assert warmup["untrained_knn"] != fast_ema["untrained_knn"] or warmup["loss_first"] != fast_ema["loss_first"]
     monkeypatch.undo()
@@ -211,3 +217,5 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
     assert '"change": "no_koleo"' in capsys.readouterr().out
     with pytest.raises(SystemExit):                       # a change of another method
         run_script("plain_recipe_probe.py", "ijepa-plain", "no_koleo", monkeypatch=monkeypatch)
+    with pytest.raises(SystemExit):                       # two rates for one run
+        run_script("plain_recipe_probe.py", "ijepa-plain", "lr_3e-3", "--lr", "1e-3", monkeypatch=monkeypatch)
