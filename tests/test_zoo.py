@@ -363,7 +363,8 @@ def _plain_knn_by_lr(name: str) -> dict[float, float]:
     stem = name.replace("-", "_")
     rows = [json.loads(line) for line in (RESULTS / f"{stem}_probe.jsonl").read_text().splitlines()]
     knn = {row["lr"]: row["knn"] for row in rows
-           if row["steps"] == 1500 and (row["change"] == "baseline" or row["change"].startswith("lr_"))}
+           if row["steps"] == 1500 and row.get("seed", 0) == 0
+           and (row["change"] == "baseline" or row["change"].startswith("lr_"))}
     for earlier in RESULTS.glob(f"{stem}_lr*.json"):
         meta = json.loads(earlier.read_text())
         assert meta["method"] == name and meta["steps"] == 1500 and meta["seed"] == 0
@@ -531,3 +532,30 @@ def test_ijepa_views_choose_the_labelled_runs_crops_and_are_recorded(monkeypatch
     monkeypatch.setattr(recipes, "IJEPA_VIEWS", "jitter")
     with pytest.raises(ValueError, match="IJEPA_VIEWS must be one of"):
         recipes.build_method("ijepa-plain", setup, steps=2)
+
+
+def test_the_installed_collapse_runs_are_the_seed_records_and_obey_the_entropy_bounds():
+    """``course_lib/checkpoints/collapse_runs.json`` (lecture 04's figure) is what
+    benchmarks/collapse_runs.py builds from the seed records, and each reading obeys what any
+    entropy must: 0 <= H <= log K, and the batch mean's entropy at least the mean entropy
+    (concavity), so every information is >= 0."""
+    import runpy
+    from course_lib.labs import shipped
+    script = runpy.run_path(str(RESULTS.parent / "collapse_runs.py"))
+    runs = shipped.collapse_runs()
+    installed = json.loads((zoo.CHECKPOINT_DIR / shipped.COLLAPSE_RUNS).read_text())
+    assert installed == script["build"]()
+    settings = [(run["method"], run["seed"], run["lr"]) for run in runs.values()]
+    assert settings == [("ibot-plain", 1, 1e-3), ("ibot-plain", 1, 3e-3), ("dinov2-nokoleo-plain", 1, 1e-3)]
+    for label, run in runs.items():
+        record = _run(run["method"], run["seed"], run["lr"])
+        assert run["final_knn"] == record["metrics"]["knn_accuracy"], label
+        assert run["knn"] == [record["untrained_knn_accuracy"], *record["knn_trajectory"]["knn"]], label
+        readings, log_k = run["collapse"], run["log_k"]
+        assert log_k == pytest.approx(math.log(record["config"]["method"]["out_dim"]))
+        assert readings["steps"] == record["loss"]["steps"] and len(readings["steps"]) == 151
+        for mean_key, batch_key, info_key in (("teacher_entropy", "batch_mean_entropy", "information"), (
+                "patch_entropy", "patch_batch_mean_entropy", "patch_information")):
+            for i, (h, h_mean) in enumerate(zip(readings[mean_key], readings[batch_key])):
+                assert 0.0 <= h <= h_mean + 1e-3 <= log_k + 2e-3, (label, mean_key, i)
+                assert run[info_key][i] == pytest.approx(h_mean - h), (label, i)

@@ -5,8 +5,9 @@
 attention overlaps the objects), :func:`checkpoint_table` and :func:`plot_checkpoints` show it,
 :func:`labelled_reference` finds the supervised run each one is measured against,
 :func:`knn_trajectories` and :func:`plot_knn_trajectories` show the k-NN a checkpoint recorded
-while it trained, and :func:`invariance_table` asks the same features for the shape and for the
-object's colour.
+while it trained, :func:`collapse_runs` and :func:`plot_collapse_runs` the teacher's entropies of
+three runs on one seed, and :func:`invariance_table` asks the same features for the shape and for
+the object's colour.
 """
 from __future__ import annotations
 
@@ -142,6 +143,51 @@ def plot_knn_trajectories(table: dict, ax=None):
            title="k-NN during training (step 0: untrained)")
     ax.legend(fontsize=7)
     return ax
+
+
+COLLAPSE_RUNS = "collapse_runs.json"
+
+
+def collapse_runs() -> dict:
+    """Three runs on the plain shapes, seed 1, installed with the checkpoints
+    (``course_lib/checkpoints/collapse_runs.json``, from their records by
+    ``benchmarks/collapse_runs.py``): label -> method, seed, ``lr``, ``log_k``, the k-NN curve
+    (``knn_steps``, ``knn``; step 0 untrained) and ``collapse``, the teacher's entropies every log
+    step (mean per-image and batch-mean, of the CLS and of the patch targets). Each run also gets
+    ``information`` and ``patch_information``: H(batch mean) - mean H, how many nats a target
+    tells about which image (or patch) of the batch it came from; 0 at either collapse."""
+    import json
+    runs = json.loads((zoo.CHECKPOINT_DIR / COLLAPSE_RUNS).read_text())
+    for run in runs.values():
+        readings = run["collapse"]
+        run["information"] = [m - h for m, h in zip(readings["batch_mean_entropy"], readings["teacher_entropy"])]
+        run["patch_information"] = [m - h for m, h in zip(readings["patch_batch_mean_entropy"],
+                                                          readings["patch_entropy"])]
+    return runs
+
+
+def plot_collapse_runs(runs: dict, axes=None):
+    """:func:`collapse_runs` in three panels: the CLS targets' mean per-image entropy (solid) and
+    batch-mean entropy (dashed) against log K, the information of the CLS (solid) and patch
+    (dotted) targets, and the held-out k-NN."""
+    import matplotlib.pyplot as plt   # figures only
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for (label, run), colour in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        steps = run["collapse"]["steps"]
+        axes[0].plot(steps, run["collapse"]["teacher_entropy"], color=colour, label=label)
+        axes[0].plot(steps, run["collapse"]["batch_mean_entropy"], color=colour, ls="--", lw=1)
+        axes[1].plot(steps, run["information"], color=colour, label=label)
+        axes[1].plot(steps, run["patch_information"], color=colour, ls=":", lw=1)
+        axes[2].plot(run["knn_steps"], run["knn"], color=colour, marker="o", ms=3, label=label)
+    log_k = next(iter(runs.values()))["log_k"]
+    axes[0].axhline(log_k, color="k", lw=1, ls=":", label=f"log K = {log_k:.2f}")
+    axes[0].set(xlabel="training step", ylabel="nats", title="CLS targets: per image (—), batch mean (- -)")
+    axes[1].set(xlabel="training step", ylabel="nats", title="information: CLS (—), patches (···)")
+    axes[2].set(xlabel="training step", ylabel="held-out k-NN", title="k-NN (step 0: untrained)")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    return axes
 
 
 HUE_BINS = 6
