@@ -10,11 +10,13 @@ parameters that require grad (no weight decay on biases and norms), a cosine lea
 linear warm-up, gradient clipping, autocast on CUDA only (bfloat16, or float16 with a gradient
 scaler on GPUs without native bfloat16), a tqdm bar, a metrics history,
 checkpoints. Augmentation happens inside ``training_step`` on the batch's device, so the same
-code is fast on a GPU and needs no DataLoader workers.
+code is fast on a GPU and needs no DataLoader workers. :func:`track_knn` hooks a held-out k-NN
+into ``after_step``, to follow what a run learns while it trains.
 """
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.std import tqdm  # a text bar: a saved notebook shows where it finished
 
+from .evaluate import evaluate_backbone
 from .runtime import AMP_DTYPES, autocast, grad_scaler
 from .schedules import cosine_schedule
 
@@ -193,3 +196,23 @@ def load_checkpoint(path: str | Path, method: nn.Module, *, optimizer=None,
 def steps_for_epochs(n_images: int, batch_size: int, epochs: float) -> int:
     """Number of optimizer steps for ``epochs`` passes over ``n_images``."""
     return max(1, math.ceil(epochs * n_images / batch_size))
+
+
+def track_knn(method: Method, backbone: nn.Module, shapes: tuple, pooling: str, every: int,
+              device: torch.device | str = "cpu") -> dict:
+    """Make ``method.after_step`` also measure ``backbone``'s held-out k-NN on ``shapes`` (train
+    images, labels, test images, labels) after every ``every`` steps. Returns the record it fills:
+    ``steps``, ``knn`` and ``seconds`` (the time spent measuring)."""
+    record: dict = {"steps": [], "knn": [], "seconds": 0.0}
+    after_step = method.after_step
+
+    def after_step_and_measure(step: int) -> None:
+        after_step(step)
+        if (step + 1) % every == 0:
+            start = time.perf_counter()
+            record["steps"].append(step + 1)
+            record["knn"].append(evaluate_backbone(backbone, *shapes, pooling=pooling, probe_epochs=0,
+                                                   diagnostics=False, device=device)["knn_accuracy"])
+            record["seconds"] += time.perf_counter() - start
+    method.after_step = after_step_and_measure
+    return record

@@ -65,7 +65,7 @@ from ..evaluate import evaluate_backbone
 from ..ibot import IBOT, IBOTConfig
 from ..ijepa import IJEPA, IJEPAConfig
 from ..mae import MAE, MAEConfig
-from ..train import Method, TrainConfig, train
+from ..train import Method, TrainConfig, track_knn, train
 from .infonce import PRETRAIN_SCALES, TEMPERATURES, PretrainScale
 
 Tensor = torch.Tensor
@@ -346,26 +346,6 @@ def pretrain(name: str, scale: str = "cpu", *, steps: int | None = None, seed: i
     if trajectory:
         meta["knn_trajectory"] = {"steps": trajectory["steps"], "knn": trajectory["knn"]}
     return backbone.eval(), meta
-
-
-def track_knn(method: Method, backbone: nn.Module, shapes: tuple, pooling: str, every: int,
-              device: torch.device | str = "cpu") -> dict:
-    """Make ``method.after_step`` also measure ``backbone``'s held-out k-NN on ``shapes`` (train
-    images, labels, test images, labels) after every ``every`` steps. Returns the record it fills:
-    ``steps``, ``knn`` and ``seconds`` (the time spent measuring)."""
-    record: dict = {"steps": [], "knn": [], "seconds": 0.0}
-    after_step = method.after_step
-
-    def after_step_and_measure(step: int) -> None:
-        after_step(step)
-        if (step + 1) % every == 0:
-            start = time.perf_counter()
-            record["steps"].append(step + 1)
-            record["knn"].append(evaluate_backbone(backbone, *shapes, pooling=pooling, probe_epochs=0,
-                                                   diagnostics=False, device=device)["knn_accuracy"])
-            record["seconds"] += time.perf_counter() - start
-    method.after_step = after_step_and_measure
-    return record
 
 
 def _method_settings(name: str, recipe: PretrainScale, mae_config: MAEConfig = MAE_CONFIG) -> dict:
