@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from course_lib.labs.shipped import collapse_summary  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = ROOT / "course_lib" / "checkpoints" / "collapse_runs.json"
 # label -> the record in benchmarks/results
@@ -31,25 +35,9 @@ RUNS = {"centers, lr 1e-3": "ibot_plain_seed1_lr1e-3.json",
         "Sinkhorn-Knopp, lr 1e-3": "dinov2_nokoleo_plain_seed1.json"}
 
 
-def run_summary(record: dict, name: str) -> dict:
-    """What the lecture reads of one run's record (``name``, its file): the method, seed, rate,
-    log K, the k-NN curve (step 0: untrained) and the four entropies with their steps."""
-    if "collapse" not in record:
-        raise ValueError(f"{name} has no collapse readings: rerun it with this course_lib")
-    curve = record["knn_trajectory"]
-    return {"record": name, "method": record["method"], "seed": record["seed"],
-            "lr": record["config"]["train"]["lr"],
-            "log_k": math.log(record["config"]["method"]["out_dim"]),
-            "knn_steps": [0, *curve["steps"]],
-            "knn": [record["untrained_knn_accuracy"], *curve["knn"]],
-            "final_knn": record["metrics"]["knn_accuracy"],
-            "collapse": {key: values if key == "steps" else [round(v, 4) for v in values]
-                         for key, values in record["collapse"].items()}}
-
-
 def build(results: Path = RESULTS) -> dict:
-    """label -> :func:`run_summary` of each run in :data:`RUNS`."""
-    return {label: run_summary(json.loads((results / name).read_text()), name)
+    """label -> ``labs.shipped.collapse_summary`` of each run in :data:`RUNS`."""
+    return {label: collapse_summary(json.loads((results / name).read_text()), name)
             for label, name in RUNS.items()}
 
 

@@ -547,6 +547,10 @@ def test_the_installed_collapse_runs_are_the_seed_records_and_obey_the_entropy_b
     assert installed == script["build"]()
     settings = [(run["method"], run["seed"], run["lr"]) for run in runs.values()]
     assert settings == [("ibot-plain", 1, 1e-3), ("ibot-plain", 1, 3e-3), ("dinov2-nokoleo-plain", 1, 1e-3)]
+    runs["shipped"] = shipped.shipped_collapse_run("ibot-plain")           # the checkpoint's own
+    assert (runs["shipped"]["seed"], runs["shipped"]["lr"]) == (0, 3e-3)
+    with pytest.raises(ValueError, match="checkpoint mae-plain recorded no teacher entropies"):
+        shipped.shipped_collapse_run("mae-plain")
     for label, run in runs.items():
         record = _run(run["method"], run["seed"], run["lr"])
         assert run["final_knn"] == record["metrics"]["knn_accuracy"], label

@@ -5,9 +5,9 @@
 attention overlaps the objects), :func:`checkpoint_table` and :func:`plot_checkpoints` show it,
 :func:`labelled_reference` finds the supervised run each one is measured against,
 :func:`knn_trajectories` and :func:`plot_knn_trajectories` show the k-NN a checkpoint recorded
-while it trained, :func:`collapse_runs` and :func:`plot_collapse_runs` the teacher's entropies of
-three runs on one seed, and :func:`invariance_table` asks the same features for the shape and for
-the object's colour.
+while it trained, :func:`collapse_runs`, :func:`shipped_collapse_run` and
+:func:`plot_collapse_runs` the teacher's entropies of runs with a teacher, and
+:func:`invariance_table` asks the same features for the shape and for the object's colour.
 """
 from __future__ import annotations
 
@@ -148,22 +148,46 @@ def plot_knn_trajectories(table: dict, ax=None):
 COLLAPSE_RUNS = "collapse_runs.json"
 
 
+def collapse_summary(meta: dict, source: str) -> dict:
+    """What a run's metadata (a checkpoint's or a record's, from ``source``) holds of its teacher:
+    method, seed, ``lr``, ``log_k``, the k-NN curve (``knn_steps``, ``knn``; step 0 untrained),
+    ``final_knn`` and ``collapse``, the entropies every log step (mean per-image and batch-mean,
+    of the CLS and of the patch targets). A run without them is a clear error."""
+    import math
+    if "collapse" not in meta or "knn_trajectory" not in meta:
+        raise ValueError(f"{source} recorded no teacher entropies or k-NN curve (train it with "
+                         "python -m course_lib pretrain NAME --eval-every N)")
+    curve = meta["knn_trajectory"]
+    return {"record": source, "method": meta["method"], "seed": meta["seed"],
+            "lr": meta["config"]["train"]["lr"], "log_k": math.log(meta["config"]["method"]["out_dim"]),
+            "knn_steps": [0, *curve["steps"]], "knn": [meta["untrained_knn_accuracy"], *curve["knn"]],
+            "final_knn": meta["metrics"]["knn_accuracy"],
+            "collapse": {key: values if key == "steps" else [round(v, 4) for v in values]
+                         for key, values in meta["collapse"].items()}}
+
+
+def with_information(run: dict) -> dict:
+    """``run`` (:func:`collapse_summary`) with ``information`` and ``patch_information``:
+    H(batch mean) - mean H at every log step, how many nats a target tells about which image (or
+    patch) of the batch it came from; 0 at either collapse, at most log K."""
+    readings = run["collapse"]
+    return {**run, "information": [m - h for m, h in zip(readings["batch_mean_entropy"], readings["teacher_entropy"])],
+            "patch_information": [m - h for m, h in zip(readings["patch_batch_mean_entropy"],
+                                                        readings["patch_entropy"])]}
+
+
 def collapse_runs() -> dict:
-    """Three runs on the plain shapes, seed 1, installed with the checkpoints
-    (``course_lib/checkpoints/collapse_runs.json``, from their records by
-    ``benchmarks/collapse_runs.py``): label -> method, seed, ``lr``, ``log_k``, the k-NN curve
-    (``knn_steps``, ``knn``; step 0 untrained) and ``collapse``, the teacher's entropies every log
-    step (mean per-image and batch-mean, of the CLS and of the patch targets). Each run also gets
-    ``information`` and ``patch_information``: H(batch mean) - mean H, how many nats a target
-    tells about which image (or patch) of the batch it came from; 0 at either collapse."""
+    """Three runs on the plain shapes, seed 1, that differ in one setting each, installed with
+    the checkpoints (``course_lib/checkpoints/collapse_runs.json``, written from their records by
+    ``benchmarks/collapse_runs.py``): label -> :func:`with_information` of each run."""
     import json
     runs = json.loads((zoo.CHECKPOINT_DIR / COLLAPSE_RUNS).read_text())
-    for run in runs.values():
-        readings = run["collapse"]
-        run["information"] = [m - h for m, h in zip(readings["batch_mean_entropy"], readings["teacher_entropy"])]
-        run["patch_information"] = [m - h for m, h in zip(readings["patch_batch_mean_entropy"],
-                                                          readings["patch_entropy"])]
-    return runs
+    return {label: with_information(run) for label, run in runs.items()}
+
+
+def shipped_collapse_run(name: str) -> dict:
+    """:func:`with_information` of shipped checkpoint ``name``'s own readings."""
+    return with_information(collapse_summary(zoo.metadata(name), f"checkpoint {name}"))
 
 
 def plot_collapse_runs(runs: dict, axes=None):
