@@ -551,6 +551,14 @@ def test_the_installed_collapse_runs_are_the_seed_records_and_obey_the_entropy_b
     assert (runs["shipped"]["seed"], runs["shipped"]["lr"]) == (0, 3e-3)
     with pytest.raises(ValueError, match="checkpoint mae-plain recorded no teacher entropies"):
         shipped.shipped_collapse_run("mae-plain")
+    summary = {key: value for key, value in runs["shipped"].items() if not key.endswith("information")}
+    cls_only = {**summary, "collapse": {key: values for key, values in summary["collapse"].items()
+                                        if not key.startswith("patch_")}}              # as DINO records
+    dino_like = shipped.with_information(cls_only)
+    assert "patch_information" not in dino_like and dino_like["information"] == runs["shipped"]["information"]
+    import matplotlib
+    matplotlib.use("Agg")
+    assert len(shipped.plot_collapse_runs({"cls only": dino_like, "shipped": runs["shipped"]})) == 3
     for label, run in runs.items():
         record = _run(run["method"], run["seed"], run["lr"])
         assert run["final_knn"] == record["metrics"]["knn_accuracy"], label

@@ -167,13 +167,16 @@ def collapse_summary(meta: dict, source: str) -> dict:
 
 
 def with_information(run: dict) -> dict:
-    """``run`` (:func:`collapse_summary`) with ``information`` and ``patch_information``:
-    H(batch mean) - mean H at every log step, how many nats a target tells about which image (or
-    patch) of the batch it came from; 0 at either collapse, at most log K."""
-    readings = run["collapse"]
-    return {**run, "information": [m - h for m, h in zip(readings["batch_mean_entropy"], readings["teacher_entropy"])],
-            "patch_information": [m - h for m, h in zip(readings["patch_batch_mean_entropy"],
-                                                        readings["patch_entropy"])]}
+    """``run`` (:func:`collapse_summary`) with ``information`` and, where the patches have
+    targets (iBOT, DINOv2; not DINO), ``patch_information``: H(batch mean) - mean H at every log
+    step, how many nats a target tells about which image (or patch) of the batch it came from; 0
+    at either collapse, at most log K."""
+    readings, run = run["collapse"], dict(run)
+    for prefix, per_image in (("", "teacher_entropy"), ("patch_", "patch_entropy")):
+        if per_image in readings:
+            run[f"{prefix}information"] = [m - h for m, h in zip(readings[f"{prefix}batch_mean_entropy"],
+                                                                 readings[per_image])]
+    return run
 
 
 def collapse_runs() -> dict:
@@ -202,7 +205,8 @@ def plot_collapse_runs(runs: dict, axes=None):
         axes[0].plot(steps, run["collapse"]["teacher_entropy"], color=colour, label=label)
         axes[0].plot(steps, run["collapse"]["batch_mean_entropy"], color=colour, ls="--", lw=1)
         axes[1].plot(steps, run["information"], color=colour, label=label)
-        axes[1].plot(steps, run["patch_information"], color=colour, ls=":", lw=1)
+        if "patch_information" in run:
+            axes[1].plot(steps, run["patch_information"], color=colour, ls=":", lw=1)
         axes[2].plot(run["knn_steps"], run["knn"], color=colour, marker="o", ms=3, label=label)
     log_k = next(iter(runs.values()))["log_k"]
     axes[0].axhline(log_k, color="k", lw=1, ls=":", label=f"log K = {log_k:.2f}")
