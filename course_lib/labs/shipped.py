@@ -11,6 +11,9 @@ while it trained, :func:`collapse_runs`, :func:`shipped_collapse_run` and
 """
 from __future__ import annotations
 
+import json
+import math
+
 import torch
 
 from .. import zoo
@@ -153,7 +156,6 @@ def collapse_summary(meta: dict, source: str) -> dict:
     method, seed, ``lr``, ``log_k``, the k-NN curve (``knn_steps``, ``knn``; step 0 untrained),
     ``final_knn`` and ``collapse``, the entropies every log step (mean per-image and batch-mean,
     of the CLS and of the patch targets). A run without them is a clear error."""
-    import math
     if "collapse" not in meta or "knn_trajectory" not in meta:
         raise ValueError(f"{source} recorded no teacher entropies or k-NN curve (train it with "
                          "python -m course_lib pretrain NAME --eval-every N)")
@@ -183,7 +185,6 @@ def collapse_runs() -> dict:
     """Three runs on the plain shapes, seed 1, that differ in one setting each, installed with
     the checkpoints (``course_lib/checkpoints/collapse_runs.json``, written from their records by
     ``benchmarks/collapse_runs.py``): label -> :func:`with_information` of each run."""
-    import json
     runs = json.loads((zoo.CHECKPOINT_DIR / COLLAPSE_RUNS).read_text())
     return {label: with_information(run) for label, run in runs.items()}
 
