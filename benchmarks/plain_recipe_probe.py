@@ -16,6 +16,8 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py ijepa-plain lr_3e-3 --steps 1500    # the shared lr, not 1e-3
     python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.07 --steps 1500
     python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.02 --steps 1500 --seed 1 --lr 1e-3
+    python benchmarks/plain_recipe_probe.py ibot-plain separate_heads --steps 1500  # CLS and patch heads
+    python benchmarks/plain_recipe_probe.py ibot-plain ema_0.996 --steps 1500       # a slower teacher
     python benchmarks/plain_recipe_probe.py supervised-patch-plain lr_1e-3 --steps 1500   # labels
     python benchmarks/plain_recipe_probe.py ijepa-plain warmup_150 --steps 1500 --seed 1  # warm-up
 
@@ -56,7 +58,9 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     "ibot-plain": ("IBOT_CONFIG", {
         "baseline": {},
         "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07},   # iBOT's, warmed
-        "teacher_temp_0.02": {"teacher_temp": 0.02, "teacher_patch_temp": 0.02}}),  # sharper targets
+        "teacher_temp_0.02": {"teacher_temp": 0.02, "teacher_patch_temp": 0.02},   # sharper targets
+        "separate_heads": {"shared_head": False},      # one head for the CLS, another for the patches
+        "ema_0.996": {"momentum_teacher": 0.996}}),    # the official EMA start (cosine to 1)
     # the labelled reference of these runs and MAE, for the learning rates
     "supervised-patch-plain": (None, {"baseline": {}}),
     "mae-plain": (None, {"baseline": {}}),
