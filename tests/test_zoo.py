@@ -593,3 +593,25 @@ def test_the_six_ibot_runs_collapse_their_cls_targets_where_the_lecture_says():
     best_two = sorted(end, key=lambda run: end[run][0])[-2:]
     assert sorted(best_two) == [(0, 1e-3), (1, 3e-3)] and all(end[run][1] > 0.9 for run in best_two), end
     assert [round(end[run][0], 3) for run in sorted(collapsed)] == [0.199, 0.037, 0.096]
+
+
+def test_lecture_07_quotes_each_plain_share_of_labels_as_the_zoo_records_it():
+    """Lecture 07 (section 7's reading and the summary) quotes each ``-plain`` checkpoint's k-NN
+    as a share of its labelled reference's (same ViT, data, steps and seed). Every quoted share is
+    recomputed here from the installed metadata, so a retrained checkpoint cannot leave a stale
+    percentage in the text."""
+    import re
+
+    from course_lib.labs.shipped import labelled_reference
+    lecture = json.loads((Path(__file__).resolve().parents[1] / "lectures" / "07_evaluation.ipynb").read_text())
+    cells = [" ".join("".join(cell["source"]).split()) for cell in lecture["cells"]]
+    summary = next(text for text in cells if text.startswith("## Summary"))
+    reading = next(text for text in cells if "Take the shortcuts away" in text)
+    labels = {"dino-plain": "DINO", "mae-plain": "MAE", "dinov2-nokoleo-plain": "DINOv2 without KoLeo",
+              "ijepa-plain": "I-JEPA", "ibot-plain": "iBOT", "dinov2-plain": "DINOv2"}
+    for name, label in labels.items():
+        knn = zoo.metadata(name)["metrics"]["knn_accuracy"]
+        share = round(100 * knn / zoo.metadata(labelled_reference(name))["metrics"]["knn_accuracy"])
+        assert re.search(rf"(?<![\w-]){re.escape(label)} {share} %", summary), (name, share)
+        if name in ("dinov2-nokoleo-plain", "ijepa-plain", "ibot-plain"):
+            assert f"{knn:.3f} ({share} %)" in reading, (name, knn, share)
