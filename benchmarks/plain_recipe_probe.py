@@ -10,6 +10,7 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py dinov2-plain centering  # DINO's centering, not Sinkhorn-Knopp
     python benchmarks/plain_recipe_probe.py dinov2-plain no_koleo   # KoLeo weight 0
     python benchmarks/plain_recipe_probe.py dinov2-plain no_ibot    # no masked-patch term
+    python benchmarks/plain_recipe_probe.py dinov2-plain koleo_0.03 --steps 1500 --eval-every 150
     python benchmarks/plain_recipe_probe.py ijepa-plain fast_ema --steps 1500   # EMA from 0.99
     python benchmarks/plain_recipe_probe.py ijepa-plain deep_predictor --steps 1500
     python benchmarks/plain_recipe_probe.py ijepa-plain crops --steps 1500      # IJEPA_VIEWS "crops"
@@ -50,7 +51,8 @@ from course_lib.evaluate import evaluate_backbone  # noqa: E402
 CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     "dinov2-plain": ("DINOV2_CONFIG", {
         "baseline": {}, "conv_stem": {}, "centering": {"centering": "centering"},
-        "no_koleo": {"koleo_weight": 0.0}, "no_ibot": {"ibot_weight": 0.0}}),
+        "no_koleo": {"koleo_weight": 0.0}, "no_ibot": {"ibot_weight": 0.0},
+        "koleo_0.01": {"koleo_weight": 0.01}, "koleo_0.03": {"koleo_weight": 0.03}}),   # DINOv2: 0.1
     "dinov2-nokoleo-plain": ("DINOV2_CONFIG", {"baseline": {}}),
     "ijepa-plain": ("IJEPA_CONFIG", {
         "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
