@@ -219,3 +219,37 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
         run_script("plain_recipe_probe.py", "ijepa-plain", "no_koleo", monkeypatch=monkeypatch)
     with pytest.raises(SystemExit):                       # two rates for one run
         run_script("plain_recipe_probe.py", "ijepa-plain", "lr_3e-3", "--lr", "1e-3", monkeypatch=monkeypatch)
+
+
+def test_zoo_pooling_reads_a_checkpoint_through_its_cls_and_its_mean_patch_token(monkeypatch, capsys):
+    """The recorded pooling's column repeats the k-NN the checkpoint recorded; the other column is
+    the same protocol on the other token (checked against Pooled by hand on the same features)."""
+    import torch
+
+    from course_lib import zoo
+    from course_lib.evaluate import extract_features, knn_accuracy
+    from course_lib.data import normalize
+    from course_lib.labs.pretrain import shapes_for
+    run_script("zoo_pooling.py", "ibot-plain", monkeypatch=monkeypatch)
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row[:2] == ["ibot-plain", "cls"]
+    recorded, cls, mean = map(float, row[2:])
+    assert cls == pytest.approx(recorded, abs=0.01)
+    model = zoo.load("ibot-plain")
+    train_x, train_y, test_x, test_y = shapes_for(model.meta["data"])
+
+    class MeanPatch(torch.nn.Module):          # every token after the CLS token, averaged
+        def __init__(self) -> None:
+            super().__init__()
+            self.vit = model.backbone
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return self.vit.forward_features(images)[:, 1:].mean(1)
+    mean_patch = MeanPatch()
+    assert model.backbone.num_prefix_tokens == 1                        # the CLS token, no registers
+    by_hand = knn_accuracy(extract_features(mean_patch, train_x, transform=normalize), train_y,
+                           extract_features(mean_patch, test_x, transform=normalize), test_y)
+    assert mean == pytest.approx(by_hand, abs=0.0015) and mean != pytest.approx(cls, abs=0.001)
+    with pytest.raises(SystemExit):
+        run_script("zoo_pooling.py", "no-such-checkpoint", monkeypatch=monkeypatch)
+    assert "NAME must be one of the checkpoints" in capsys.readouterr().err

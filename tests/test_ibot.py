@@ -241,6 +241,35 @@ def test_a_short_run_trains_the_student_and_the_teacher_follows_by_ema():
     assert not any(p.requires_grad for p in method.teacher.parameters())
 
 
+def test_separate_heads_train_apart_and_each_reads_only_its_own_tokens():
+    """``shared_head=False``: two heads on each side, the CLS loss reaches only the CLS head and the
+    patch loss only the patch head; the teacher's two heads are EMA copies of the student's."""
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    method = _small_ibot(2, shared_head=False, p_unmasked=0.0)
+    student = method.student
+    assert student.cls_head is not student.patch_head
+    assert method.teacher.cls_head is not method.teacher.patch_head
+    for term, alive, idle in (("loss_cls", student.cls_head, student.patch_head),
+                              ("loss_mim", student.patch_head, student.cls_head)):
+        method.zero_grad()
+        weights = dict(lambda_cls=float(term == "loss_cls"), lambda_patch=float(term == "loss_mim"))
+        method.config = IBOTConfig(**{**vars(method.config), **weights})
+        loss, metrics = method.training_step(images, None, 0)
+        assert loss.item() == pytest.approx(metrics[term], rel=1e-5)
+        loss.backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in alive.mlp.parameters()), term
+        assert all(p.grad is None or p.grad.abs().sum() == 0 for p in idle.parameters()), term
+    student_patch = [p.clone() for p in student.patch_head.parameters()]
+    teacher_patch = [p.clone() for p in method.teacher.patch_head.parameters()]
+    with torch.no_grad():
+        for p in student.patch_head.parameters():
+            p.add_(1.0)
+    method.after_step(0)
+    m = float(method.momentum_schedule[0])
+    for t, t0, s0 in zip(method.teacher.patch_head.parameters(), teacher_patch, student_patch):
+        assert torch.allclose(t, m * t0 + (1 - m) * (s0 + 1.0), atol=1e-6)
+
+
 def test_config_errors_name_the_setting():
     with pytest.raises(ValueError, match="mask_ratio_range"):
         IBOTConfig(mask_ratio_range=(0.0, 0.5))

@@ -595,6 +595,30 @@ def test_the_six_ibot_runs_collapse_their_cls_targets_where_the_lecture_says():
     assert [round(end[run][0], 3) for run in sorted(collapsed)] == [0.199, 0.037, 0.096]
 
 
+def test_a_separate_cls_head_and_a_slower_teacher_collapse_the_cls_targets_too():
+    """Lecture 04 (section 5.2) and COURSE_SCALE.md: the shipped recipe (seed 0, 3e-3) with a head
+    of its own for the CLS token, or with the EMA from 0.996, still sends its CLS targets uniform
+    (from steps 200 and 370, under 0.05 nats to the end) and ends below the shipped run's k-NN;
+    with its own head the patch targets carry more (2.24 nats against 0.60). Recomputed from the
+    probe rows' readings, each checked against the one setting it changed."""
+    rows = [json.loads(line) for line in (RESULTS / "ibot_plain_probe.jsonl").read_text().splitlines()]
+    shipped = zoo.metadata("ibot-plain")
+    quoted = {"separate_heads": (("shared_head", False), 200, 0.425, 2.24),
+              "ema_0.996": (("momentum_teacher", 0.996), 370, 0.398, 0.56)}
+    for change, ((field, value), uniform_from, knn, patch_information) in quoted.items():
+        row = next(row for row in rows if row["change"] == change)
+        assert (row["seed"], row["lr"], row["steps"], row[field]) == (0, 3e-3, 1500, value), change
+        assert shipped["config"]["method"][field] != value, change
+        readings = row["collapse"]
+        cls = [b - a for a, b in zip(readings["teacher_entropy"], readings["batch_mean_entropy"])]
+        patch = [b - a for a, b in zip(readings["patch_entropy"], readings["patch_batch_mean_entropy"])]
+        first = min(i for i in range(len(cls)) if max(cls[i:]) < 0.05)
+        last = [i for i, step in enumerate(readings["steps"]) if step >= 1200]
+        assert readings["steps"][first] == uniform_from, change
+        assert round(sum(patch[i] for i in last) / len(last), 2) == patch_information, change
+        assert row["knn"] == knn < shipped["metrics"]["knn_accuracy"] - 0.05, change
+
+
 def test_lecture_07_quotes_each_plain_share_of_labels_as_the_zoo_records_it():
     """Lecture 07 (section 7's reading and the summary) quotes each ``-plain`` checkpoint's k-NN
     as a share of its labelled reference's (same ViT, data, steps and seed). Every quoted share is
