@@ -13,6 +13,7 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py dinov2-plain koleo_0.03 --steps 1500 --eval-every 150
     python benchmarks/plain_recipe_probe.py ijepa-plain fast_ema --steps 1500   # EMA from 0.99
     python benchmarks/plain_recipe_probe.py ijepa-plain deep_predictor --steps 1500
+    python benchmarks/plain_recipe_probe.py ijepa-plain wide_predictor --steps 1500  # 96 wide, not 64
     python benchmarks/plain_recipe_probe.py ijepa-plain crops --steps 1500      # IJEPA_VIEWS "crops"
     python benchmarks/plain_recipe_probe.py ijepa-plain lr_3e-3 --steps 1500    # the shared lr, not 1e-3
     python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.07 --steps 1500
@@ -27,7 +28,8 @@ features rise and stay, or rise and fall.
 
 Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``) unless ``--lr`` names
 another. The ``dinov2-plain`` rows without an ``lr`` key trained at 3e-3, before that run's own
-rate moved to 1e-3. Runs with a teacher distribution also record its entropies (``collapse``).
+rate moved to 1e-3; the ``ijepa-plain`` rows without one (``fast_ema``, ``deep_predictor``)
+trained at 3e-3, before its rate moved to 1e-3. Runs with a teacher distribution also record its entropies (``collapse``).
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     "dinov2-nokoleo-plain": ("DINOV2_CONFIG", {"baseline": {}}),
     "ijepa-plain": ("IJEPA_CONFIG", {
         "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
-        "deep_predictor": {"pred_depth": 4}, "crops": {}}),
+        "deep_predictor": {"pred_depth": 4}, "wide_predictor": {"pred_dim": 96}, "crops": {}}),
     "ibot-plain": ("IBOT_CONFIG", {
         "baseline": {},
         "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07},   # iBOT's, warmed
