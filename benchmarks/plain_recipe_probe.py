@@ -27,9 +27,9 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
 features rise and stay, or rise and fall.
 
 Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``) unless ``--lr`` names
-another. The ``dinov2-plain`` rows without an ``lr`` key trained at 3e-3, before that run's own
-rate moved to 1e-3; the ``ijepa-plain`` rows without one (``fast_ema``, ``deep_predictor``)
-trained at 3e-3, before its rate moved to 1e-3. Runs with a teacher distribution also record its entropies (``collapse``).
+another. The ``dinov2-plain`` rows and the ``ijepa-plain`` rows (``fast_ema``,
+``deep_predictor``) without an ``lr`` key trained at 3e-3, before those runs' own rate moved to
+1e-3. Runs with a teacher distribution also record its entropies (``collapse``).
 """
 from __future__ import annotations
 
