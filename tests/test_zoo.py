@@ -386,11 +386,21 @@ def test_the_plain_patch_runs_train_at_the_best_learning_rate_measured():
     for name, (tried, best, ships) in expected.items():
         shipped, runs = zoo.metadata(name), _plain_knn_by_lr(name)
         lr, knn = shipped["config"]["train"]["lr"], shipped["metrics"]["knn_accuracy"]
-        if lr in runs:
-            assert runs[lr] == pytest.approx(knn, abs=0.01), name
-        runs[lr] = knn
+        if name != "ijepa-plain":            # its rates were compared at the official EMA (below)
+            if lr in runs:
+                assert runs[lr] == pytest.approx(knn, abs=0.01), name
+            runs[lr] = knn
         assert sorted(runs) == tried and max(runs, key=runs.get) == best, (name, runs)
         assert lr == METHOD_LR.get(name, 3e-3) == ships, name
+    # I-JEPA: the rate chosen with the official EMA start (0.996), then the start at that rate; the
+    # shipped run repeats the probe's fast_ema row, 0.086 above the official start's
+    rows = {row["change"]: row for row in map(json.loads, (RESULTS / "ijepa_plain_probe.jsonl").read_text().splitlines())
+            if row["steps"] == 1500 and row.get("seed", 0) == 0 and row.get("lr") == 1e-3}
+    assert rows["lr_1e-3"]["momentum"] == [0.996, 1.0] and rows["fast_ema"]["momentum"] == [0.99, 1.0]
+    shipped = zoo.metadata("ijepa-plain")
+    assert list(shipped["config"]["method"]["momentum"]) == rows["fast_ema"]["momentum"]
+    assert shipped["metrics"]["knn_accuracy"] == pytest.approx(rows["fast_ema"]["knn"], abs=0.01)
+    assert rows["fast_ema"]["knn"] > rows["lr_1e-3"]["knn"] + 0.05
 
 
 def test_koleo_costs_dinov2_what_it_learns_on_the_plain_shapes():
@@ -512,6 +522,19 @@ def test_the_checkpoint_table_lines_up_whatever_the_names():
         lines = checkpoint_table(table).splitlines()
         assert len({len(line) for line in lines}) == 1, lines      # every column in its place
         assert all(line.endswith("0.500") for line in lines[1:-1]) and lines[-1].endswith("0.350")
+
+
+def test_ijepa_plain_starts_its_ema_at_0_99_and_the_colourful_run_at_the_official_0_996():
+    """IJEPA_CHANGES: on the plain shapes the target encoder's EMA runs linearly from 0.99 to 1;
+    the colourful run keeps the released configs' 0.996. The schedule the method uses, the settings
+    the record keeps and the shipped checkpoints agree."""
+    from course_lib.labs.pretrain import ZOO_SCALES, _method_settings, build_method, method_recipe
+    for name, start in (("ijepa-plain", 0.99), ("ijepa", 0.996)):
+        method = build_method(name, ZOO_SCALES["long"], steps=1500)
+        schedule = method.momentum_schedule
+        assert schedule[0] == pytest.approx(start) and schedule[750] == pytest.approx(start + (1 - start) / 2)
+        assert _method_settings(name, method_recipe(name, "long"))["momentum"] == (start, 1.0)
+        assert list(zoo.metadata(name)["config"]["method"]["momentum"]) == [start, 1.0], name
 
 
 def test_ijepa_views_choose_the_labelled_runs_crops_and_are_recorded(monkeypatch):
