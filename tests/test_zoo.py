@@ -194,7 +194,7 @@ def test_eval_every_records_the_knn_during_training_and_ends_at_the_final_networ
 def test_dinov2_variants_differ_from_the_recipe_only_where_named():
     from course_lib.labs.pretrain import DINOV2_CONFIG, ZOO_SCALES, build_method
     for name, registers, koleo in (("dinov2-plain", 0, 0.1), ("dinov2-reg", 4, 0.1),
-                                   ("dinov2-nokoleo-plain", 0, 0.0)):
+                                   ("dinov2-nokoleo-plain", 0, 0.0), ("dinov2-lowkoleo-plain", 0, 0.01)):
         method = build_method(name, ZOO_SCALES["cpu"], steps=2)
         assert method.config.koleo_weight == koleo and asdict(method.config) == {
             **asdict(DINOV2_CONFIG), "koleo_weight": koleo}
@@ -247,10 +247,11 @@ SAME_BACKBONE_REFERENCE = {"simclr-plain": "supervised-plain", "moco-plain": "su
                            "dino-plain": "supervised-plain", "mae-plain": "supervised-patch-plain",
                            "dino-fine": "supervised-fine", "ibot-plain": "supervised-patch-plain",
                            "ijepa-plain": "supervised-patch-plain", "dinov2-plain": "supervised-patch-plain",
-                           "dinov2-nokoleo-plain": "supervised-patch-plain"}
+                           "dinov2-nokoleo-plain": "supervised-patch-plain",
+                           "dinov2-lowkoleo-plain": "supervised-patch-plain"}
 # What lecture 07 (section 7) and benchmarks/COURSE_SCALE.md say of the 80 % target on these data,
 # against the plain-patch labels at their best learning rate (1e-3).
-MISSES_80_PERCENT = {"ibot-plain", "ijepa-plain", "dinov2-plain"}
+MISSES_80_PERCENT = {"ibot-plain", "dinov2-plain"}
 
 
 def test_the_labelled_reference_is_the_supervised_run_with_the_same_vit_and_data():
@@ -329,8 +330,10 @@ def test_more_seeds_of_the_plain_patch_runs_are_measured_against_labels_of_the_s
     network, so it ships at 3e-3; DINOv2 without KoLeo does better at 1e-3 on both seeds run."""
     from course_lib.labs.shipped import same_vit
     shipped_lr = {name: zoo.metadata(name)["config"]["train"]["lr"]
-                  for name in ("supervised-patch-plain", "ijepa-plain", "ibot-plain", "dinov2-nokoleo-plain")}
-    seeds = {"supervised-patch-plain": 3, "ijepa-plain": 3, "ibot-plain": 3, "dinov2-nokoleo-plain": 2}
+                  for name in ("supervised-patch-plain", "ijepa-plain", "ibot-plain", "dinov2-nokoleo-plain",
+                               "dinov2-lowkoleo-plain")}
+    seeds = {"supervised-patch-plain": 3, "ijepa-plain": 3, "ibot-plain": 3, "dinov2-nokoleo-plain": 2,
+             "dinov2-lowkoleo-plain": 2}
     runs = {name: [_run(name, seed, shipped_lr[name]) for seed in range(n)] for name, n in seeds.items()}
     knn = {name: [m["metrics"]["knn_accuracy"] for m in group] for name, group in runs.items()}
     labels = knn.pop("supervised-patch-plain")
@@ -341,6 +344,7 @@ def test_more_seeds_of_the_plain_patch_runs_are_measured_against_labels_of_the_s
     assert share == EXPECTED_SHARES, share
     mean_share = {name: sum(k) / sum(labels[:len(k)]) for name, k in knn.items()}
     assert mean_share["ijepa-plain"] >= 0.8 > mean_share["ibot-plain"] and mean_share["dinov2-nokoleo-plain"] >= 0.8
+    assert mean_share["dinov2-lowkoleo-plain"] < 0.8 < share["dinov2-lowkoleo-plain"][0]   # one seed's answer
     # iBOT at the other rate: ahead on seed 0, near the untrained network on seeds 1 and 2
     fast = [_run("ibot-plain", seed, 1e-3) for seed in range(3)]
     assert fast[0]["metrics"]["knn_accuracy"] > knn["ibot-plain"][0] + 0.05
@@ -352,8 +356,8 @@ def test_more_seeds_of_the_plain_patch_runs_are_measured_against_labels_of_the_s
 
 
 # k-NN over the labelled run's k-NN on the same seed, at each run's shipped rate (COURSE_SCALE.md)
-EXPECTED_SHARES = {"ijepa-plain": [0.79, 0.98, 0.9], "ibot-plain": [0.66, 0.81, 0.58],
-                   "dinov2-nokoleo-plain": [0.9, 1.01]}
+EXPECTED_SHARES = {"ijepa-plain": [0.9, 1.04, 0.93], "ibot-plain": [0.66, 0.81, 0.58],
+                   "dinov2-nokoleo-plain": [0.9, 1.01], "dinov2-lowkoleo-plain": [0.96, 0.59]}
 
 
 def _plain_knn_by_lr(name: str) -> dict[float, float]:
@@ -655,6 +659,7 @@ def test_lecture_07_quotes_each_plain_share_of_labels_as_the_zoo_records_it():
     summary = next(text for text in cells if text.startswith("## Summary"))
     reading = next(text for text in cells if "Take the shortcuts away" in text)
     labels = {"dino-plain": "DINO", "mae-plain": "MAE", "dinov2-nokoleo-plain": "DINOv2 without KoLeo",
+              "dinov2-lowkoleo-plain": "DINOv2 with KoLeo at 0.01",
               "ijepa-plain": "I-JEPA", "ibot-plain": "iBOT", "dinov2-plain": "DINOv2"}
     for name, label in labels.items():
         knn = zoo.metadata(name)["metrics"]["knn_accuracy"]
@@ -662,3 +667,33 @@ def test_lecture_07_quotes_each_plain_share_of_labels_as_the_zoo_records_it():
         assert re.search(rf"(?<![\w-]){re.escape(label)} {share} %", summary), (name, share)
         if name in ("dinov2-nokoleo-plain", "ijepa-plain", "ibot-plain"):
             assert f"{knn:.3f} ({share} %)" in reading, (name, knn, share)
+
+
+def test_koleos_weight_on_the_plain_shapes_helps_at_a_tenth_on_one_seed_and_fails_on_another():
+    """Lecture 06 (section 7) and COURSE_SCALE.md: at lr 1e-3 on seed 0 the k-NN against the KoLeo
+    weight 0, 0.01, 0.03, 0.1 reads 0.703, 0.743, 0.692, 0.443 (the shipped runs and the probe's
+    float32 rows; the shipped 0.01 run repeats its probe row's curve); on seed 1 the weight 0.01
+    sends the CLS targets uniform from step 190 although Sinkhorn-Knopp balances each batch, and
+    the run stays near its untrained network while the run without KoLeo learns."""
+    rows = {row["change"]: row for row in map(json.loads, (RESULTS / "dinov2_plain_probe.jsonl").read_text().splitlines())
+            if row["steps"] == 1500}
+    by_weight = {0.0: zoo.metadata("dinov2-nokoleo-plain"), 0.01: zoo.metadata("dinov2-lowkoleo-plain"),
+                 0.1: zoo.metadata("dinov2-plain")}
+    knn = {weight: meta["metrics"]["knn_accuracy"] for weight, meta in by_weight.items()}
+    for weight, meta in by_weight.items():
+        assert meta["config"]["method"]["koleo_weight"] == weight and meta["seed"] == 0
+        assert meta["config"]["train"]["lr"] == 1e-3
+    for change, weight in (("koleo_0.01", 0.01), ("koleo_0.03", 0.03)):
+        row = rows[change]
+        assert (row["koleo_weight"], row["lr"], row.get("seed", 0)) == (weight, 1e-3, 0), change
+        knn.setdefault(weight, row["knn"])
+    assert rows["koleo_0.01"]["trajectory"] == by_weight[0.01]["knn_trajectory"]
+    assert [knn[w] for w in (0.0, 0.01, 0.03, 0.1)] == [0.703, 0.743, 0.692, 0.443]
+    low, without = _run("dinov2-lowkoleo-plain", 1, 1e-3), _run("dinov2-nokoleo-plain", 1, 1e-3)
+    readings = low["collapse"]
+    cls = [b - a for a, b in zip(readings["teacher_entropy"], readings["batch_mean_entropy"])]
+    first = min(i for i in range(len(cls)) if max(cls[i:]) < 0.05)
+    assert readings["steps"][first] == 190
+    log_k = math.log(low["config"]["method"]["out_dim"])
+    assert all(abs(h - log_k) < 0.07 for h in readings["batch_mean_entropy"])     # balanced every batch
+    assert low["metrics"]["knn_accuracy"] < low["untrained_knn_accuracy"] + 0.1 < without["metrics"]["knn_accuracy"] - 0.2
