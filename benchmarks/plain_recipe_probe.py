@@ -12,6 +12,7 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py dinov2-plain no_ibot    # no masked-patch term
     python benchmarks/plain_recipe_probe.py dinov2-plain koleo_0.03 --steps 1500 --eval-every 150
     python benchmarks/plain_recipe_probe.py ijepa-plain fast_ema --steps 1500   # EMA from 0.99
+    python benchmarks/plain_recipe_probe.py ijepa-plain official_ema --steps 1500   # from 0.996
     python benchmarks/plain_recipe_probe.py ijepa-plain deep_predictor --steps 1500
     python benchmarks/plain_recipe_probe.py ijepa-plain wide_predictor --steps 1500  # 96 wide, not 64
     python benchmarks/plain_recipe_probe.py ijepa-plain crops --steps 1500      # IJEPA_VIEWS "crops"
@@ -29,7 +30,10 @@ features rise and stay, or rise and fall.
 Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``) unless ``--lr`` names
 another. The ``dinov2-plain`` rows and the ``ijepa-plain`` rows (``fast_ema``,
 ``deep_predictor``) without an ``lr`` key trained at 3e-3, before those runs' own rate moved to
-1e-3. Runs with a teacher distribution also record its entropies (``collapse``).
+1e-3. Every ``ijepa-plain`` row before ``wide_predictor`` started its EMA at the released 0.996,
+the run's recipe then; since, the recipe starts at 0.99 (``labs.pretrain.IJEPA_CHANGES``), so
+``fast_ema`` repeats the baseline and ``official_ema`` is the old start. Runs with a teacher
+distribution also record its entropies (``collapse``).
 """
 from __future__ import annotations
 
@@ -58,6 +62,7 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     "dinov2-nokoleo-plain": ("DINOV2_CONFIG", {"baseline": {}}),
     "ijepa-plain": ("IJEPA_CONFIG", {
         "baseline": {}, "fast_ema": {"momentum": (0.99, 1.0)},    # DINO's short-run momentum
+        "official_ema": {"momentum": (0.996, 1.0)},               # the released start
         "deep_predictor": {"pred_depth": 4}, "wide_predictor": {"pred_dim": 96}, "crops": {}}),
     "ibot-plain": ("IBOT_CONFIG", {
         "baseline": {},
@@ -74,7 +79,7 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
 LEARNING_RATES = {"lr_5e-4": 5e-4, "lr_1e-3": 1e-3, "lr_3e-3": 3e-3}
 WARMUPS = {"warmup_150": 150}
 # the module globals build_method and pretrain read, besides the method's config
-PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS")
+PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES")
 
 
 def recorded_fields(method: str) -> list[str]:
@@ -95,7 +100,10 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
         if change in WARMUPS:
             recipes.WARMUP_STEPS = WARMUPS[change]
         if config_name:
-            setattr(recipes, config_name, replace(saved[config_name], **changes.get(change, {})))
+            # the run's own settings (ijepa-plain's EMA start included), then the one change
+            base = recipes.ijepa_config(method) if config_name == "IJEPA_CONFIG" else saved[config_name]
+            recipes.IJEPA_CHANGES = {}
+            setattr(recipes, config_name, replace(base, **changes.get(change, {})))
         backbone, meta = recipes.pretrain(method, "long", steps=steps, seed=seed, progress=False, n_train=n_train,
                                           n_test=n_test, eval_every=eval_every, lr=LEARNING_RATES.get(change, lr))
     finally:

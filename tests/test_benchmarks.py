@@ -177,7 +177,7 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
 
     import course_lib.labs.pretrain as recipes
     before = (recipes.MAE_VIT, recipes.DINOV2_CONFIG, recipes.IJEPA_CONFIG, recipes.IJEPA_VIEWS,
-              recipes.METHOD_LR, recipes.WARMUP_STEPS)
+              recipes.METHOD_LR, recipes.WARMUP_STEPS, recipes.IJEPA_CHANGES)
     pretrain, warmups = recipes.pretrain, []
 
     def pretrain_noting_the_warmup(*args, **kwargs):     # the warm-up cap the run trained under
@@ -196,7 +196,11 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
                "--n-train", "256", "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
     run_script("plain_recipe_probe.py", "ibot-plain", "teacher_temp_0.02", "--steps", "2", "--lr", "1e-3",
                "--n-train", "256", "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
-    dinov2, fast_ema, crops, lr_3e3, labels, warmup, ibot = map(json.loads, out.read_text().splitlines())
+    run_script("plain_recipe_probe.py", "ijepa-plain", "official_ema", "--steps", "2", "--n-train", "256",
+               "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
+    dinov2, fast_ema, crops, lr_3e3, labels, warmup, ibot, official = map(json.loads, out.read_text().splitlines())
+    # a change of ijepa-plain starts from its own EMA (0.99) and a momentum change is not overridden
+    assert [row["momentum"] for row in (crops, lr_3e3, warmup, official)] == [[0.99, 1.0]] * 3 + [[0.996, 1.0]]
     assert (ibot["lr"], ibot["teacher_temp"], ibot["teacher_patch_temp"]) == (1e-3, 0.02, 0.02)
     assert ibot["collapse"]["steps"] == [0, 1] and "collapse" not in fast_ema
     assert 0.0 < ibot["collapse"]["patch_entropy"][0] <= round(math.log(256), 3)
@@ -208,12 +212,12 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
         0.0, 1.0, "sinkhorn_knopp", "patch")
     assert fast_ema["momentum"] == [0.99, 1.0] and fast_ema["pred_depth"] == recipes.IJEPA_CONFIG.pred_depth
     assert fast_ema["trajectory"]["steps"] == [1, 2] and fast_ema["trajectory"]["knn"][-1] == fast_ema["knn"]
-    assert warmups == [20, 20, 20, 20, 20, 150, 20]       # only warmup_150 moves the cap
+    assert warmups == [20, 20, 20, 20, 20, 150, 20, 20]   # only warmup_150 moves the cap
     assert [row["seed"] for row in (dinov2, warmup)] == [0, 1] and warmup["warmup_steps"] == 0  # 2 // 10
     assert warmup["untrained_knn"] != fast_ema["untrained_knn"] or warmup["loss_first"] != fast_ema["loss_first"]
     monkeypatch.undo()
     assert (recipes.MAE_VIT, recipes.DINOV2_CONFIG, recipes.IJEPA_CONFIG, recipes.IJEPA_VIEWS,
-            recipes.METHOD_LR, recipes.WARMUP_STEPS) == before
+            recipes.METHOD_LR, recipes.WARMUP_STEPS, recipes.IJEPA_CHANGES) == before
     assert '"change": "no_koleo"' in capsys.readouterr().out
     with pytest.raises(SystemExit):                       # a change of another method
         run_script("plain_recipe_probe.py", "ijepa-plain", "no_koleo", monkeypatch=monkeypatch)
