@@ -21,6 +21,8 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py ibot-plain teacher_temp_0.02 --steps 1500 --seed 1 --lr 1e-3
     python benchmarks/plain_recipe_probe.py ibot-plain separate_heads --steps 1500  # CLS and patch heads
     python benchmarks/plain_recipe_probe.py ibot-plain ema_0.996 --steps 1500       # a slower teacher
+    python benchmarks/plain_recipe_probe.py ibot-plain conv_stem --steps 1500       # the cpu-fine ViT
+    python benchmarks/plain_recipe_probe.py dino-patch-plain baseline --steps 1500  # DINO, patch ViT
     python benchmarks/plain_recipe_probe.py supervised-patch-plain lr_1e-3 --steps 1500   # labels
     python benchmarks/plain_recipe_probe.py ijepa-plain warmup_150 --steps 1500 --seed 1  # warm-up
 
@@ -69,7 +71,10 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
         "teacher_temp_0.07": {"teacher_temp": 0.07, "teacher_patch_temp": 0.07},   # iBOT's, warmed
         "teacher_temp_0.02": {"teacher_temp": 0.02, "teacher_patch_temp": 0.02},   # sharper targets
         "separate_heads": {"shared_head": False},      # one head for the CLS, another for the patches
-        "ema_0.996": {"momentum_teacher": 0.996}}),    # the official EMA start (cosine to 1)
+        "ema_0.996": {"momentum_teacher": 0.996},      # the official EMA start (cosine to 1)
+        "conv_stem": {}}),                             # the cpu-fine ViT (conv stem, 8x8 tokens)
+    # DINO on iBOT's plain-patch ViT, no checkpoint of its own: iBOT without masks or patch loss
+    "dino-patch-plain": ("DINO_CONFIG", {"baseline": {}}),
     # the labelled reference of these runs and MAE, for the learning rates
     "supervised-patch-plain": (None, {"baseline": {}}),
     "mae-plain": (None, {"baseline": {}}),
@@ -78,8 +83,11 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
 # and its warm-up in steps (WARMUP_STEPS, 20; I-JEPA's official recipe warms up for 13 % of its run)
 LEARNING_RATES = {"lr_5e-4": 5e-4, "lr_1e-3": 1e-3, "lr_3e-3": 3e-3}
 WARMUPS = {"warmup_150": 150}
+# the runs the probe trains that no checkpoint ships: their pooling, added to the recipes' names
+# for the length of the run
+PROBE_ONLY = {"dino-patch-plain": "cls"}
 # the module globals build_method and pretrain read, besides the method's config
-PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES")
+PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES", "METHODS", "POOLING")
 
 
 def recorded_fields(method: str) -> list[str]:
@@ -93,6 +101,9 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
     config_name, changes = CHANGES[method]
     saved = {name: getattr(recipes, name) for name in (*PATCHED, *filter(None, [config_name]))}
     try:
+        if method in PROBE_ONLY:
+            recipes.METHODS = (*recipes.METHODS, method)
+            recipes.POOLING = {**recipes.POOLING, method: PROBE_ONLY[method]}
         if change == "conv_stem":
             recipes.MAE_VIT = dict(preset="cpu-fine")
         if change == "crops":
