@@ -27,6 +27,9 @@ same ViT width and depth. What differs is only what makes each method itself:
   the official loader (none for half the images, else 10-50 % in blocks); the teacher's backbone.
   Three full 65-token passes a step, so its 1500 ``long`` steps take 25 to 80 minutes on one
   core, over the other methods' half-hour; unit 7 compares every method at the same steps.
+  ``ibot-fine`` is the same recipe on ``dino-fine``'s conv-stem ViT (8x8 tokens, whose receptive
+  fields overlap, so a masked patch is partly seen through its neighbours): there its CLS
+  objective keeps learning, where on the plain patches its targets go uniform (lecture 04).
 - I-JEPA: MAE's 8x8 grid without a CLS token, the released configs' masks (4 targets of 15-20 %,
   a context of 85-100 % with the targets cut out), a 2-block predictor 64 wide, smooth L1 on
   layer-normed targets, EMA momentum 0.996 -> 1 (linear; ``ijepa-plain`` from 0.99,
@@ -76,13 +79,13 @@ METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simc
                              "ibot", "ijepa", "dinov2", "dinov2-reg", "supervised-plain", "simclr-plain",
                              "moco-plain", "dino-plain", "mae-plain", "supervised-fine", "dino-fine",
                              "supervised-patch-plain", "ibot-plain", "ijepa-plain", "dinov2-plain",
-                             "dinov2-nokoleo-plain", "dinov2-lowkoleo-plain")
+                             "dinov2-nokoleo-plain", "dinov2-lowkoleo-plain", "ibot-fine")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
            "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
            "dinov2-reg": "cls"}
 POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simclr", "moco", "dino", "mae", "ibot",
                                                              "ijepa", "dinov2")})
-POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "supervised-patch-plain": "cls",
+POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "ibot-fine": "cls", "supervised-patch-plain": "cls",
                 "dinov2-nokoleo-plain": "cls", "dinov2-lowkoleo-plain": "cls"})
 # "-plain", "-fine" and "supervised-patch-plain": see the module docstring. On the default data
 # labels on the plain-patch ViT stay at chance at 3e-3 (loss log 10 after 1500 steps,
@@ -222,7 +225,7 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     if name in DINOV2_REGISTERS:
         backbone = build_vit(**MAE_VIT, img_size=size, num_register_tokens=DINOV2_REGISTERS[name])
     else:
-        backbone = build_vit(**(MAE_VIT if name == "ibot" else vit), img_size=size)
+        backbone = build_vit(**(MAE_VIT if name == "ibot" and "-fine" not in suffixes else vit), img_size=size)
     if name == "supervised":
         from ..supervised import Supervised
         return Supervised(backbone, backbone.embed_dim, N_CLASSES, augment=label_views)
