@@ -149,6 +149,9 @@ def plot_knn_trajectories(table: dict, ax=None):
 
 
 COLLAPSE_RUNS = "collapse_runs.json"
+# DINO on iBOT's plain-patch ViT (seed 0, 3e-3), a probe run with no checkpoint: lecture 04 sets it
+# beside ibot-plain and ibot-fine (benchmarks/collapse_runs.py installs it)
+DINO_PATCH_RUN = "dino_patch_run.json"
 
 
 def collapse_summary(meta: dict, source: str) -> dict:
@@ -187,6 +190,13 @@ def collapse_runs() -> dict:
     ``benchmarks/collapse_runs.py``): label -> :func:`with_information` of each run."""
     runs = json.loads((zoo.CHECKPOINT_DIR / COLLAPSE_RUNS).read_text())
     return {label: with_information(run) for label, run in runs.items()}
+
+
+def dino_patch_run() -> dict:
+    """:func:`with_information` of DINO trained on iBOT's plain-patch ViT with ``ibot-plain``'s
+    views, seed and rate (``benchmarks/plain_recipe_probe.py dino-patch-plain baseline``): iBOT
+    without its masks and patch loss, installed as :data:`DINO_PATCH_RUN`."""
+    return with_information(json.loads((zoo.CHECKPOINT_DIR / DINO_PATCH_RUN).read_text()))
 
 
 def shipped_collapse_run(name: str) -> dict:
