@@ -116,7 +116,7 @@ def test_bad_names_images_and_paths_are_clear_errors(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["dino", "mae", "ibot", "ijepa", "dinov2-reg", "dino-fine",
-                                    "supervised-patch-plain"])
+                                    "supervised-patch-plain", "ibot-fine"])
 def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path):
     out, report = tmp_path / f"{method}.pt", tmp_path / f"{method}.json"
     assert main(["pretrain", method, "--scale", "cpu", "--steps", "2", "--n-train", "256",
@@ -131,6 +131,7 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
     cls_readings = ["batch_mean_entropy", "steps", "teacher_entropy"]
     expected = {"dino": cls_readings, "dino-fine": cls_readings,
                 "ibot": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"],
+                "ibot-fine": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"],
                 "dinov2-reg": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"]}
     assert sorted(readings) == sorted(expected.get(method, []))
     for key, values in readings.items():
@@ -144,7 +145,7 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
     assert (model.meta["data"].get("colour"), model.meta["data"].get("area")) == (
         ("grey", 0.2) if plain else (None, None))
     assert tuple(model.backbone.patch_embed.grid_size) == ((4, 4) if method == "dino" else (8, 8))
-    assert model.backbone.course_config.stem == ("conv" if method in ("dino", "dino-fine") else "patch")
+    assert model.backbone.course_config.stem == ("conv" if method in ("dino", "dino-fine", "ibot-fine") else "patch")
     assert model.meta["metrics"]["knn_accuracy"] == pytest.approx(
         zoo.measure(model)["knn_accuracy"], abs=1e-6)
 
@@ -248,7 +249,7 @@ SAME_BACKBONE_REFERENCE = {"simclr-plain": "supervised-plain", "moco-plain": "su
                            "dino-fine": "supervised-fine", "ibot-plain": "supervised-patch-plain",
                            "ijepa-plain": "supervised-patch-plain", "dinov2-plain": "supervised-patch-plain",
                            "dinov2-nokoleo-plain": "supervised-patch-plain",
-                           "dinov2-lowkoleo-plain": "supervised-patch-plain"}
+                           "dinov2-lowkoleo-plain": "supervised-patch-plain", "ibot-fine": "supervised-fine"}
 # What lecture 07 (section 7) and benchmarks/COURSE_SCALE.md say of the 80 % target on these data,
 # against the plain-patch labels at their best learning rate (1e-3).
 MISSES_80_PERCENT = {"ibot-plain", "dinov2-plain"}
@@ -619,6 +620,46 @@ def _uniform_from(readings: dict) -> int:
     return readings["steps"][min(i for i in range(len(cls)) if max(cls[i:]) < 0.05)]
 
 
+def _probe_row(name: str, change: str) -> dict:
+    """The one 1500-step seed-0 row of ``change`` in benchmarks/results/<name>_probe.jsonl."""
+    lines = (RESULTS / f"{name.replace('-', '_')}_probe.jsonl").read_text().splitlines()
+    rows = [row for row in map(json.loads, lines)
+            if (row["change"], row.get("seed", 0), row["steps"]) == (change, 0, 1500)]
+    assert len(rows) == 1, (name, change, len(rows))
+    return rows[0]
+
+
+def test_the_vit_decides_whether_ibot_keeps_its_cls_objective():
+    """Lecture 04 (section 5.3) and COURSE_SCALE.md: three runs on seed 0 at 3e-3 with the same data,
+    views, steps, head and teacher. iBOT on plain patches (``ibot-plain``) ends with uniform CLS
+    targets; DINO on the same ViT (a probe run, installed by benchmarks/collapse_runs.py) keeps
+    them informative and learns more; iBOT on the conv stem (``ibot-fine``) keeps them too and
+    meets 80 % of its labels. The probe's conv-stem row of iBOT is the shipped run."""
+    import runpy
+    from course_lib.labs import shipped
+    script = runpy.run_path(str(RESULTS.parent / "collapse_runs.py"))
+    assert json.loads((zoo.CHECKPOINT_DIR / shipped.DINO_PATCH_RUN).read_text()) == script["build_dino_patch"]()
+    dino, conv_row = _probe_row("dino-patch-plain", "baseline"), _probe_row("ibot-plain", "conv_stem")
+    plain, fine = zoo.metadata("ibot-plain"), zoo.metadata("ibot-fine")
+    for key in ("data", "steps", "seed"):
+        assert fine[key] == plain[key], key
+    assert json.loads(json.dumps(fine["config"]["method"])) == json.loads(json.dumps(plain["config"]["method"]))
+    assert fine["config"]["train"] == plain["config"]["train"]
+    assert (fine["config"]["vit"]["stem"], plain["config"]["vit"]["stem"]) == ("conv", "patch")
+    # the DINO run: ibot-plain's ViT (the same untrained k-NN), stem, rate and seed
+    assert (dino["stem"], dino["lr"], dino["untrained_knn"]) == ("patch", 3e-3, plain["untrained_knn_accuracy"])
+    assert conv_row["stem"] == "conv" and conv_row["trajectory"] == json.loads(json.dumps(fine["knn_trajectory"]))
+    end = {name: _end_mean(readings, _information(readings))
+           for name, readings in (("ibot-plain", plain["collapse"]), ("dino", dino["collapse"]),
+                                  ("ibot-fine", fine["collapse"]))}
+    assert end["ibot-plain"] < 0.01 and _uniform_from(plain["collapse"]) == 200
+    assert end["dino"] > 1.0 and end["ibot-fine"] > 1.5, end
+    labels = {name: zoo.metadata(name)["metrics"]["knn_accuracy"] for name in ("supervised-patch-plain", "supervised-fine")}
+    assert dino["knn"] > plain["metrics"]["knn_accuracy"] + 0.05                 # 0.584 against 0.514
+    assert dino["knn"] < 0.8 * labels["supervised-patch-plain"]                  # 75 %: short of the mark too
+    assert fine["metrics"]["knn_accuracy"] >= 0.95 * labels["supervised-fine"]   # 0.963 against 0.974
+
+
 def test_the_six_ibot_runs_collapse_their_cls_targets_where_the_lecture_says():
     """Lecture 04 (section 5.2) and COURSE_SCALE.md: over the six iBOT runs with readings (seeds
     0-2, lr 1e-3 and 3e-3) the CLS targets end uniform (under 0.05 nats over the last 300 steps)
@@ -660,7 +701,7 @@ def test_a_separate_cls_head_and_a_slower_teacher_collapse_the_cls_targets_too()
 
 def test_lecture_07_quotes_each_plain_share_of_labels_as_the_zoo_records_it():
     """Lecture 07 (section 7's reading and the summary) quotes each ``-plain`` checkpoint's k-NN
-    as a share of its labelled reference's (same ViT, data, steps and seed). Every quoted share is
+    (and ``ibot-fine``'s) as a share of its labelled reference's (same ViT, data, steps and seed). Every quoted share is
     recomputed here from the installed metadata, so a retrained checkpoint cannot leave a stale
     percentage in the text."""
     import re
@@ -672,12 +713,13 @@ def test_lecture_07_quotes_each_plain_share_of_labels_as_the_zoo_records_it():
     reading = next(text for text in cells if "Take the shortcuts away" in text)
     labels = {"dino-plain": "DINO", "mae-plain": "MAE", "dinov2-nokoleo-plain": "DINOv2 without KoLeo",
               "dinov2-lowkoleo-plain": "DINOv2 with KoLeo at 0.01",
-              "ijepa-plain": "I-JEPA", "ibot-plain": "iBOT", "dinov2-plain": "DINOv2"}
+              "ijepa-plain": "I-JEPA", "ibot-plain": "iBOT", "dinov2-plain": "DINOv2",
+              "ibot-fine": "iBOT on the conv stem"}
     for name, label in labels.items():
         knn = zoo.metadata(name)["metrics"]["knn_accuracy"]
         share = round(100 * knn / zoo.metadata(labelled_reference(name))["metrics"]["knn_accuracy"])
         assert re.search(rf"(?<![\w-]){re.escape(label)} {share} %", summary), (name, share)
-        if name in ("dinov2-nokoleo-plain", "ijepa-plain", "ibot-plain"):
+        if name in ("dinov2-nokoleo-plain", "ijepa-plain", "ibot-plain", "ibot-fine"):
             assert f"{knn:.3f} ({share} %)" in reading, (name, knn, share)
 
 
