@@ -660,6 +660,24 @@ def test_the_vit_decides_whether_ibot_keeps_its_cls_objective():
     assert fine["metrics"]["knn_accuracy"] >= 0.95 * labels["supervised-fine"]   # 0.963 against 0.974
 
 
+def test_ibot_on_the_conv_stem_meets_80_percent_of_labels_on_three_seeds():
+    """COURSE_SCALE.md ("iBOT: the ViT decides"): ``ibot-fine`` on seeds 0, 1 and 2, each against
+    ``supervised-fine`` trained on the same seed (the records in benchmarks/results), meets 80 % of
+    the labels every time, and its CLS targets carry more than a nat over the last 300 steps."""
+    from course_lib.labs.shipped import same_vit
+    runs = {name: [_run(name, seed, 3e-3) for seed in range(3)] for name in ("ibot-fine", "supervised-fine")}
+    for mine, labelled in zip(runs["ibot-fine"], runs["supervised-fine"]):
+        assert mine["data"] == labelled["data"] and same_vit(mine, labelled), mine["seed"]
+    shares = [round(mine["metrics"]["knn_accuracy"] / labelled["metrics"]["knn_accuracy"], 2)
+              for mine, labelled in zip(runs["ibot-fine"], runs["supervised-fine"])]
+    assert shares == EXPECTED_FINE_SHARES and min(shares) >= 0.8, shares
+    for meta in runs["ibot-fine"]:
+        assert _end_mean(meta["collapse"], _information(meta["collapse"])) > 1.0, meta["seed"]
+
+
+EXPECTED_FINE_SHARES = [0.99, 1.01, 1.0]
+
+
 def test_the_six_ibot_runs_collapse_their_cls_targets_where_the_lecture_says():
     """Lecture 04 (section 5.2) and COURSE_SCALE.md: over the six iBOT runs with readings (seeds
     0-2, lr 1e-3 and 3e-3) the CLS targets end uniform (under 0.05 nats over the last 300 steps)
