@@ -697,16 +697,19 @@ def test_the_six_ibot_runs_collapse_their_cls_targets_where_the_lecture_says():
     assert [round(end[run][0], 3) for run in sorted(collapsed)] == [0.199, 0.037, 0.096]
 
 
-def test_a_separate_cls_head_and_a_slower_teacher_collapse_the_cls_targets_too():
-    """Lecture 04 (section 5.2) and COURSE_SCALE.md: the shipped recipe (seed 0, 3e-3) with a head
-    of its own for the CLS token, or with the EMA from 0.996, still sends its CLS targets uniform
-    (from steps 200 and 370, under 0.05 nats to the end) and ends below the shipped run's k-NN;
-    with its own head the patch targets carry more (2.24 nats against 0.60). Recomputed from the
-    probe rows' readings, each checked against the one setting it changed."""
+def test_a_separate_cls_head_a_slower_teacher_or_no_patch_loss_collapse_the_cls_targets_too():
+    """Lecture 04 (sections 5.2 and 5.3) and COURSE_SCALE.md: the shipped recipe (seed 0, 3e-3)
+    with a head of its own for the CLS token, with the EMA from 0.996, or with its masks but no
+    patch loss still sends its CLS targets uniform (from steps 200, 370 and 210, under 0.05 nats
+    to the end) and ends below the shipped run's k-NN (without the patch loss below its untrained
+    network, 0.193 against 0.315); with its own head the patch targets carry more (2.24 nats
+    against 0.60). Recomputed from the probe rows' readings, each checked against the one setting
+    it changed."""
     rows = [json.loads(line) for line in (RESULTS / "ibot_plain_probe.jsonl").read_text().splitlines()]
     shipped = zoo.metadata("ibot-plain")
     quoted = {"separate_heads": (("shared_head", False), 200, 0.425, 2.24),
-              "ema_0.996": (("momentum_teacher", 0.996), 370, 0.398, 0.56)}
+              "ema_0.996": (("momentum_teacher", 0.996), 370, 0.398, 0.56),
+              "no_mim": (("lambda_patch", 0.0), 210, 0.193, 0.0)}
     for change, ((field, value), uniform_from, knn, patch_information) in quoted.items():
         row = next(row for row in rows if row["change"] == change)
         assert (row["seed"], row["lr"], row["steps"], row[field]) == (0, 3e-3, 1500, value), change
