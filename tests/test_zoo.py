@@ -634,7 +634,8 @@ def test_the_vit_decides_whether_ibot_keeps_its_cls_objective():
     views, steps, head and teacher. iBOT on plain patches (``ibot-plain``) ends with uniform CLS
     targets; DINO on the same ViT (a probe run, installed by benchmarks/collapse_runs.py) keeps
     them informative and learns more; iBOT on the conv stem (``ibot-fine``) keeps them too and
-    meets 80 % of its labels. The probe's conv-stem row of iBOT is the shipped run."""
+    meets 80 % of its labels; iBOT with no image masked (``no_masks``) keeps them informative too.
+    The probe's conv-stem row of iBOT is the shipped run."""
     import runpy
     from course_lib.labs import shipped
     script = runpy.run_path(str(RESULTS.parent / "collapse_runs.py"))
@@ -656,6 +657,11 @@ def test_the_vit_decides_whether_ibot_keeps_its_cls_objective():
     assert end["dino"] > 1.0 and end["ibot-fine"] > 1.5, end
     labels = {name: zoo.metadata(name)["metrics"]["knn_accuracy"] for name in ("supervised-patch-plain", "supervised-fine")}
     assert dino["knn"] > plain["metrics"]["knn_accuracy"] + 0.05                 # 0.584 against 0.514
+    # no image masked (so no patch loss either): the CLS targets recover, as DINO's do
+    unmasked = _probe_row("ibot-plain", "no_masks")
+    assert (unmasked["p_unmasked"], unmasked["lr"], unmasked["untrained_knn"]) == (1.0, 3e-3, 0.315)
+    assert 0.5 < _end_mean(unmasked["collapse"], _information(unmasked["collapse"])) < end["dino"]
+    assert unmasked["knn"] == 0.521 and max(_information(unmasked["collapse"])[-30:]) > 0.05
     assert dino["knn"] < 0.8 * labels["supervised-patch-plain"]                  # 75 %: short of the mark too
     assert fine["metrics"]["knn_accuracy"] >= 0.95 * labels["supervised-fine"]   # 0.963 against 0.974
 
