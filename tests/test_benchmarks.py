@@ -225,6 +225,29 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
         run_script("plain_recipe_probe.py", "ijepa-plain", "lr_3e-3", "--lr", "1e-3", monkeypatch=monkeypatch)
 
 
+def test_the_probe_trains_dino_on_the_patch_vit_and_ibot_on_the_conv_stem(tmp_path, monkeypatch):
+    """``dino-patch-plain`` is a name only the probe knows: it trains DINO on iBOT's plain-patch ViT
+    and leaves ``labs.pretrain``'s names as it found them; ``conv_stem`` moves iBOT to the conv-stem
+    ViT and ``no_masks`` / ``no_mim`` switch off the masks and the patch loss (lecture 04, 5.3)."""
+    import json
+
+    import course_lib.labs.pretrain as recipes
+    before = (recipes.METHODS, dict(recipes.POOLING), recipes.MAE_VIT, recipes.IBOT_CONFIG)
+    out = tmp_path / "rows.jsonl"
+    for method, change in (("dino-patch-plain", "baseline"), ("ibot-plain", "conv_stem"),
+                           ("ibot-plain", "no_masks"), ("ibot-plain", "no_mim")):
+        run_script("plain_recipe_probe.py", method, change, "--steps", "1", "--n-train", "128",
+                   "--n-test", "32", "--out", str(out), monkeypatch=monkeypatch)
+    dino, conv, unmasked, no_mim = map(json.loads, out.read_text().splitlines())
+    assert (dino["method"], dino["stem"], dino["lr"]) == ("dino-patch-plain", "patch", 3e-3)
+    assert "patch_entropy" not in dino["collapse"] and "patch_entropy" in conv["collapse"]
+    assert (conv["stem"], unmasked["stem"]) == ("conv", "patch") and dino["untrained_knn"] == unmasked["untrained_knn"]
+    assert (unmasked["p_unmasked"], unmasked["lambda_patch"]) == (1.0, 1.0)
+    assert (no_mim["p_unmasked"], no_mim["lambda_patch"]) == (recipes.IBOT_CONFIG.p_unmasked, 0.0)
+    assert (recipes.METHODS, recipes.POOLING, recipes.MAE_VIT, recipes.IBOT_CONFIG) == before
+    assert "dino-patch-plain" not in recipes.METHODS
+
+
 def test_zoo_pooling_reads_a_checkpoint_through_its_cls_and_its_mean_patch_token(monkeypatch, capsys):
     """The recorded pooling's column repeats the k-NN the checkpoint recorded; the other column is
     the same protocol on the other token (checked against Pooled by hand on the same features)."""

@@ -711,13 +711,12 @@ def test_a_separate_cls_head_a_slower_teacher_or_no_patch_loss_collapse_the_cls_
     network, 0.193 against 0.315); with its own head the patch targets carry more (2.24 nats
     against 0.60). Recomputed from the probe rows' readings, each checked against the one setting
     it changed."""
-    rows = [json.loads(line) for line in (RESULTS / "ibot_plain_probe.jsonl").read_text().splitlines()]
     shipped = zoo.metadata("ibot-plain")
     quoted = {"separate_heads": (("shared_head", False), 200, 0.425, 2.24),
               "ema_0.996": (("momentum_teacher", 0.996), 370, 0.398, 0.56),
               "no_mim": (("lambda_patch", 0.0), 210, 0.193, 0.0)}
     for change, ((field, value), uniform_from, knn, patch_information) in quoted.items():
-        row = next(row for row in rows if row["change"] == change)
+        row = _probe_row("ibot-plain", change)
         assert (row["seed"], row["lr"], row["steps"], row[field]) == (0, 3e-3, 1500, value), change
         assert shipped["config"]["method"][field] != value, change
         readings = row["collapse"]
@@ -756,8 +755,6 @@ def test_koleos_weight_on_the_plain_shapes_helps_at_a_tenth_on_one_seed_and_fail
     float32 rows; the shipped 0.01 run repeats its probe row's curve); on seed 1 the weight 0.01
     sends the CLS targets uniform from step 190 although Sinkhorn-Knopp balances each batch, and
     the run stays near its untrained network while the run without KoLeo learns."""
-    rows = {row["change"]: row for row in map(json.loads, (RESULTS / "dinov2_plain_probe.jsonl").read_text().splitlines())
-            if row["steps"] == 1500}
     by_weight = {0.0: zoo.metadata("dinov2-nokoleo-plain"), 0.01: zoo.metadata("dinov2-lowkoleo-plain"),
                  0.1: zoo.metadata("dinov2-plain")}
     knn = {weight: meta["metrics"]["knn_accuracy"] for weight, meta in by_weight.items()}
@@ -765,10 +762,10 @@ def test_koleos_weight_on_the_plain_shapes_helps_at_a_tenth_on_one_seed_and_fail
         assert meta["config"]["method"]["koleo_weight"] == weight and meta["seed"] == 0
         assert meta["config"]["train"]["lr"] == 1e-3
     for change, weight in (("koleo_0.01", 0.01), ("koleo_0.03", 0.03)):
-        row = rows[change]
+        row = _probe_row("dinov2-plain", change)
         assert (row["koleo_weight"], row["lr"], row.get("seed", 0)) == (weight, 1e-3, 0), change
         knn.setdefault(weight, row["knn"])
-    assert rows["koleo_0.01"]["trajectory"] == by_weight[0.01]["knn_trajectory"]
+    assert _probe_row("dinov2-plain", "koleo_0.01")["trajectory"] == by_weight[0.01]["knn_trajectory"]
     assert [knn[w] for w in (0.0, 0.01, 0.03, 0.1)] == [0.703, 0.743, 0.692, 0.443]
     low, without = _run("dinov2-lowkoleo-plain", 1, 1e-3), _run("dinov2-nokoleo-plain", 1, 1e-3)
     readings = low["collapse"]
