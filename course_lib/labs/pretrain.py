@@ -44,7 +44,8 @@ same ViT width and depth. What differs is only what makes each method itself:
   ``dinov2-nokoleo-plain`` is ``dinov2-plain`` with the KoLeo weight 0: on ten grey shapes
   KoLeo spreads the features until much of the shape is lost, and without it the run learns it;
   ``dinov2-lowkoleo-plain`` keeps KoLeo at a tenth of its weight (0.01), which helped on the
-  seed it ships and did not learn on another (lecture 06, section 7).
+  seed it ships and did not learn on another (lecture 06, section 7). ``dinov2-fine`` is
+  ``dinov2-plain``'s recipe (KoLeo 0.1 included) on ``dino-fine``'s conv-stem ViT, like ``ibot-fine``.
 
 :func:`pretrain` trains one method at a scale and returns the backbone to evaluate with the
 metadata ``course_lib.zoo.save`` writes next to its weights. ``python -m course_lib pretrain
@@ -79,13 +80,14 @@ METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simc
                              "ibot", "ijepa", "dinov2", "dinov2-reg", "supervised-plain", "simclr-plain",
                              "moco-plain", "dino-plain", "mae-plain", "supervised-fine", "dino-fine",
                              "supervised-patch-plain", "ibot-plain", "ijepa-plain", "dinov2-plain",
-                             "dinov2-nokoleo-plain", "dinov2-lowkoleo-plain", "ibot-fine")
+                             "dinov2-nokoleo-plain", "dinov2-lowkoleo-plain", "ibot-fine", "dinov2-fine")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
            "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
            "dinov2-reg": "cls"}
 POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simclr", "moco", "dino", "mae", "ibot",
                                                              "ijepa", "dinov2")})
-POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "ibot-fine": "cls", "supervised-patch-plain": "cls",
+POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "ibot-fine": "cls", "dinov2-fine": "cls",
+                "supervised-patch-plain": "cls",
                 "dinov2-nokoleo-plain": "cls", "dinov2-lowkoleo-plain": "cls"})
 # "-plain", "-fine" and "supervised-patch-plain": see the module docstring. On the default data
 # labels on the plain-patch ViT stay at chance at 3e-3 (loss log 10 after 1500 steps,
@@ -148,7 +150,7 @@ IJEPA_VIEWS = "masks"
 # seed 0 (0.603 / 0.514) but left seeds 1 and 2 near their untrained networks (0.280, 0.329).
 METHOD_LR: dict[str, float] = {"ijepa": 1e-3, "ijepa-plain": 1e-3, "supervised-patch-plain": 1e-3,
                                "dinov2-plain": 1e-3, "dinov2-nokoleo-plain": 1e-3,
-                               "dinov2-lowkoleo-plain": 1e-3}
+                               "dinov2-lowkoleo-plain": 1e-3, "dinov2-fine": 1e-3}
 # the linear warm-up to the peak rate, in steps, at most a tenth of the run
 WARMUP_STEPS = 20
 # what a run's record keeps of the teacher's targets, every log step (the methods with a teacher
@@ -207,7 +209,9 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     (``mae_config`` replaces MAE's, for example to train at another masking ratio)."""
     from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
     full_name, (name, suffixes) = name, variant(name)
-    vit = FINE_VIT if "-fine" in suffixes else MAE_VIT if "-patch" in suffixes else VIT
+    # iBOT and DINOv2 train on MAE's plain patches unless the name asks for the conv stem to 4 px
+    on_patches = "-patch" in suffixes or name in ("ibot", *DINOV2_REGISTERS)
+    vit = FINE_VIT if "-fine" in suffixes else MAE_VIT if on_patches else VIT
     recipe, size = setup.recipe, setup.image_size
     torch.manual_seed(seed)
     if name == "mae":
@@ -222,10 +226,8 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
         return IJEPA(build_vit(**MAE_VIT, img_size=size, class_token=False), steps=steps,
                      config=ijepa_config(full_name), seed=seed,
                      augment=label_views if IJEPA_VIEWS == "crops" else None)
-    if name in DINOV2_REGISTERS:
-        backbone = build_vit(**MAE_VIT, img_size=size, num_register_tokens=DINOV2_REGISTERS[name])
-    else:
-        backbone = build_vit(**(MAE_VIT if name == "ibot" and "-fine" not in suffixes else vit), img_size=size)
+    registers = {"num_register_tokens": DINOV2_REGISTERS[name]} if name in DINOV2_REGISTERS else {}
+    backbone = build_vit(**vit, img_size=size, **registers)
     if name == "supervised":
         from ..supervised import Supervised
         return Supervised(backbone, backbone.embed_dim, N_CLASSES, augment=label_views)
