@@ -25,6 +25,7 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py dino-patch-plain baseline --steps 1500  # DINO, patch ViT
     python benchmarks/plain_recipe_probe.py ibot-plain no_mim --steps 1500          # masks, no L_mim
     python benchmarks/plain_recipe_probe.py ibot-plain no_masks --steps 1500        # neither
+    python benchmarks/plain_recipe_probe.py ibot-plain small_masks --steps 1500     # 10-20 % masked
     python benchmarks/plain_recipe_probe.py supervised-patch-plain lr_1e-3 --steps 1500   # labels
     python benchmarks/plain_recipe_probe.py ijepa-plain warmup_150 --steps 1500 --seed 1  # warm-up
 
@@ -76,7 +77,8 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
         "ema_0.996": {"momentum_teacher": 0.996},      # the official EMA start (cosine to 1)
         "conv_stem": {},                               # the cpu-fine ViT (conv stem, 8x8 tokens)
         "no_mim": {"lambda_patch": 0.0},               # the masks without the patch loss
-        "no_masks": {"p_unmasked": 1.0}}),             # no image masked: DINO through iBOT's code
+        "no_masks": {"p_unmasked": 1.0},               # no image masked: DINO through iBOT's code
+        "small_masks": {"mask_ratio_range": (0.1, 0.2)}}),   # a masked image loses 10-20 %, not 10-50 %
     # DINO on iBOT's plain-patch ViT, no checkpoint of its own: iBOT without masks or patch loss
     "dino-patch-plain": ("DINO_CONFIG", {"baseline": {}}),
     # the labelled reference of these runs and MAE, for the learning rates

@@ -202,6 +202,18 @@ def test_dinov2_variants_differ_from_the_recipe_only_where_named():
         assert method.backbone.course_config.num_register_tokens == registers
 
 
+def test_the_self_distillation_runs_train_on_the_two_views_they_record():
+    """DINO, iBOT and DINOv2 take the recipe's two views as their crops: the recorded
+    ``n_local_crops`` must be 0, the number of extra crops the runs see (no local crops)."""
+    from course_lib.labs.pretrain import ZOO_SCALES, _method_settings, build_method, method_recipe
+    images = make_shapes(4, clutter=0.0)[0]
+    for name in ("dino-plain", "dino-fine", "ibot-plain", "ibot-fine", "dinov2-plain", "dinov2-fine"):
+        method = build_method(name, ZOO_SCALES["long"], steps=2)
+        crops = method.crops(images)
+        assert [tuple(c.shape) for c in crops] == [(4, 3, 32, 32)] * 2, name
+        assert _method_settings(name, method_recipe(name, "long"))["n_local_crops"] == len(crops) - 2, name
+
+
 def test_checkpoint_names_say_their_method_and_data():
     from course_lib.labs.pretrain import base_method, plain_data, variant
     names = ("dino", "dino-plain", "dino-fine", "simclr-nocolour", "dinov2-reg", "mae-plain", "supervised-fine",

@@ -119,7 +119,10 @@ ZOO_SCALES: dict[str, ZooScale] = {
 VIT: dict = dict(preset="cpu")                                 # conv stem, 4x4 tokens, 96 wide
 FINE_VIT: dict = dict(preset="cpu-fine")                       # the same stem to 4 px: 8x8 tokens
 MAE_VIT: dict = dict(preset="cpu", stem="patch", patch_size=4)  # same width and depth, 8x8 tokens
-DINO_CONFIG = DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
+# n_local_crops=0: the two crops are the recipe's two views (build_method passes them as
+# ``crops``); dino, dino-plain and dino-fine, trained before this was set, record DINOConfig's
+# unused default of 8
+DINO_CONFIG = DINOConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True, n_local_crops=0,
                          teacher_temp=0.04, warmup_teacher_temp=0.04, momentum_teacher=0.99)
 MAE_CONFIG = MAEConfig(mask_ratio=0.75, decoder_dim=64, decoder_depth=2, decoder_heads=4)
 IBOT_CONFIG = IBOTConfig(out_dim=256, hidden_dim=256, bottleneck_dim=64, use_bn_in_head=True,
