@@ -116,7 +116,7 @@ def test_bad_names_images_and_paths_are_clear_errors(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["dino", "mae", "ibot", "ijepa", "dinov2-reg", "dino-fine",
-                                    "supervised-patch-plain", "ibot-fine"])
+                                    "supervised-patch-plain", "ibot-fine", "dinov2-fine"])
 def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path):
     out, report = tmp_path / f"{method}.pt", tmp_path / f"{method}.json"
     assert main(["pretrain", method, "--scale", "cpu", "--steps", "2", "--n-train", "256",
@@ -124,7 +124,7 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
                  "--json", str(report)]) == 0
     meta = json.loads(report.read_text())
     assert meta["steps"] == 2 and meta["data"]["n_train"] == 256 and meta["method"] == method
-    own = {"ijepa": 1e-3, "supervised-patch-plain": 1e-3}                # METHOD_LR
+    own = {"ijepa": 1e-3, "supervised-patch-plain": 1e-3, "dinov2-fine": 1e-3}   # METHOD_LR
     lr = own.get(method, ZOO_SCALES["cpu"].recipe.lr)
     assert meta["config"]["train"]["lr"] == meta["config"]["recipe"]["lr"] == lr
     readings = meta.get("collapse", {})              # the teacher's entropies, every log step
@@ -132,7 +132,8 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
     expected = {"dino": cls_readings, "dino-fine": cls_readings,
                 "ibot": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"],
                 "ibot-fine": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"],
-                "dinov2-reg": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"]}
+                "dinov2-reg": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"],
+                "dinov2-fine": [*cls_readings, "patch_batch_mean_entropy", "patch_entropy"]}
     assert sorted(readings) == sorted(expected.get(method, []))
     for key, values in readings.items():
         assert len(values) == len(meta["loss"]["steps"])
@@ -145,7 +146,8 @@ def test_the_pretrain_command_writes_a_checkpoint_the_zoo_loads(method, tmp_path
     assert (model.meta["data"].get("colour"), model.meta["data"].get("area")) == (
         ("grey", 0.2) if plain else (None, None))
     assert tuple(model.backbone.patch_embed.grid_size) == ((4, 4) if method == "dino" else (8, 8))
-    assert model.backbone.course_config.stem == ("conv" if method in ("dino", "dino-fine", "ibot-fine") else "patch")
+    assert model.backbone.course_config.stem == ("conv" if method in ("dino", "dino-fine", "ibot-fine", "dinov2-fine")
+                                                 else "patch")
     assert model.meta["metrics"]["knn_accuracy"] == pytest.approx(
         zoo.measure(model)["knn_accuracy"], abs=1e-6)
 
@@ -261,7 +263,8 @@ SAME_BACKBONE_REFERENCE = {"simclr-plain": "supervised-plain", "moco-plain": "su
                            "dino-fine": "supervised-fine", "ibot-plain": "supervised-patch-plain",
                            "ijepa-plain": "supervised-patch-plain", "dinov2-plain": "supervised-patch-plain",
                            "dinov2-nokoleo-plain": "supervised-patch-plain",
-                           "dinov2-lowkoleo-plain": "supervised-patch-plain", "ibot-fine": "supervised-fine"}
+                           "dinov2-lowkoleo-plain": "supervised-patch-plain", "ibot-fine": "supervised-fine",
+                           "dinov2-fine": "supervised-fine"}
 # What lecture 07 (section 7) and benchmarks/COURSE_SCALE.md say of the 80 % target on these data,
 # against the plain-patch labels at their best learning rate (1e-3).
 MISSES_80_PERCENT = {"ibot-plain", "dinov2-plain"}
@@ -308,6 +311,36 @@ def _run(name: str, seed: int, lr: float) -> dict:
     assert meta["method"] == name and meta["seed"] == meta["data"]["seed"] == seed, stem
     assert meta["config"]["train"]["lr"] == meta["config"]["recipe"]["lr"] == lr and meta["steps"] == 1500, stem
     return meta
+
+
+def _course_scale_row(tag: str) -> dict:
+    rows = [json.loads(line) for line in (RESULTS / "course_scale.jsonl").read_text().splitlines()
+            if line.strip() and json.loads(line).get("tag") == tag]
+    assert len(rows) == 1, (tag, len(rows))
+    return rows[0]
+
+
+def test_grey_views_take_simclr_and_moco_past_the_labels_on_the_colourful_shapes():
+    """COURSE_SCALE.md ("Grey views take the colour away"): with only the probability of a grey
+    view raised from 0.2, SimCLR and MoCo at 1500 steps pass 80 % of the shipped supervised
+    checkpoint's k-NN on the colourful shapes, where the shipped recipe misses; DINO does not."""
+    labelled = zoo.metadata("supervised")["metrics"]["knn_accuracy"]                   # 0.703
+    rows = {tag: _course_scale_row(tag) for tag in ("long-simclr-s03", "long-simclr-g0.5", "long-simclr-g0.8",
+                                                    "long-moco-g0.8", "long-dino-g0.8")}
+    base = rows["long-simclr-s03"]
+    for tag, row in rows.items():
+        for key in ("steps", "lr", "n_train", "clutter", "preset", "strength", "hue", "crop", "rotate", "seed",
+                    "knn_before", "one_colour"):                      # the colourful data, the same views
+            assert row[key] == base[key], (tag, key)
+        assert row["knn_curve"][-1] == [1500, row.get("knn_teacher") or row["knn_after"]], tag   # DINO: the teacher
+    assert {tag: row["gray"] for tag, row in rows.items()} == {
+        "long-simclr-s03": 0.2, "long-simclr-g0.5": 0.5, "long-simclr-g0.8": 0.8, "long-moco-g0.8": 0.8,
+        "long-dino-g0.8": 0.8}
+    final = {tag: row["knn_after"] for tag, row in rows.items()}
+    assert final["long-simclr-s03"] < 0.8 * labelled < final["long-simclr-g0.5"] < final["long-simclr-g0.8"]
+    assert (rows["long-moco-g0.8"]["queue"], rows["long-moco-g0.8"]["momentum"]) == (0, 0.5)   # the cpu recipe
+    assert final["long-moco-g0.8"] > labelled > zoo.metadata("moco")["metrics"]["knn_accuracy"] + 0.25
+    assert rows["long-dino-g0.8"]["knn_teacher"] < 0.3 * labelled                       # DINO: still far off
 
 
 def test_ibot_and_dinov2_without_koleo_differ_in_the_targets_only():
@@ -678,22 +711,26 @@ def test_the_vit_decides_whether_ibot_keeps_its_cls_objective():
     assert fine["metrics"]["knn_accuracy"] >= 0.95 * labels["supervised-fine"]   # 0.963 against 0.974
 
 
-def test_ibot_on_the_conv_stem_meets_80_percent_of_labels_on_three_seeds():
-    """COURSE_SCALE.md ("iBOT: the ViT decides"): ``ibot-fine`` on seeds 0, 1 and 2, each against
-    ``supervised-fine`` trained on the same seed (the records in benchmarks/results), meets 80 % of
-    the labels every time, and its CLS targets carry more than a nat over the last 300 steps."""
+# each conv-stem run's k-NN over supervised-fine's on seeds 0, 1 and 2 (COURSE_SCALE.md)
+EXPECTED_FINE_SHARES = {"ibot-fine": [0.99, 1.01, 1.0], "dinov2-fine": None}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_FINE_SHARES))
+def test_the_masked_methods_on_the_conv_stem_meet_80_percent_of_labels_on_three_seeds(name):
+    """COURSE_SCALE.md ("iBOT: the ViT decides", "DINOv2 on the conv stem"): ``ibot-fine`` and
+    ``dinov2-fine`` on seeds 0, 1 and 2, each against ``supervised-fine`` trained on the same
+    seed (the records in benchmarks/results), meet 80 % of the labels every time, and their CLS
+    targets carry more than a nat over the last 300 steps."""
     from course_lib.labs.shipped import same_vit
-    runs = {name: [_run(name, seed, 3e-3) for seed in range(3)] for name in ("ibot-fine", "supervised-fine")}
-    for mine, labelled in zip(runs["ibot-fine"], runs["supervised-fine"]):
+    lr = zoo.metadata(name)["config"]["train"]["lr"]              # iBOT 3e-3, DINOv2 1e-3
+    runs = {key: [_run(key, seed, rate) for seed in range(3)] for key, rate in ((name, lr), ("supervised-fine", 3e-3))}
+    for mine, labelled in zip(runs[name], runs["supervised-fine"]):
         assert mine["data"] == labelled["data"] and same_vit(mine, labelled), mine["seed"]
     shares = [round(mine["metrics"]["knn_accuracy"] / labelled["metrics"]["knn_accuracy"], 2)
-              for mine, labelled in zip(runs["ibot-fine"], runs["supervised-fine"])]
-    assert shares == EXPECTED_FINE_SHARES and min(shares) >= 0.8, shares
-    for meta in runs["ibot-fine"]:
+              for mine, labelled in zip(runs[name], runs["supervised-fine"])]
+    assert shares == EXPECTED_FINE_SHARES[name] and min(shares) >= 0.8, shares
+    for meta in runs[name]:
         assert _end_mean(meta["collapse"], _information(meta["collapse"])) > 1.0, meta["seed"]
-
-
-EXPECTED_FINE_SHARES = [0.99, 1.01, 1.0]
 
 
 def test_the_six_ibot_runs_collapse_their_cls_targets_where_the_lecture_says():
@@ -752,7 +789,7 @@ def test_lecture_07_quotes_each_plain_share_of_labels_as_the_zoo_records_it():
     labels = {"dino-plain": "DINO", "mae-plain": "MAE", "dinov2-nokoleo-plain": "DINOv2 without KoLeo",
               "dinov2-lowkoleo-plain": "DINOv2 with KoLeo at 0.01",
               "ijepa-plain": "I-JEPA", "ibot-plain": "iBOT", "dinov2-plain": "DINOv2",
-              "ibot-fine": "iBOT on the conv stem"}
+              "ibot-fine": "iBOT on the conv stem", "dinov2-fine": "DINOv2 on the conv stem"}
     for name, label in labels.items():
         knn = zoo.metadata(name)["metrics"]["knn_accuracy"]
         share = round(100 * knn / zoo.metadata(labelled_reference(name))["metrics"]["knn_accuracy"])
