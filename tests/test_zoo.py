@@ -341,6 +341,12 @@ def test_grey_views_take_simclr_and_moco_past_the_labels_on_the_colourful_shapes
     assert (rows["long-moco-g0.8"]["queue"], rows["long-moco-g0.8"]["momentum"]) == (0, 0.5)   # the cpu recipe
     assert final["long-moco-g0.8"] > labelled > zoo.metadata("moco")["metrics"]["knn_accuracy"] + 0.25
     assert rows["long-dino-g0.8"]["knn_teacher"] < 0.3 * labelled                       # DINO: still far off
+    lecture = json.loads((Path(__file__).resolve().parents[1] / "lectures" / "01_infonce.ipynb").read_text())
+    reading = next(" ".join("".join(c["source"]).split()) for c in lecture["cells"]
+                   if "".join(c["source"]).startswith("**Reading it.**") and "Grey views" in "".join(c["source"]))
+    assert (f"from {final['long-simclr-s03']:.3f} to {final['long-simclr-g0.5']:.3f} and "
+            f"{final['long-simclr-g0.8']:.3f}") in reading
+    assert f"reaches {final['long-moco-g0.8']:.3f} at 0.8, past the labelled network's {labelled:.3f}" in reading
 
 
 def test_ibot_and_dinov2_without_koleo_differ_in_the_targets_only():
