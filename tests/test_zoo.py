@@ -782,9 +782,9 @@ def test_a_separate_cls_head_a_slower_teacher_or_no_patch_loss_collapse_the_cls_
 
 def test_lecture_07_quotes_each_plain_share_of_labels_as_the_zoo_records_it():
     """Lecture 07 (section 7's reading and the summary) quotes each ``-plain`` checkpoint's k-NN
-    (and ``ibot-fine``'s and ``dinov2-fine``'s) as a share of its labelled reference's (same ViT, data, steps and seed). Every quoted share is
-    recomputed here from the installed metadata, so a retrained checkpoint cannot leave a stale
-    percentage in the text."""
+    (and ``ibot-fine``'s and ``dinov2-fine``'s) as a share of its labelled reference's (same ViT,
+    data, steps and seed). Every quoted share is recomputed here from the installed metadata, so a
+    retrained checkpoint cannot leave a stale percentage in the text."""
     import re
 
     from course_lib.labs.shipped import labelled_reference
