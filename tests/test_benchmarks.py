@@ -257,12 +257,14 @@ def test_zoo_pooling_reads_a_checkpoint_through_its_cls_and_its_mean_patch_token
     from course_lib.evaluate import extract_features, knn_accuracy
     from course_lib.data import normalize
     from course_lib.labs.pretrain import shapes_for
-    run_script("zoo_pooling.py", "ibot-plain", monkeypatch=monkeypatch)
+    # dinov2-plain: its two tokens differ by 0.1 (ibot-plain's agreed to within 0.001, so a
+    # test that they differ turned on the host's float rounding)
+    run_script("zoo_pooling.py", "dinov2-plain", monkeypatch=monkeypatch)
     row = capsys.readouterr().out.splitlines()[-1].split()
-    assert row[:2] == ["ibot-plain", "cls"]
+    assert row[:2] == ["dinov2-plain", "cls"]
     recorded, cls, mean = map(float, row[2:])
     assert cls == pytest.approx(recorded, abs=0.01)
-    model = zoo.load("ibot-plain")
+    model = zoo.load("dinov2-plain")
     train_x, train_y, test_x, test_y = shapes_for(model.meta["data"])
 
     class MeanPatch(torch.nn.Module):          # every token after the CLS token, averaged
@@ -276,7 +278,7 @@ def test_zoo_pooling_reads_a_checkpoint_through_its_cls_and_its_mean_patch_token
     assert model.backbone.num_prefix_tokens == 1                        # the CLS token, no registers
     by_hand = knn_accuracy(extract_features(mean_patch, train_x, transform=normalize), train_y,
                            extract_features(mean_patch, test_x, transform=normalize), test_y)
-    assert mean == pytest.approx(by_hand, abs=0.0015) and mean != pytest.approx(cls, abs=0.001)
+    assert mean == pytest.approx(by_hand, abs=0.0015) and abs(mean - cls) > 0.05
     with pytest.raises(SystemExit):
         run_script("zoo_pooling.py", "no-such-checkpoint", monkeypatch=monkeypatch)
     assert "NAME must be one of the checkpoints" in capsys.readouterr().err
