@@ -341,6 +341,10 @@ def test_grey_views_take_simclr_and_moco_past_the_labels_on_the_colourful_shapes
     assert (rows["long-moco-g0.8"]["queue"], rows["long-moco-g0.8"]["momentum"]) == (0, 0.5)   # the cpu recipe
     assert final["long-moco-g0.8"] > labelled > zoo.metadata("moco")["metrics"]["knn_accuracy"] + 0.25
     assert rows["long-dino-g0.8"]["knn_teacher"] < 0.3 * labelled                       # DINO: still far off
+    for method in ("simclr", "moco"):                 # at the cpu scale's 450 steps: the same lever
+        low, high = (_course_scale_row(f"cpu-{method}-g{p}") for p in (0.2, 0.8))
+        assert low["steps"] == high["steps"] == 450 and (low["gray"], high["gray"]) == (0.2, 0.8)
+        assert high["knn_after"] > low["knn_after"] + 0.2 > low["knn_before"] + 0.3, method
     lecture = json.loads((Path(__file__).resolve().parents[1] / "lectures" / "01_infonce.ipynb").read_text())
     reading = next(" ".join("".join(c["source"]).split()) for c in lecture["cells"]
                    if "".join(c["source"]).startswith("**Reading it.**") and "Grey views" in "".join(c["source"]))
