@@ -313,9 +313,15 @@ def _run(name: str, seed: int, lr: float) -> dict:
     return meta
 
 
+def _lecture_texts(name: str) -> list[str]:
+    """Each cell's source of lectures/``name``, whitespace collapsed to single spaces."""
+    lecture = json.loads((Path(__file__).resolve().parents[1] / "lectures" / name).read_text())
+    return [" ".join("".join(cell["source"]).split()) for cell in lecture["cells"]]
+
+
 def _course_scale_row(tag: str) -> dict:
-    rows = [json.loads(line) for line in (RESULTS / "course_scale.jsonl").read_text().splitlines()
-            if line.strip() and json.loads(line).get("tag") == tag]
+    rows = [row for row in map(json.loads, (RESULTS / "course_scale.jsonl").read_text().splitlines())
+            if row.get("tag") == tag]
     assert len(rows) == 1, (tag, len(rows))
     return rows[0]
 
@@ -345,9 +351,8 @@ def test_grey_views_take_simclr_and_moco_past_the_labels_on_the_colourful_shapes
         low, high = (_course_scale_row(f"cpu-{method}-g{p}") for p in (0.2, 0.8))
         assert low["steps"] == high["steps"] == 450 and (low["gray"], high["gray"]) == (0.2, 0.8)
         assert high["knn_after"] > low["knn_after"] + 0.2 > low["knn_before"] + 0.3, method
-    lecture = json.loads((Path(__file__).resolve().parents[1] / "lectures" / "01_infonce.ipynb").read_text())
-    reading = next(" ".join("".join(c["source"]).split()) for c in lecture["cells"]
-                   if "".join(c["source"]).startswith("**Reading it.**") and "Grey views" in "".join(c["source"]))
+    reading = next(text for text in _lecture_texts("01_infonce.ipynb")
+                   if text.startswith("**Reading it.**") and "Grey views" in text)
     assert (f"from {final['long-simclr-s03']:.3f} to {final['long-simclr-g0.5']:.3f} and "
             f"{final['long-simclr-g0.8']:.3f}") in reading
     assert f"reaches {final['long-moco-g0.8']:.3f} at 0.8, past the labelled network's {labelled:.3f}" in reading
@@ -792,8 +797,7 @@ def test_lecture_07_quotes_each_plain_share_of_labels_as_the_zoo_records_it():
     import re
 
     from course_lib.labs.shipped import labelled_reference
-    lecture = json.loads((Path(__file__).resolve().parents[1] / "lectures" / "07_evaluation.ipynb").read_text())
-    cells = [" ".join("".join(cell["source"]).split()) for cell in lecture["cells"]]
+    cells = _lecture_texts("07_evaluation.ipynb")
     summary = next(text for text in cells if text.startswith("## Summary"))
     reading = next(text for text in cells if "Take the shortcuts away" in text)
     labels = {"dino-plain": "DINO", "mae-plain": "MAE", "dinov2-nokoleo-plain": "DINOv2 without KoLeo",
@@ -853,9 +857,7 @@ def test_dinov2s_own_recipe_meets_80_percent_of_labels_on_the_conv_stem():
         assert knn >= 0.8 * labels["metrics"]["knn_accuracy"] > shipped["metrics"]["knn_accuracy"]
     for readings in (row["collapse"], fine["collapse"]):
         assert _end_mean(readings, _information(readings)) > 1.5
-    lecture = json.loads((Path(__file__).resolve().parents[1] / "lectures" / "06_dinov2.ipynb").read_text())
-    reading = next(" ".join("".join(c["source"]).split()) for c in lecture["cells"]
-                   if "DINOv2's own recipe meets the mark" in "".join(c["source"]))
+    reading = next(text for text in _lecture_texts("06_dinov2.ipynb") if "DINOv2's own recipe meets the mark" in text)
     assert f"to {fine['metrics']['knn_accuracy']:.3f} without a fall" in reading
     for seed in (1, 2):
         mine, labelled = _run("dinov2-fine", seed, 1e-3), _run("supervised-fine", seed, 3e-3)
