@@ -88,13 +88,14 @@ def _build_method(args: argparse.Namespace, scale: str):
     setup = at_scale(PRETRAIN_SCALES, scale)
     if args.command == "supervised":
         from .supervised import Supervised
-        # the scale's crops, flips and rotations, no colour change: the same views minus colour
+        # the scale's crops, flips, rotations and grey views, no colour jitter
         spec = simclr_view_spec(args.size, strength=0.0, scale=setup.crop_scale,
-                                rotation=setup.rotation)
+                                rotation=setup.rotation, grayscale_p=setup.grayscale_p)
         return Supervised(backbone, backbone.embed_dim, N_CLASSES,
                           augment=lambda x: augment_batch(x, [spec])[0])
     views = lambda x: batched_simclr_views(x, strength=setup.view_strength,  # noqa: E731
-                                           scale=setup.crop_scale, rotation=setup.rotation)
+                                           scale=setup.crop_scale, rotation=setup.rotation,
+                                           grayscale_p=setup.grayscale_p)
     if args.command == "simclr":
         from .simclr import SimCLR
         temperature = args.temperature if args.temperature is not None else TEMPERATURES["simclr"]

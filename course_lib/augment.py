@@ -91,11 +91,11 @@ class ViewSpec:
 
 def simclr_view_spec(image_size: int = 32, *, strength: float = 0.5,
                      scale: tuple[float, float] = (0.2, 1.0), blur: bool | None = None,
-                     rotation: tuple[float, float] = (0.0, 0.0)) -> ViewSpec:
+                     rotation: tuple[float, float] = (0.0, 0.0), grayscale_p: float = 0.2) -> ViewSpec:
     """SimCLR's view (Chen et al. 2020, Appendix A) for ``image_size`` px images.
 
     Colour jitter at strength s: brightness = contrast = saturation = 0.8 s, hue = 0.2 s, applied
-    with p = 0.8; grayscale p = 0.2. s = 0.5 (0.4, 0.4, 0.4, 0.1) is SimCLR's CIFAR-10 setting
+    with p = 0.8; grayscale with p = ``grayscale_p`` (SimCLR's 0.2). s = 0.5 (0.4, 0.4, 0.4, 0.1) is SimCLR's CIFAR-10 setting
     (Appendix B.9). Blur (p = 0.5, sigma in [0.1, 2.0] px) only for ``image_size >= 64`` unless
     ``blur`` says otherwise: SimCLR omits it on 32 px CIFAR. Crop scale: SimCLR's Appendix A
     samples 8-100% of the area; we default to 20-100% as MoCo v2 (Chen et al. 2020b) and common
@@ -108,7 +108,7 @@ def simclr_view_spec(image_size: int = 32, *, strength: float = 0.5,
     blur = image_size >= 64 if blur is None else blur
     return ViewSpec(size=image_size, scale=scale, brightness=0.8 * strength,
                     contrast=0.8 * strength, saturation=0.8 * strength, hue=0.2 * strength,
-                    blur_p=0.5 if blur else 0.0, rotation=rotation)
+                    blur_p=0.5 if blur else 0.0, rotation=rotation, grayscale_p=grayscale_p)
 
 
 def dino_view_specs(global_size: int = 32, local_size: int = 16, *,
@@ -329,14 +329,14 @@ def augment_batch(images: Tensor, specs: list[ViewSpec], *,
 
 def batched_simclr_views(images: Tensor, *, image_size: int | None = None, strength: float = 0.5,
                          scale: tuple[float, float] = (0.2, 1.0), blur: bool | None = None,
-                         rotation: tuple[float, float] = (0.0, 0.0),
+                         rotation: tuple[float, float] = (0.0, 0.0), grayscale_p: float = 0.2,
                          mean: tuple[float, ...] = SHAPES_MEAN, std: tuple[float, ...] = SHAPES_STD,
                          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Two independent SimCLR views of a batch (see :func:`simclr_view_spec`):
     (B, 3, H, W) -> two normalised (B, 3, S, S), S = ``image_size`` or the input's H."""
     _check_batch(images)
     spec = simclr_view_spec(image_size or images.shape[-2], strength=strength, scale=scale,
-                            blur=blur, rotation=rotation)
+                            blur=blur, rotation=rotation, grayscale_p=grayscale_p)
     view1, view2 = augment_batch(images, [spec, spec], mean=mean, std=std, generator=generator)
     return view1, view2
 

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment import batched_simclr_views
 from ..backbones import num_prefix_tokens, num_register_tokens
 from ..data import make_shapes, normalize
 from ..diagnostics import entropy, uniformity
@@ -81,24 +80,23 @@ class FrozenFeatures:
 def frozen_view_features(name: str = "simclr", *, n_train: int = 1024, n_test: int = 512,
                          n_views: int = 4, seed: int = 0) -> FrozenFeatures:
     """The shipped checkpoint ``name``'s pooled features of ``n_views`` augmented views (its own
-    training views: crops of 60-100 %, any rotation, mild colour jitter) of ``n_train`` training
-    images of its data, and of ``n_train`` clean training and ``n_test`` held-out images."""
+    training views, as its metadata records them: :func:`course_lib.labs.pretrain.recorded_views`)
+    of ``n_train`` training images of its data, and of ``n_train`` clean training and ``n_test``
+    held-out images."""
     from .. import zoo
-    from .pretrain import PRETRAIN_SCALES, shapes_kwargs
+    from .pretrain import recorded_views, shapes_kwargs
     if n_views < 2 or n_views % 2:
         raise ValueError(f"n_views must be an even number >= 2, got {n_views!r}")
     model = zoo.load(name)
     kwargs = shapes_kwargs(model.meta["data"])
     images, labels, _ = make_shapes(n_train, **kwargs)
     test_images, test_labels, _ = make_shapes(n_test, split="test", **kwargs)
-    recipe, gen = PRETRAIN_SCALES["cpu"], torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     pooled = Pooled(model.backbone, model.meta["pooling"]).eval()
     views = []
     with torch.no_grad():
         for _ in range(n_views // 2):
-            views += [extract_features(pooled, view) for view in batched_simclr_views(
-                images, strength=recipe.view_strength, scale=recipe.crop_scale,
-                rotation=recipe.rotation, generator=gen)]
+            views += [extract_features(pooled, view) for view in recorded_views(model.meta, images, generator=gen)]
     return FrozenFeatures(torch.stack(views, 1), extract_features(pooled, images, transform=normalize),
                           labels, extract_features(pooled, test_images, transform=normalize),
                           test_labels, name)

@@ -3,10 +3,12 @@
 Every method trains the same way on the same data so that their checkpoints can be compared:
 the embedded shapes (5000 training images, a flat background), the views of the ``cpu`` recipe
 of ``course_lib.labs.infonce.PRETRAIN_SCALES`` (crops of 60-100 %, any rotation, mild colour
-jitter), batch 128, AdamW at a peak lr of 3e-3 (1e-3 for the runs in :data:`METHOD_LR`), and the
-same ViT width and depth. What differs is only what makes each method itself:
+jitter, grey with p = 0.8; 0.2 for the runs in :data:`METHOD_GRAYSCALE_P`), batch 128, AdamW
+at a peak lr of 3e-3 (1e-3 for the runs in :data:`METHOD_LR`), and the same ViT width and depth.
+What differs is only what makes each method itself:
 
-- supervised: the views minus colour, a linear head on the CLS token, cross-entropy;
+- supervised: the views without colour jitter (crops, flips, turns, and grey as often as the
+  others' views), a linear head on the CLS token, cross-entropy;
 - SimCLR and MoCo: InfoNCE between two views (MoCo with its queue and momentum encoder);
   ``simclr-nocolour`` is SimCLR with every colour change of its views turned off (no jitter, no
   grayscale: crops, flips and rotations only): the ablation that shows which invariances the augmentations teach;
@@ -154,6 +156,13 @@ IJEPA_VIEWS = "masks"
 METHOD_LR: dict[str, float] = {"ijepa": 1e-3, "ijepa-plain": 1e-3, "supervised-patch-plain": 1e-3,
                                "dinov2-plain": 1e-3, "dinov2-nokoleo-plain": 1e-3,
                                "dinov2-lowkoleo-plain": 1e-3, "dinov2-fine": 1e-3}
+# How often a run's views are made grey, where it is not its scale's (``recipe.grayscale_p``: 0.8
+# at cpu and long, where the objects' random colours are otherwise what two views share most
+# easily): the colourful iBOT and DINOv2 runs were trained with SimCLR's 0.2 before the recipe
+# moved, and stay near chance either way (DINO, retrained with 0.8, moved from 0.123 to about
+# 0.16). On the one-grey shapes of the -plain and -fine runs a view is grey already, so p changes
+# nothing there (to float rounding); those runs, trained with 0.2, record no grayscale_p.
+METHOD_GRAYSCALE_P: dict[str, float] = {"ibot": 0.2, "dinov2": 0.2, "dinov2-reg": 0.2}
 # the linear warm-up to the peak rate, in steps, at most a tenth of the run
 WARMUP_STEPS = 20
 # what a run's record keeps of the teacher's targets, every log step (the methods with a teacher
@@ -172,11 +181,28 @@ def zoo_scale(scale: str) -> ZooScale:
 def method_recipe(name: str, scale: str, lr: float | None = None) -> PretrainScale:
     """The recipe run ``name`` trains with at ``scale``: the scale's, with the peak learning rate
     ``lr`` if given, else the run's own (:data:`METHOD_LR`) where it has one."""
-    recipe = zoo_scale(scale).recipe
-    check_method(name)
+    recipe = run_views(name, zoo_scale(scale).recipe)
     if lr is not None and not (isinstance(lr, float) and 0 < lr < float("inf")):
         raise ValueError(f"lr must be a positive float or None, got {lr!r}")
     return replace(recipe, lr=METHOD_LR.get(name, recipe.lr) if lr is None else lr)
+
+
+def run_views(name: str, recipe: PretrainScale) -> PretrainScale:
+    """``recipe`` with run ``name``'s own grey probability where it has one (:data:`METHOD_GRAYSCALE_P`)."""
+    check_method(name)
+    return replace(recipe, grayscale_p=METHOD_GRAYSCALE_P.get(name, recipe.grayscale_p))
+
+
+def recorded_views(meta: dict, images: Tensor, *,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Two views of uint8 ``images`` (B, 3, H, W) drawn as checkpoint ``meta``'s run drew its
+    training views (``meta["config"]["recipe"]``; runs recorded before the grey probability was
+    a field of the recipe made views grey with SimCLR's 0.2)."""
+    from ..augment import batched_simclr_views
+    recipe = meta["config"]["recipe"]
+    return batched_simclr_views(images, strength=recipe["view_strength"], scale=tuple(recipe["crop_scale"]),
+                                rotation=tuple(recipe["rotation"]), grayscale_p=recipe.get("grayscale_p", 0.2),
+                                generator=generator)
 
 
 def check_method(name: str) -> str:
@@ -215,13 +241,14 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
     # iBOT and DINOv2 train on MAE's plain patches unless the name asks for the conv stem to 4 px
     on_patches = "-patch" in suffixes or name in ("ibot", *DINOV2_REGISTERS)
     vit = FINE_VIT if "-fine" in suffixes else MAE_VIT if on_patches else VIT
-    recipe, size = setup.recipe, setup.image_size
+    recipe, size = run_views(full_name, setup.recipe), setup.image_size
     torch.manual_seed(seed)
     if name == "mae":
         return MAE(build_vit(**MAE_VIT, img_size=size), mae_config)
-    spec = simclr_view_spec(size, strength=0.0, scale=recipe.crop_scale, rotation=recipe.rotation)
+    spec = simclr_view_spec(size, strength=0.0, scale=recipe.crop_scale, rotation=recipe.rotation,
+                            grayscale_p=recipe.grayscale_p)
 
-    def label_views(x: Tensor) -> Tensor:        # crop, flip and turn; no colour change
+    def label_views(x: Tensor) -> Tensor:        # crop, flip, turn and grey; no colour jitter
         return augment_batch(x, [spec])[0]
     if name == "ijepa":
         if IJEPA_VIEWS not in IJEPA_VIEWS_CHOICES:
@@ -245,7 +272,7 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
             view1, view2 = augment_batch(x, [no_colour, no_colour])
             return view1, view2
         return batched_simclr_views(x, strength=recipe.view_strength, scale=recipe.crop_scale,
-                                    rotation=recipe.rotation)
+                                    rotation=recipe.rotation, grayscale_p=recipe.grayscale_p)
     if name in ("simclr", "simclr-nocolour"):
         from ..simclr import SimCLR
         return SimCLR(backbone, backbone.embed_dim, temperature=TEMPERATURES["simclr"], views=views)
