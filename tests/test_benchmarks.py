@@ -152,10 +152,10 @@ def test_temperature_sweep_appends_one_row_per_temperature(tmp_path, monkeypatch
     finally:
         torch.set_num_threads(threads)       # the script sets the process's threads
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["threads"], r["temperature"], r["steps"]) for r in rows] == [(2, 0.05, 2),
-                                                                          (2, 1.0, 2)]
+    assert [(r["threads"], r["temperature"], r["steps"], r["gray"]) for r in rows] == [(2, 0.05, 2, 0.8),
+                                                                                     (2, 1.0, 2, 0.8)]
     assert all(0.0 <= r["knn_accuracy"] <= 1.0 and r["final_loss"] > 0 for r in rows)
-    assert "2 runs x 2 steps at batch 64, clutter 0.3, 2 thread(s)" in capsys.readouterr().out
+    assert "2 runs x 2 steps at batch 64, clutter 0.0, grey views 0.8, 2 thread(s)" in capsys.readouterr().out
 
 
 def test_dino_attention_writes_one_row_per_length(tmp_path, monkeypatch, capsys):

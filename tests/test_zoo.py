@@ -356,9 +356,10 @@ def _course_scale_row(tag: str) -> dict:
 
 def test_grey_views_take_simclr_and_moco_past_the_labels_on_the_colourful_shapes():
     """COURSE_SCALE.md ("Grey views take the colour away"): with only the probability of a grey
-    view raised from 0.2, SimCLR and MoCo at 1500 steps pass 80 % of the shipped supervised
-    checkpoint's k-NN on the colourful shapes, where the shipped recipe misses; DINO does not."""
-    labelled = zoo.metadata("supervised")["metrics"]["knn_accuracy"]                   # 0.703
+    view raised from 0.2, SimCLR and MoCo at 1500 steps passed 80 % of the supervised checkpoint
+    of the time (views grey at 0.2) on the colourful shapes, where that recipe missed; DINO did not.
+    These probe runs are why the recipe now makes views grey with p = 0.8."""
+    labelled = _before_grey_views("supervised")["metrics"]["knn_accuracy"]              # 0.703
     rows = {tag: _course_scale_row(tag) for tag in ("long-simclr-s03", "long-simclr-g0.5", "long-simclr-g0.8",
                                                     "long-moco-g0.8", "long-dino-g0.8")}
     base = rows["long-simclr-s03"]
@@ -373,17 +374,20 @@ def test_grey_views_take_simclr_and_moco_past_the_labels_on_the_colourful_shapes
     final = {tag: row["knn_after"] for tag, row in rows.items()}
     assert final["long-simclr-s03"] < 0.8 * labelled < final["long-simclr-g0.5"] < final["long-simclr-g0.8"]
     assert (rows["long-moco-g0.8"]["queue"], rows["long-moco-g0.8"]["momentum"]) == (0, 0.5)   # the cpu recipe
-    assert final["long-moco-g0.8"] > labelled > zoo.metadata("moco")["metrics"]["knn_accuracy"] + 0.25
+    assert final["long-moco-g0.8"] > labelled > _before_grey_views("moco")["metrics"]["knn_accuracy"] + 0.25
     assert rows["long-dino-g0.8"]["knn_teacher"] < 0.3 * labelled                       # DINO: still far off
     for method in ("simclr", "moco"):                 # at the cpu scale's 450 steps: the same lever
         low, high = (_course_scale_row(f"cpu-{method}-g{p}") for p in (0.2, 0.8))
         assert low["steps"] == high["steps"] == 450 and (low["gray"], high["gray"]) == (0.2, 0.8)
         assert high["knn_after"] > low["knn_after"] + 0.2 > low["knn_before"] + 0.3, method
     reading = next(text for text in _lecture_texts("01_infonce.ipynb")
-                   if text.startswith("**Reading it.**") and "Grey views" in text)
+                   if text.startswith("**Reading it.**") and "How often a view is grey" in text)
     assert (f"from {final['long-simclr-s03']:.3f} to {final['long-simclr-g0.5']:.3f} and "
             f"{final['long-simclr-g0.8']:.3f}") in reading
-    assert f"reaches {final['long-moco-g0.8']:.3f} at 0.8, past the labelled network's {labelled:.3f}" in reading
+    assert f"reached {final['long-moco-g0.8']:.3f} at 0.8, past the labelled network's {labelled:.3f}" in reading
+    before = _before_grey_views("simclr")["invariance"]
+    assert (f"hue {100 * before['simclr']['colour']:.1f} %" in reading
+            and f"({100 * before['simclr']['shape']:.1f} %;" in reading)
 
 
 GREY_VIEW_RUNS = ("supervised", "simclr", "moco", "dino")
@@ -402,8 +406,10 @@ def test_grey_views_are_all_that_changed_from_the_colourful_runs_shipped_before(
         assert {key: recipe[key] for key in before["config"]["recipe"]} == before["config"]["recipe"], name
         for key in ("data", "steps", "seed", "pooling", "untrained_knn_accuracy"):
             assert now[key] == before[key], (name, key)
-        assert now["config"]["vit"] == before["config"]["vit"], name
-        assert {**now["config"]["train"], "progress": None} == {**before["config"]["train"], "progress": None}, name
+        for part in ("vit", "train"):        # fields added since (the ViT's class_token) are new, not changed
+            old = before["config"][part]
+            assert {key: now["config"][part][key] for key in old if key != "progress"} == \
+                {key: value for key, value in old.items() if key != "progress"}, (name, part)
         method, old_method = now["config"]["method"], before["config"]["method"]
         if name == "dino":                   # DINO_CONFIG now records the 0 local crops the runs see
             assert (method.pop("n_local_crops"), old_method.pop("n_local_crops")) == (0, 8)
@@ -430,7 +436,8 @@ def test_grey_views_take_the_shipped_simclr_and_moco_past_80_percent_of_labels()
     assert f"{100 * old['simclr']:.1f} % and {100 * old['moco']:.1f} %" in summary
     reading = next(text for text in _lecture_texts("07_evaluation.ipynb")
                    if text.startswith("**Reading.**") and "Take the shortcuts away" in text)
-    assert f"they reach {now['simclr']:.0%}, {now['moco']:.0%} and {now['dino']:.0%} of it" in reading
+    assert (f"they reach {100 * now['simclr']:.0f} %, {100 * now['moco']:.0f} % and "
+            f"{100 * now['dino']:.0f} % of it") in reading
 
 
 def test_ibot_and_dinov2_without_koleo_differ_in_the_targets_only():

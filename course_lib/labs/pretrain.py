@@ -159,9 +159,9 @@ METHOD_LR: dict[str, float] = {"ijepa": 1e-3, "ijepa-plain": 1e-3, "supervised-p
 # How often a run's views are made grey, where it is not its scale's (``recipe.grayscale_p``: 0.8
 # at cpu and long, where the objects' random colours are otherwise what two views share most
 # easily): the colourful iBOT and DINOv2 runs were trained with SimCLR's 0.2 before the recipe
-# moved, and stay near chance either way (DINO, retrained with 0.8, moved from 0.123 to about
-# 0.16). On the one-grey shapes of the -plain and -fine runs a view is grey already, so p changes
-# nothing there (to float rounding); those runs, trained with 0.2, record no grayscale_p.
+# moved, and were not retrained (DINO, retrained with 0.8, moved only from 0.123 to 0.164). On
+# the one-grey shapes of the -plain and -fine runs a view is grey already, so p changes nothing
+# there (to float rounding); those runs, trained with 0.2, record no grayscale_p.
 METHOD_GRAYSCALE_P: dict[str, float] = {"ibot": 0.2, "dinov2": 0.2, "dinov2-reg": 0.2}
 # the linear warm-up to the peak rate, in steps, at most a tenth of the run
 WARMUP_STEPS = 20
