@@ -133,6 +133,7 @@ def pretrain_run(args: argparse.Namespace) -> dict:
     history = train(method, train_x, config, labels=train_y, device=settings.device)
     result = {"command": args.command, "preset": args.preset, "steps": config.steps,
               "lr": config.lr, "clutter": setup.clutter, "rotation": list(setup.rotation),
+              "grayscale_p": setup.grayscale_p,
               "batch_size": config.batch_size, "train_seconds": round(time.perf_counter() - start, 2),
               "final_loss": history.last("loss"), "chance": 1 / len(train_y.unique())}
     if args.command == "moco":

@@ -69,7 +69,7 @@ def test_supervised_cpu_preset_learns_the_shapes_well_above_chance(tmp_path):
     assert main(["supervised", "--scale", "cpu", "--steps", "200", "--batch-size", "128",
                  "--no-probe", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["chance"] == pytest.approx(0.1)
+    assert result["chance"] == pytest.approx(0.1) and result["grayscale_p"] == 0.8   # the recipe's grey crops
     assert result["knn_accuracy"] >= 0.17, result
     assert result["head_accuracy"] >= 0.15, result
 
