@@ -57,21 +57,21 @@ def test_moco_takes_each_setting_from_the_scale_unless_given():
 
 @pytest.mark.slow
 def test_supervised_cpu_preset_learns_the_shapes_well_above_chance(tmp_path):
-    """The data is learnable and the loop works: the cpu scale (flat background, crops, flips and
-    rotations, lr 3e-3) trained with labels for 200 steps at batch 128 on 5000 shapes, judged on
-    1000 held-out ones; chance is 0.10 and one standard error about 0.013. Measured (one thread):
-    k-NN on the CLS features 0.209, the trained head itself 0.213 (150 steps: 0.187 and 0.170;
-    300 steps: 0.274 and 0.233). The bars, 0.17 and 0.15, are 5 standard errors above chance and
-    3 below the measured figures. A data or loop bug (labels shuffled, no gradient, wrong
-    normalisation) stays near 0.10 on both.
+    """The data is learnable and the loop works: the cpu scale (flat background, crops, flips,
+    rotations and grey with p 0.8, lr 3e-3) trained with labels for 200 steps at batch 128 on 5000
+    shapes, judged on 1000 held-out ones; chance is 0.10 and one standard error about 0.0125.
+    Measured (one thread): k-NN on the CLS features 0.194, the trained head itself 0.178 (with the
+    crops grey at p 0.2, before: 0.209 and 0.213). The bars, 0.155 and 0.14, are 4.4 and 3.2
+    standard errors above chance and 3 below the measured figures. A data or loop bug (labels
+    shuffled, no gradient, wrong normalisation) stays near 0.10 on both.
     """
     out = tmp_path / "supervised.json"
     assert main(["supervised", "--scale", "cpu", "--steps", "200", "--batch-size", "128",
                  "--no-probe", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["chance"] == pytest.approx(0.1) and result["grayscale_p"] == 0.8   # the recipe's grey crops
-    assert result["knn_accuracy"] >= 0.17, result
-    assert result["head_accuracy"] >= 0.15, result
+    assert result["knn_accuracy"] >= 0.155, result
+    assert result["head_accuracy"] >= 0.14, result
 
 
 # --- the parser: every option documented, bad values one line and exit 2, nothing replaced ------
