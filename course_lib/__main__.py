@@ -20,6 +20,7 @@ Each command prints a short human summary and, with ``--json``, writes its figur
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import sys
@@ -32,7 +33,7 @@ from .labs.infonce import PRETRAIN_SCALES, TEMPERATURES
 from .labs.mae import RATIOS as MAE_RATIOS
 from .labs.mae import STRATEGIES as MAE_STRATEGIES
 from .labs.mae import speedup_summary, sweep_summary
-from .labs.pretrain import checkpoint_summary
+from .labs.pretrain import checkpoint_summary, recipe_views
 from ._cli_types import (json_option, mask_ratio, non_negative_int, output_file, positive_float,
                          positive_int, scale_option, seed_option, unit_float)
 from ._cli_info import (info_arguments, info_run, info_summary, installed_version,
@@ -81,7 +82,7 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
 
 def _build_method(args: argparse.Namespace, scale: str):
     """The method a pretraining command trains, built explicitly: backbone, then the method."""
-    from .augment import augment_batch, batched_simclr_views, simclr_view_spec
+    from .augment import augment_batch, simclr_view_spec
     from .backbones import build_vit
     from .data import N_CLASSES
     backbone = build_vit(args.preset, img_size=args.size)
@@ -93,9 +94,7 @@ def _build_method(args: argparse.Namespace, scale: str):
                                 rotation=setup.rotation, grayscale_p=setup.grayscale_p)
         return Supervised(backbone, backbone.embed_dim, N_CLASSES,
                           augment=lambda x: augment_batch(x, [spec])[0])
-    views = lambda x: batched_simclr_views(x, strength=setup.view_strength,  # noqa: E731
-                                           scale=setup.crop_scale, rotation=setup.rotation,
-                                           grayscale_p=setup.grayscale_p)
+    views = functools.partial(recipe_views, setup)
     if args.command == "simclr":
         from .simclr import SimCLR
         temperature = args.temperature if args.temperature is not None else TEMPERATURES["simclr"]

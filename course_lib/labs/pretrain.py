@@ -193,6 +193,15 @@ def run_views(name: str, recipe: PretrainScale) -> PretrainScale:
     return replace(recipe, grayscale_p=METHOD_GRAYSCALE_P.get(name, recipe.grayscale_p))
 
 
+def recipe_views(recipe: PretrainScale, images: Tensor, *,
+                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Two SimCLR views of uint8 ``images`` (B, 3, H, W) with ``recipe``'s colour strength, crops,
+    turns and grey probability: the views the contrastive and self-distillation runs train on."""
+    from ..augment import batched_simclr_views
+    return batched_simclr_views(images, strength=recipe.view_strength, scale=recipe.crop_scale,
+                                rotation=recipe.rotation, grayscale_p=recipe.grayscale_p, generator=generator)
+
+
 def recorded_views(meta: dict, images: Tensor, *,
                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Two views of uint8 ``images`` (B, 3, H, W) drawn as checkpoint ``meta``'s run drew its
@@ -236,7 +245,7 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
                  mae_config: MAEConfig = MAE_CONFIG) -> Method:
     """The method ``name`` with a fresh backbone seeded by ``seed``, set up as the module says
     (``mae_config`` replaces MAE's, for example to train at another masking ratio)."""
-    from ..augment import augment_batch, batched_simclr_views, simclr_view_spec
+    from ..augment import augment_batch, simclr_view_spec
     full_name, (name, suffixes) = name, variant(name)
     # iBOT and DINOv2 train on MAE's plain patches unless the name asks for the conv stem to 4 px
     on_patches = "-patch" in suffixes or name in ("ibot", *DINOV2_REGISTERS)
@@ -271,8 +280,7 @@ def build_method(name: str, setup: ZooScale, *, steps: int, seed: int = 0,
         if no_colour is not None:
             view1, view2 = augment_batch(x, [no_colour, no_colour])
             return view1, view2
-        return batched_simclr_views(x, strength=recipe.view_strength, scale=recipe.crop_scale,
-                                    rotation=recipe.rotation, grayscale_p=recipe.grayscale_p)
+        return recipe_views(recipe, x)
     if name in ("simclr", "simclr-nocolour"):
         from ..simclr import SimCLR
         return SimCLR(backbone, backbone.embed_dim, temperature=TEMPERATURES["simclr"], views=views)
