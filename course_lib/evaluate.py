@@ -182,11 +182,29 @@ def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, te
              device: torch.device | str | None = None) -> float:
     """Fine-tune a copy of ``backbone`` with a linear head on its pooled feature for ``steps``
     steps of the shared loop (crop and flip only: MAE's recipe without mixup or cutmix); return
-    the copy's top-1 accuracy on the test images. ``backbone`` itself is left untouched."""
+    the copy's top-1 accuracy on the test images. ``backbone`` itself is left untouched.
+
+    ``seed`` fixes everything random here (the head's initial weights, the batches and the crops),
+    whatever the caller's random state, which is left as it was: the same call gives the same
+    accuracy in a fresh process and after any other work."""
+    check_int("steps", steps)
+    device = device if device is not None else next(backbone.parameters()).device
+    device = torch.device(device)
+    forked = []                                     # the CPU's generator is always forked
+    if device.type == "cuda":
+        forked = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=forked):
+        torch.manual_seed(seed)
+        return _finetune(backbone, train_images, train_labels, test_images, test_labels,
+                         steps=steps, pooling=pooling, seed=seed, device=device)
+
+
+def _finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor,
+              test_images: Tensor, test_labels: Tensor, *, steps: int, pooling: str, seed: int,
+              device: torch.device) -> float:
     from .augment import augment_batch, simclr_view_spec
     from .supervised import Supervised
     from .train import TrainConfig, train
-    check_int("steps", steps)
     model = Pooled(copy.deepcopy(backbone), pooling)
     n_classes = int(max(train_labels.max(), test_labels.max())) + 1
     spec = simclr_view_spec(train_images.shape[-1], strength=0.0, scale=(0.6, 1.0))
@@ -195,7 +213,6 @@ def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, te
     config = TrainConfig(steps=steps, batch_size=min(128, train_images.shape[0]), lr=1e-3,
                          warmup_steps=min(20, steps), seed=seed, progress=False,
                          log_every=steps)
-    device = device if device is not None else next(backbone.parameters()).device
     train(method, train_images, config, labels=train_labels, device=device)
     logits = extract_features(method, test_images, transform=normalize, device=device)
     return (logits.argmax(1).cpu() == test_labels.cpu()).float().mean().item()

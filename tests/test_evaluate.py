@@ -197,6 +197,38 @@ def test_evaluate_backbone_keys_and_knn_match_the_direct_computation():
 
 
 
+def test_finetune_depends_on_its_seed_alone_and_leaves_the_callers_random_state(monkeypatch):
+    """Two calls with one seed train the same weights whatever the global random state before
+    them (the head's initial weights and the crops used to draw from it), and the caller's state
+    is as it was."""
+    import course_lib.train
+    from course_lib.evaluate import finetune
+    trained = []
+    real_train = course_lib.train.train
+
+    def keep_weights(method, *args, **kwargs):
+        result = real_train(method, *args, **kwargs)
+        trained.append({k: v.detach().clone() for k, v in method.state_dict().items()})
+        return result
+
+    monkeypatch.setattr(course_lib.train, "train", keep_weights)
+    torch.manual_seed(0)
+    vit = build_vit("cpu", depth=1)
+    train_x, train_y, _ = make_shapes(64, 32, seed=0)
+    test_x, test_y, _ = make_shapes(32, 32, seed=0, split="test")
+    accuracies = []
+    for disturbance in (1, 2):
+        torch.manual_seed(disturbance)
+        state = torch.get_rng_state()
+        accuracies.append(finetune(vit, train_x, train_y, test_x, test_y, steps=3, seed=7))
+        assert torch.equal(torch.get_rng_state(), state)
+    finetune(vit, train_x, train_y, test_x, test_y, steps=3, seed=8)
+    first, second, other = trained
+    assert accuracies[0] == accuracies[1]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
 def test_centre_bump_keeps_the_patches_a_hand_count_gives():
     """On a 4x4 grid the bump exp(-d^2/2) has 4 central patches at e^-0.25, 8 edge ones at e^-1.25
     and 4 corners at e^-2.25 (total 5.829). The 4 central hold 0.534 < 0.6 of the mass, so the

@@ -479,6 +479,29 @@ def test_stronger_brightness_jitter_does_not_lift_dino_with_grey_views_either():
     assert nmi["background"] == max(v for k, v in nmi.items() if k != "clusters_used")
 
 
+def test_four_thousand_prototypes_do_not_lift_dino_with_grey_views():
+    """COURSE_SCALE.md and lecture 02: K = 4096 instead of 256, with the center or with
+    Sinkhorn-Knopp, the only change from the shipped recipe, stays under 30 % of the labels of the
+    time; the center uses few of the prototypes and still sorts by the background first,
+    Sinkhorn-Knopp spreads the images over many more."""
+    base = _course_scale_row("long-dino-g0.8")
+    ignored = {"tag", "knn_before", "knn_after", "wall_s", "s_per_step", "final_loss", "knn_curve", "knn_teacher",
+               "teacher_entropy", "batch_mean_entropy", "cluster_nmi"}
+    changed = {"long-dino-g0.8-k4096": {"out_dim": 4096},
+               "long-dino-g0.8-sk3-k4096": {"out_dim": 4096, "sinkhorn": 3}}
+    rows = {tag: _course_scale_row(tag) for tag in changed}
+    for tag, change in changed.items():
+        assert {k: v for k, v in rows[tag].items() if k not in ignored} == {
+            **{k: v for k, v in base.items() if k not in ignored}, **change}, tag
+        assert rows[tag]["knn_teacher"] < 0.3 * _before_grey_views("supervised")["metrics"]["knn_accuracy"], tag
+    centred, spread = (rows[tag]["cluster_nmi"] for tag in changed)
+    assert centred["background"] == max(v for k, v in centred.items() if k != "clusters_used")
+    assert centred["clusters_used"] < 100 < 4 * centred["clusters_used"] < spread["clusters_used"]
+    reading = next(text for text in _lecture_texts("02_dino.ipynb") if text.startswith("**What the longer run says.**"))
+    assert (f"(k-NN {rows['long-dino-g0.8-k4096']['knn_teacher']:.3f} with the center, which uses "
+            f"{centred['clusters_used']} of them, and {rows['long-dino-g0.8-sk3-k4096']['knn_teacher']:.3f} "
+            f"with Sinkhorn-Knopp, which uses {spread['clusters_used']}") in reading
+
 def test_the_cpu_scale_meets_its_target_through_the_command_line_with_grey_views():
     """COURSE_SCALE.md: ``python -m course_lib simclr|moco --scale cpu`` with the recipe's grey views
     end at least 0.20 above the untrained network (0.100 on seed 0's data, the search's reading),

@@ -131,11 +131,9 @@ def evaluate_checkpoint(name: str, setup: CompareScale, *, directory: str | Path
             subset = balanced_subset(train_y, fraction, seed=seed)
             runs[key].append(linear_probe(train_f[subset], train_y[subset], test_f, test_y,
                                           epochs=setup.probe_epochs, seed=seed))
-        with torch.random.fork_rng(devices=[]):     # the augmentations draw from the global RNG
-            torch.manual_seed(seed)
-            runs["finetune"].append(finetune(model.backbone, train_x, train_y, test_x, test_y,
-                                             steps=setup.finetune_steps, seed=seed, device=device,
-                                             pooling=model.meta["pooling"]))
+        runs["finetune"].append(finetune(model.backbone, train_x, train_y, test_x, test_y,
+                                         steps=setup.finetune_steps, seed=seed, device=device,
+                                         pooling=model.meta["pooling"]))
     dense = dense_probe(model.backbone, train_x[:setup.dense_images], train_m[:setup.dense_images],
                         test_x[:setup.dense_images], test_m[:setup.dense_images], seed=setup.seeds[0])
     runs["knn"], runs["dense"] = [knn], [dense["dense_iou"]]
