@@ -3,6 +3,7 @@ shown by ipywidgets 7 on Colab, nor by viewers without a widget manager), and un
 cell the static figure it draws first. ``tools/execute_lectures.py`` saves lectures that way."""
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,22 @@ def test_execute_lectures_saves_nothing_when_a_cell_fails(tmp_path):
     before = path.read_bytes()
     assert execute_lectures.main([str(path)]) == 1
     assert path.read_bytes() == before
+
+
+GPU_NOTE = "No run of this notebook at the GPU scale is recorded with the course yet"
+
+
+@pytest.mark.parametrize("path", LECTURES, ids=lambda p: p.name)
+def test_each_lecture_says_its_gpu_figures_are_not_measured_while_none_are_recorded(path):
+    """The lectures quote CPU-scale and checkpoint figures only; each says so next to its settings
+    cell, and the sentence stays true: no result or checkpoint file of the repository records a
+    run at the GPU scale (the day one does, its lecture's note has to change)."""
+    cells = json.loads(path.read_text())["cells"]
+    text = [" ".join("".join(cell["source"]).split()) for cell in cells]
+    settings = next(i for i, cell in enumerate(cells)
+                    if cell["cell_type"] == "code" and "course_settings()" in "".join(cell["source"]))
+    assert GPU_NOTE in text[settings - 1], f"{path.name}: no GPU note above the settings cell"
+    recorded = [file.relative_to(ROOT) for folder in ("benchmarks/results", "course_lib/checkpoints")
+                for file in (ROOT / folder).rglob("*.json*")
+                if re.search(r'"scale": *"gpu"', file.read_text())]
+    assert not recorded, f"GPU-scale results are recorded ({recorded}): {path.name} still says none are"
