@@ -1068,3 +1068,24 @@ def test_ijepa_plain_gains_from_the_faster_ema_on_every_seed_and_the_other_chang
     assert all(rows[change]["momentum"] == [0.996, 1.0] for change in worse)
     assert worse == {"deep_predictor": 0.572, "wide_predictor": 0.549, "crops": 0.552, "warmup_150": 0.593}
     assert max(worse.values()) < rows["lr_1e-3"]["knn"] == 0.612
+
+
+def test_the_targets_summary_counts_and_names_every_self_supervised_checkpoint():
+    """COURSE_SCALE.md's "Where the targets stand": each self-supervised checkpoint of the zoo is
+    named with its share of labels (its labelled reference on the same ViT, or the conv-stem
+    ``supervised`` where the zoo has none), and the count of those at 80 % or more is the one the
+    table gives. Retraining a checkpoint without updating the summary fails here."""
+    from course_lib.labs.shipped import labelled_reference
+    doc = (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text()
+    summary = doc.split("## Where the targets stand")[1].split("\n## ")[0]
+    summary = " ".join(summary.split())
+    shares = {}
+    for name in zoo.available():
+        if name.startswith("supervised"):
+            continue
+        reference = labelled_reference(name) or "supervised"
+        shares[name] = (zoo.metadata(name)["metrics"]["knn_accuracy"]
+                        / zoo.metadata(reference)["metrics"]["knn_accuracy"])
+        assert f"`{name}` {round(100 * shares[name])} %" in summary, name
+    met = sum(share >= 0.8 for share in shares.values())
+    assert f"met by {met} of the {len(shares)}" in summary
