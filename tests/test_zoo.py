@@ -1089,3 +1089,5 @@ def test_the_targets_summary_counts_and_names_every_self_supervised_checkpoint()
         assert f"`{name}` {round(100 * shares[name])} %" in summary, name
     met = sum(share >= 0.8 for share in shares.values())
     assert f"met by {met} of the {len(shares)}" in summary
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert f"({met} of the {len(shares)} self-supervised checkpoints reach 80 %" in readme
