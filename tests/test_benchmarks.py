@@ -123,8 +123,8 @@ def test_lecture_05_quotes_three_seeds_of_fine_tuning_and_calls_them_level():
     lead = [a - b for a, b in zip(tuned["ijepa"], tuned["mae"])]
     assert abs(mean["ijepa"] - mean["mae"]) < max(map(abs, lead))
     assert min(lead) < 0 < max(lead)
-    lecture = json.loads((BENCHMARKS.parent / "lectures" / "05_ijepa.ipynb").read_text())
-    text = " ".join(" ".join("".join(cell["source"]) for cell in lecture["cells"]).split())
+    from lecture_text import lecture_texts
+    text = " ".join(lecture_texts("05_ijepa.ipynb"))
     assert ("I-JEPA {:.3f} ({:.3f}, {:.3f}, {:.3f}), MAE {:.3f} ({:.3f}, {:.3f}, {:.3f}), the "
             "untrained network {:.3f}").format(mean["ijepa"], *tuned["ijepa"], mean["mae"],
                                               *tuned["mae"], mean["untrained"]) in text

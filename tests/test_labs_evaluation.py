@@ -16,6 +16,7 @@ from course_lib.backbones import build_vit
 from course_lib.data import make_shapes, normalize
 from course_lib.evaluate import Pooled, extract_features, knn_accuracy, linear_probe
 from course_lib.labs import evaluation as lab
+from lecture_text import lecture_texts
 
 
 def test_balanced_subset_takes_the_same_count_of_every_class():
@@ -192,22 +193,15 @@ def test_retrain_compares_the_networks_it_just_trained_not_the_shipped_ones(monk
     assert table["rows"]["simclr"]["steps"] == 3 and table["rows"]["simclr"]["method"] == "tiny"
 
 
-def _lecture_cells(name: str) -> list[str]:
-    """Each cell's source of lectures/``name``, whitespace collapsed to single spaces."""
-    from pathlib import Path
-    lecture = json.loads((Path(__file__).resolve().parents[1] / "lectures" / name).read_text())
-    return [" ".join("".join(cell["source"]).split()) for cell in lecture["cells"]]
-
-
 def test_lecture_03_reads_the_pattern_of_four_numbers_from_the_table_lecture_07_reads():
     """Lecture 03's probe-against-fine-tune figures are the shipped table's means over three
     seeds, the same rows lecture 07 prints, so the two lectures cannot disagree."""
     rows = lab.shipped_table()["rows"]
     simclr, mae = rows["simclr"]["mean"], rows["mae"]["mean"]
-    reading = next(text for text in _lecture_cells("03_mae.ipynb")
+    reading = next(text for text in lecture_texts("03_mae.ipynb")
                    if text.startswith("**Reading it.** *(Numbers as printed above.)* The contrastive"))
     assert f"move SimCLR from {simclr['probe']:.3f} to {simclr['finetune']:.3f}" in reading
     assert (f"takes it from {mae['probe']:.3f} to {mae['finetune']:.3f}, a gain of "
             f"{mae['finetune'] - mae['probe']:.3f}") in reading
     assert f"({simclr['finetune']:.3f} against {mae['finetune']:.3f})" in reading
-    assert any("shipped_table()" in text for text in _lecture_cells("03_mae.ipynb"))
+    assert any("shipped_table()" in text for text in lecture_texts("03_mae.ipynb"))

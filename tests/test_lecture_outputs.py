@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lecture_text import lecture_texts
+
 ROOT = Path(__file__).resolve().parents[1]
 LECTURES = sorted((ROOT / "lectures").glob("*.ipynb"))
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -80,16 +82,19 @@ GPU_NOTE = "No run of this notebook at the GPU scale is recorded with the course
 
 
 @pytest.mark.parametrize("path", LECTURES, ids=lambda p: p.name)
-def test_each_lecture_says_its_gpu_figures_are_not_measured_while_none_are_recorded(path):
+def test_each_lecture_says_its_gpu_figures_are_not_measured(path):
     """The lectures quote CPU-scale and checkpoint figures only; each says so next to its settings
-    cell, and the sentence stays true: no result or checkpoint file of the repository records a
-    run at the GPU scale (the day one does, its lecture's note has to change)."""
+    cell (the test below keeps the sentence true)."""
     cells = json.loads(path.read_text())["cells"]
-    text = [" ".join("".join(cell["source"]).split()) for cell in cells]
     settings = next(i for i, cell in enumerate(cells)
                     if cell["cell_type"] == "code" and "course_settings()" in "".join(cell["source"]))
-    assert GPU_NOTE in text[settings - 1], f"{path.name}: no GPU note above the settings cell"
+    assert GPU_NOTE in lecture_texts(path.name)[settings - 1], f"{path.name}: no GPU note above the settings cell"
+
+
+def test_no_gpu_scale_run_is_recorded_while_the_lectures_say_none_is():
+    """No result or checkpoint file of the repository records a run at the GPU scale: the day one
+    does, the lectures' note above has to change for the lecture that uses it."""
     recorded = [file.relative_to(ROOT) for folder in ("benchmarks/results", "course_lib/checkpoints")
                 for file in (ROOT / folder).rglob("*.json*")
                 if re.search(r'"scale": *"gpu"', file.read_text())]
-    assert not recorded, f"GPU-scale results are recorded ({recorded}): {path.name} still says none are"
+    assert not recorded, f"GPU-scale results are recorded ({recorded}): the lectures still say none are"

@@ -15,6 +15,7 @@ from course_lib.__main__ import main
 from course_lib.backbones import build_vit
 from course_lib.data import N_CLASSES, make_shapes, normalize
 from course_lib.labs.pretrain import METHODS, POOLING, ZOO_SCALES, shapes_for, shapes_kwargs
+from lecture_text import lecture_texts as _lecture_texts
 
 SHIPPED = zoo.available()
 
@@ -341,12 +342,6 @@ def _run(name: str, seed: int, lr: float) -> dict:
     return meta
 
 
-def _lecture_texts(name: str) -> list[str]:
-    """Each cell's source of lectures/``name``, whitespace collapsed to single spaces."""
-    lecture = json.loads((Path(__file__).resolve().parents[1] / "lectures" / name).read_text())
-    return [" ".join("".join(cell["source"]).split()) for cell in lecture["cells"]]
-
-
 def _course_scale_row(tag: str) -> dict:
     rows = [row for row in map(json.loads, (RESULTS / "course_scale.jsonl").read_text().splitlines())
             if row.get("tag") == tag]
@@ -440,18 +435,26 @@ def test_grey_views_take_the_shipped_simclr_and_moco_past_80_percent_of_labels()
             f"{100 * now['dino']:.0f} % of it") in reading
 
 
+# What a course_scale.py row measured, as against the settings it ran with.
+_OUTCOMES = {"tag", "knn_before", "knn_after", "wall_s", "s_per_step", "final_loss", "knn_curve", "knn_teacher",
+             "teacher_entropy", "batch_mean_entropy", "cluster_nmi"}
+
+
+def _settings(row: dict) -> dict:
+    """A course_scale.py row's settings, without what the run measured."""
+    return {k: v for k, v in row.items() if k not in _OUTCOMES}
+
+
 def test_grey_views_leave_dino_sorting_by_the_background_and_two_more_levers_do_not_help():
     """Lecture 02 and COURSE_SCALE.md: with grey views DINO's teacher sorts the colourful shapes by
     the background's brightness more than by size or shape; wider crops or Sinkhorn-Knopp targets,
     each the only change, leave its k-NN under 30 % of the labels of the time (0.703)."""
     base = _course_scale_row("long-dino-g0.8")
     changed = {"long-dino-g0.8-crop25": {"crop": [0.25, 1.0]}, "long-dino-g0.8-sk3": {"sinkhorn": 3}}
-    ignored = {"tag", "knn_before", "knn_after", "wall_s", "s_per_step", "final_loss", "knn_curve", "knn_teacher",
-               "teacher_entropy", "batch_mean_entropy", "cluster_nmi"}
     for tag, change in changed.items():
         row = _course_scale_row(tag)
-        assert {k: v for k, v in row.items() if k not in ignored} == {
-            **{k: v for k, v in base.items() if k not in ignored}, **change}, tag
+        assert _settings(row) == {
+            **_settings(base), **change}, tag
         assert row["knn_teacher"] < 0.3 * _before_grey_views("supervised")["metrics"]["knn_accuracy"], tag
     nmi = base["cluster_nmi"]
     assert nmi["background"] > max(nmi["area"], nmi["shape"], nmi["hue"])
@@ -467,12 +470,10 @@ def test_stronger_brightness_jitter_does_not_lift_dino_with_grey_views_either():
     strength raised to 0.8 or 1.2, the only change, stays under 30 % of the labels of the time;
     at 1.2 its targets go uniform (log K = log 256), at 0.8 the background still leads its sorting."""
     base = _course_scale_row("long-dino-g0.8")
-    ignored = {"tag", "knn_before", "knn_after", "wall_s", "s_per_step", "final_loss", "knn_curve", "knn_teacher",
-               "teacher_entropy", "batch_mean_entropy", "cluster_nmi"}
     rows = {strength: _course_scale_row(f"long-dino-g0.8-s{tag}") for strength, tag in ((0.8, "08"), (1.2, "12"))}
     for strength, row in rows.items():
-        assert {k: v for k, v in row.items() if k not in ignored} == {
-            **{k: v for k, v in base.items() if k not in ignored}, "strength": strength}, strength
+        assert _settings(row) == {
+            **_settings(base), "strength": strength}, strength
         assert row["knn_teacher"] < 0.3 * _before_grey_views("supervised")["metrics"]["knn_accuracy"], strength
     assert rows[1.2]["teacher_entropy"] > math.log(256) - 0.01
     nmi = rows[0.8]["cluster_nmi"]
@@ -485,14 +486,12 @@ def test_four_thousand_prototypes_do_not_lift_dino_with_grey_views():
     time; the center uses few of the prototypes and still sorts by the background first,
     Sinkhorn-Knopp spreads the images over many more."""
     base = _course_scale_row("long-dino-g0.8")
-    ignored = {"tag", "knn_before", "knn_after", "wall_s", "s_per_step", "final_loss", "knn_curve", "knn_teacher",
-               "teacher_entropy", "batch_mean_entropy", "cluster_nmi"}
     changed = {"long-dino-g0.8-k4096": {"out_dim": 4096},
                "long-dino-g0.8-sk3-k4096": {"out_dim": 4096, "sinkhorn": 3}}
     rows = {tag: _course_scale_row(tag) for tag in changed}
     for tag, change in changed.items():
-        assert {k: v for k, v in rows[tag].items() if k not in ignored} == {
-            **{k: v for k, v in base.items() if k not in ignored}, **change}, tag
+        assert _settings(rows[tag]) == {
+            **_settings(base), **change}, tag
         assert rows[tag]["knn_teacher"] < 0.3 * _before_grey_views("supervised")["metrics"]["knn_accuracy"], tag
     centred, spread = (rows[tag]["cluster_nmi"] for tag in changed)
     assert centred["background"] == max(v for k, v in centred.items() if k != "clusters_used")
