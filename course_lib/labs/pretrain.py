@@ -19,7 +19,9 @@ What differs is only what makes each method itself:
 - ``<method>-plain``: the same recipe on shapes painted in one grey and drawn at one size
   (:data:`PLAIN_DATA`), where the shape is what two views share (Lecture 02, section 5), for
   every method above and below (DINOv2 without registers); ``supervised-patch-plain`` is the
-  labelled reference on MAE's plain-patch ViT, which MAE, iBOT, I-JEPA and DINOv2 train; and
+  labelled reference on MAE's plain-patch ViT, which MAE, iBOT, I-JEPA and DINOv2 train, and
+  ``dino-patch-plain`` is DINO on that ViT (iBOT without its masks and patch loss), so that
+  unit 7 compares DINO and MAE on one ViT; and
   ``dino-fine`` / ``supervised-fine`` are the DINO and supervised recipes on those shapes with
   8x8 tokens from the conv stem (``cpu-fine``), where attention maps can follow an outline;
 - MAE: plain 4 px patches (8x8 tokens: a conv stem would leak masked pixels into visible tokens),
@@ -82,14 +84,15 @@ METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simc
                              "ibot", "ijepa", "dinov2", "dinov2-reg", "supervised-plain", "simclr-plain",
                              "moco-plain", "dino-plain", "mae-plain", "supervised-fine", "dino-fine",
                              "supervised-patch-plain", "ibot-plain", "ijepa-plain", "dinov2-plain",
-                             "dinov2-nokoleo-plain", "dinov2-lowkoleo-plain", "ibot-fine", "dinov2-fine")
+                             "dinov2-nokoleo-plain", "dinov2-lowkoleo-plain", "ibot-fine", "dinov2-fine",
+                             "dino-patch-plain")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
            "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
            "dinov2-reg": "cls"}
 POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simclr", "moco", "dino", "mae", "ibot",
                                                              "ijepa", "dinov2")})
 POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "ibot-fine": "cls", "dinov2-fine": "cls",
-                "supervised-patch-plain": "cls",
+                "supervised-patch-plain": "cls", "dino-patch-plain": "cls",
                 "dinov2-nokoleo-plain": "cls", "dinov2-lowkoleo-plain": "cls"})
 # "-plain", "-fine" and "supervised-patch-plain": see the module docstring. On the default data
 # labels on the plain-patch ViT stay at chance at 3e-3 (loss log 10 after 1500 steps,
