@@ -210,12 +210,15 @@ def ablation_command(name: str, help_text: str, lab: str, runner: str) -> "Comma
 
 
 def compare_arguments(p: argparse.ArgumentParser) -> None:
-    from .labs.evaluation import COMPARE_SCALES
+    from .labs.evaluation import COMPARE_SCALES, DATA
     p.add_argument("--scale", choices=tuple(COMPARE_SCALES), default="cpu",
                    help="cpu: 1000 training images, one seed, 30 fine-tuning steps; long: 5000, "
                         "three seeds, 300 steps")
     p.add_argument("--names", nargs="+", default=None,
-                   help="checkpoints to compare; default: every one trained on the default shapes")
+                   help="checkpoints to compare; default: every one trained on the --data shapes")
+    p.add_argument("--data", choices=DATA, default="colourful",
+                   help="colourful: the default shapes; plain: one grey, one size (the -plain and "
+                        "-fine checkpoints)")
     p.add_argument("--retrain", action="store_true", help="train each method again first")
     p.add_argument("--out", type=output_file(".png", ".pdf", ".svg"), default=None,
                    help="write the figure here")
@@ -225,7 +228,7 @@ def compare_arguments(p: argparse.ArgumentParser) -> None:
 def compare_run(args: argparse.Namespace) -> dict:
     from .labs.evaluation import compare, plot_compare
     from .runtime import default_device
-    table = compare(args.names, args.scale, retrain=args.retrain, device=default_device(),
+    table = compare(args.names, args.scale, data=args.data, retrain=args.retrain, device=default_device(),
                     progress=True)
     if args.out:
         plot_compare(table).figure.savefig(args.out, bbox_inches="tight", dpi=120)

@@ -120,6 +120,21 @@ def test_the_compare_command_writes_the_table_and_the_figure(tmp_path, capsys):
         main(["compare", "--scale", "gpu"])
 
 
+def test_the_compare_command_passes_its_data_to_compare(monkeypatch):
+    calls = []
+
+    def fake_compare(names, scale, *, data, retrain, device, progress):
+        calls.append((names, scale, data))
+        return {"rows": {}, "setup": {"seeds": [0]}, "scale": scale, "chance": 0.1}
+
+    monkeypatch.setattr(lab, "compare", fake_compare)
+    assert main(["compare", "--data", "plain", "--scale", "long"]) == 0
+    assert main(["compare"]) == 0
+    assert calls == [(None, "long", "plain"), (None, "cpu", "colourful")]
+    with pytest.raises(SystemExit):
+        main(["compare", "--data", "grey"])
+
+
 def test_knn_variant_with_both_switches_on_is_the_evaluator_and_the_mistakes_differ():
     train_x, train_y = _features(2)
     test_x, test_y = _features(3, n=60)
@@ -162,17 +177,70 @@ def test_low_label_splits_count_missing_classes_of_random_draws():
         assert missing == 4 - train_y[plain].unique().numel()
 
 
-def test_the_shipped_table_covers_the_zoo_and_its_knn_is_each_checkpoints_own():
-    table = lab.shipped_table()
+@pytest.mark.parametrize("data", lab.DATA)
+def test_the_shipped_table_covers_its_data_and_its_knn_is_each_checkpoints_own(data):
+    table = lab.shipped_table(data)
     setup = asdict(lab.COMPARE_SCALES["long"])
     assert table["scale"] == "long" and table["setup"] == {**setup, "seeds": list(setup["seeds"])}
-    assert sorted(table["rows"]) == lab.same_data_checkpoints(zoo.available())
-    assert {"dino-plain", "supervised-plain"} <= set(zoo.available()) - set(table["rows"])
+    assert sorted(table["rows"]) == sorted(lab.same_data_checkpoints(zoo.available(), data))
     for name, row in table["rows"].items():
         meta = zoo.load(name).meta           # measured at save time on the same 5000 + 1000 images
+        assert (meta["data"].get("colour") == "grey") == (data == "plain"), name
         assert row["mean"]["knn"] == pytest.approx(meta["metrics"]["knn_accuracy"], abs=1e-9), name
         assert row["steps"] == meta["steps"] and len(row["runs"]["finetune"]) == 3
         assert row["mean"]["probe"] == pytest.approx(statistics.fmean(row["runs"]["probe"]))
+
+
+def test_the_two_shipped_tables_share_no_checkpoint_and_together_hold_the_zoo():
+    colourful, plain = (set(lab.shipped_table(data)["rows"]) for data in lab.DATA)
+    assert not colourful & plain and colourful | plain == set(zoo.available())
+    assert {"simclr", "mae"} <= colourful and {"simclr-plain", "dino-fine", "dino-patch-plain"} <= plain
+
+
+def test_vit_families_group_the_plain_checkpoints_by_their_vit_labels_first():
+    from course_lib.labs.shipped import same_vit
+    names = lab.same_data_checkpoints(zoo.available(), "plain")
+    families = lab.vit_families(names)
+    assert sorted(families) == ["conv stem to 4 px, 8x8 tokens", "conv stem, 4x4 tokens",
+                                "plain 4 px patches, 8x8 tokens"]
+    assert sorted(name for group in families.values() for name in group) == sorted(names)
+    assert {group[0] for group in families.values()} == {"supervised-fine", "supervised-plain",
+                                                         "supervised-patch-plain"}
+    for words, group in families.items():
+        first = zoo.metadata(group[0])
+        assert first["method"] == "supervised" and all(same_vit(first, zoo.metadata(n)) for n in group)
+        grid = first["config"]["vit"]["img_size"] // first["config"]["vit"]["patch_size"]
+        assert words.endswith(f"{grid}x{grid} tokens")
+    assert {"mae-plain", "ijepa-plain", "dino-patch-plain"} <= set(families["plain 4 px patches, 8x8 tokens"])
+
+
+def _text_row(value: float) -> dict:
+    """A made-up compare row whose every protocol reads ``value``, sd 0.01, errors 0.02."""
+    means = dict.fromkeys(lab.PROTOCOLS, value)
+    return {"steps": 1500, "grid": [8, 8], "mean": means, "sd": dict.fromkeys(lab.PROTOCOLS, 0.01),
+            "knn_stderr": 0.02, "dense_stderr": 0.02}
+
+
+def test_compare_text_lists_groups_under_their_titles_in_the_order_given():
+    table = {"rows": {"a": _text_row(0.5), "a-much-longer-name": _text_row(0.25), "c": _text_row(0.75)},
+             "setup": {"seeds": [0, 1, 2]}, "scale": "long", "chance": 0.1}
+    plain = lab.compare_text(table).splitlines()
+    assert [line.split()[0] for line in plain[1:4]] == ["a", "a-much-longer-name", "c"]
+    assert plain[2].split()[1:5] == ["1500", "8x8", "0.250", "+-0.020"]      # k-NN: standard error
+    assert plain[2].split()[5:7] == ["0.250", "+-0.010"]                     # probe: sd over seeds
+    assert "3 seed(s)" in plain[-1]
+    grouped = lab.compare_text(table, {"first": ["c"], "second": ["a-much-longer-name", "a"]}).splitlines()
+    assert [line.split()[0] for line in grouped[1:-1]] == ["first", "c", "second", "a-much-longer-name", "a"]
+
+
+def test_the_checkpoint_selection_and_the_shipped_table_reject_unknown_data():
+    names = ["simclr", "simclr-plain", "dino-fine", "supervised-patch-plain", "mae"]
+    assert lab.same_data_checkpoints(names) == ["simclr", "mae"]
+    assert lab.same_data_checkpoints(names, "plain") == ["simclr-plain", "dino-fine", "supervised-patch-plain"]
+    for call in (lambda: lab.same_data_checkpoints(names, "grey"), lambda: lab.shipped_table("grey"),
+                 lambda: lab.compare(scale="cpu", data="grey")):
+        with pytest.raises(ValueError, match="data must be one of"):
+            call()
 
 
 def test_retrain_compares_the_networks_it_just_trained_not_the_shipped_ones(monkeypatch, tiny_zoo):

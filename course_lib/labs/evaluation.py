@@ -148,19 +148,25 @@ def evaluate_checkpoint(name: str, setup: CompareScale, *, directory: str | Path
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def same_data_checkpoints(names: list[str]) -> list[str]:
-    """The checkpoints the comparison ranks: ``names`` without the variants of
-    ``labs.pretrain.VARIANT_SUFFIXES`` (``-plain``, ``-fine``, ``supervised-patch-plain``), which
-    train on other data (one grey, one size; Lectures 01 to 03)."""
-    from .pretrain import VARIANT_SUFFIXES
-    return [name for name in names if not name.endswith(VARIANT_SUFFIXES)]
+DATA: tuple[str, ...] = ("colourful", "plain")
+
+
+def same_data_checkpoints(names: list[str], data: str = "colourful") -> list[str]:
+    """The checkpoints of ``names`` that one comparison ranks together, all trained on the same
+    images: ``data="colourful"``, the course's default shapes (names without the
+    ``labs.pretrain.VARIANT_SUFFIXES``); ``"plain"``, the shapes in one grey at one size (the
+    ``-plain`` and ``-fine`` checkpoints, ``labs.pretrain.plain_data``)."""
+    from .pretrain import plain_data
+    if data not in DATA:
+        raise ValueError(f"data must be one of {DATA}, got {data!r}")
+    return [name for name in names if plain_data(name) == (data == "plain")]
 
 
 def compare(names: list[str] | tuple[str, ...] | None = None, scale: str = "cpu", *,
-            retrain: bool = False, device: torch.device | str = "cpu",
+            data: str = "colourful", retrain: bool = False, device: torch.device | str = "cpu",
             progress: bool = False) -> dict:
     """:func:`evaluate_checkpoint` for every name (default: every checkpoint in the zoo trained on
-    the default shapes, :func:`same_data_checkpoints`) at
+    ``data``, :func:`same_data_checkpoints`; each row uses its own checkpoint's data) at
     ``scale`` (``COMPARE_SCALES``); returns {"scale", "setup", "chance", "rows": name -> row,
     "retrained", "seconds"}. With ``retrain``, each method is first trained again by
     ``course_lib.labs.pretrain`` at the pretraining scale of the same name (``cpu``: 450 steps;
@@ -170,7 +176,7 @@ def compare(names: list[str] | tuple[str, ...] | None = None, scale: str = "cpu"
     if scale not in COMPARE_SCALES:
         raise ValueError(f"scale must be one of {tuple(COMPARE_SCALES)}, got {scale!r}")
     available = zoo.available()
-    names = list(names) if names is not None else same_data_checkpoints(available)
+    names = list(names) if names is not None else same_data_checkpoints(available, data)
     unknown = [name for name in names if name not in available]
     if unknown or not names:
         raise ValueError(f"names must be checkpoints of the zoo {available}, got {names!r}")
@@ -189,16 +195,44 @@ def compare(names: list[str] | tuple[str, ...] | None = None, scale: str = "cpu"
 
 
 # --- 3. reading the table -----------------------------------------------------------------------------
-SHIPPED_TABLE = "compare_long.json"
+SHIPPED_TABLES: dict[str, str] = {"colourful": "compare_long.json", "plain": "compare_plain_long.json"}
 
 
-def shipped_table() -> dict:
-    """The table ``python -m course_lib compare --scale long`` wrote for the shipped checkpoints,
-    installed with them (``course_lib/checkpoints/compare_long.json``)."""
+def shipped_table(data: str = "colourful") -> dict:
+    """The table ``python -m course_lib compare --scale long --data DATA`` wrote for the shipped
+    checkpoints trained on ``data`` (:data:`DATA`), installed with them
+    (``course_lib/checkpoints/``, :data:`SHIPPED_TABLES`)."""
     import json
 
     from .. import zoo
-    return json.loads((zoo.CHECKPOINT_DIR / SHIPPED_TABLE).read_text())
+    if data not in SHIPPED_TABLES:
+        raise ValueError(f"data must be one of {tuple(SHIPPED_TABLES)}, got {data!r}")
+    return json.loads((zoo.CHECKPOINT_DIR / SHIPPED_TABLES[data]).read_text())
+
+
+def vit_families(names: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+    """The checkpoints ``names`` grouped by the ViT they trained (one group per labelled network:
+    ``labs.shipped.labelled_reference``, the same ViT, data, steps and seed), the labelled one
+    first; each group is keyed by its ViT in words, e.g. ``"plain 4 px patches, 8x8 tokens"``.
+    A name without a labelled network of its own goes in a group of its own ViT's words."""
+    from .. import zoo
+    from .pretrain import base_method
+    from .shipped import labelled_reference
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        supervised = base_method(name) == "supervised"
+        reference = name if supervised else labelled_reference(name) or name
+        vit = zoo.metadata(reference)["config"]["vit"]
+        stem = "conv stem" if vit["stem"] == "conv" else f"plain {vit['patch_size']} px patches"
+        if vit["stem"] == "conv" and vit["patch_size"] < 8:
+            stem = f"conv stem to {vit['patch_size']} px"
+        grid = vit["img_size"] // vit["patch_size"]
+        group = groups.setdefault(f"{stem}, {grid}x{grid} tokens", [])
+        if supervised:
+            group.insert(0, name)
+        else:
+            group.append(name)
+    return groups
 
 
 LABELS = {"knn": "k-NN", "probe": "linear probe", "finetune": "fine-tune",
@@ -206,17 +240,23 @@ LABELS = {"knn": "k-NN", "probe": "linear probe", "finetune": "fine-tune",
           "dense": "dense IoU"}
 
 
-def compare_text(table: dict) -> str:
-    """:func:`compare`'s table as text: mean +- sd over seeds (k-NN and dense: +- standard error)."""
-    lines = [f"{'checkpoint':<17}{'steps':>6}{'grid':>6}" + "".join(f"{LABELS[p]:>20}" for p in PROTOCOLS)]
-    for name, row in table["rows"].items():
-        cells = []
-        for protocol in PROTOCOLS:
-            spread = {"knn": row["knn_stderr"], "dense": row["dense_stderr"]}.get(
-                protocol, row["sd"][protocol])
-            cells.append(f"{row['mean'][protocol]:>13.3f} +-{spread:.3f}")
-        grid = f"{row['grid'][0]}x{row['grid'][1]}"
-        lines.append(f"{name:<17}{row['steps']:>6}{grid:>6}" + "".join(cells))
+def compare_text(table: dict, groups: dict[str, list[str]] | None = None) -> str:
+    """:func:`compare`'s table as text: mean +- sd over seeds (k-NN and dense: +- standard error).
+    ``groups`` (title -> row names, e.g. :func:`vit_families`): the rows in that order under a
+    title line each; default: every row in the table's order."""
+    groups = groups or {"": list(table["rows"])}
+    width = max([len("checkpoint"), *map(len, table["rows"])]) + 2
+    lines = [f"{'checkpoint':<{width}}{'steps':>6}{'grid':>6}" + "".join(f"{LABELS[p]:>20}" for p in PROTOCOLS)]
+    for title, names in groups.items():
+        lines += [title] if title else []
+        for name in names:
+            row, cells = table["rows"][name], []
+            for protocol in PROTOCOLS:
+                spread = {"knn": row["knn_stderr"], "dense": row["dense_stderr"]}.get(
+                    protocol, row["sd"][protocol])
+                cells.append(f"{row['mean'][protocol]:>13.3f} +-{spread:.3f}")
+            grid = f"{row['grid'][0]}x{row['grid'][1]}"
+            lines.append(f"{name:<{width}}{row['steps']:>6}{grid:>6}" + "".join(cells))
     seeds = len(table["setup"]["seeds"])
     lines.append(f"scale {table['scale']}: {seeds} seed(s); +- is the sd over seeds, for k-NN and "
                  f"dense IoU a standard error; chance {table['chance']:.2f}; dense IoU compares "
@@ -225,13 +265,14 @@ def compare_text(table: dict) -> str:
 
 
 def plot_compare(table: dict, protocols: tuple[str, ...] = ("knn", "probe", "finetune",
-                                                           "probe_1pct", "dense"), ax=None):
-    """Grouped bars: one group per checkpoint, one bar per protocol, error bars as in
-    :func:`compare_text`; chance dotted."""
+                                                           "probe_1pct", "dense"), ax=None,
+                 names: list[str] | None = None):
+    """Grouped bars: one group per checkpoint (``names``, default every row), one bar per
+    protocol, error bars as in :func:`compare_text`; chance dotted."""
     import matplotlib.pyplot as plt   # figures only
     if ax is None:
         _, ax = plt.subplots(figsize=(11, 3.5))
-    names = list(table["rows"])
+    names = list(table["rows"]) if names is None else names
     width = 0.8 / len(protocols)
     for i, protocol in enumerate(protocols):
         rows = [table["rows"][name] for name in names]
