@@ -79,7 +79,7 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
         "no_mim": {"lambda_patch": 0.0},               # the masks without the patch loss
         "no_masks": {"p_unmasked": 1.0},               # no image masked: DINO through iBOT's code
         "small_masks": {"mask_ratio_range": (0.1, 0.2)}}),   # a masked image loses 10-20 %, not 10-50 %
-    # DINO on iBOT's plain-patch ViT: iBOT without masks or patch loss (the zoo's dino-patch-plain)
+    # DINO on iBOT's plain-patch ViT, no checkpoint of its own: iBOT without masks or patch loss
     "dino-patch-plain": ("DINO_CONFIG", {"baseline": {}}),
     # the labelled reference of these runs and MAE, for the learning rates
     "supervised-patch-plain": (None, {"baseline": {}}),
@@ -89,8 +89,11 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
 # and its warm-up in steps (WARMUP_STEPS, 20; I-JEPA's official recipe warms up for 13 % of its run)
 LEARNING_RATES = {"lr_5e-4": 5e-4, "lr_1e-3": 1e-3, "lr_3e-3": 3e-3}
 WARMUPS = {"warmup_150": 150}
+# the runs the probe trains that no checkpoint ships: their pooling, added to the recipes' names
+# for the length of the run
+PROBE_ONLY = {"dino-patch-plain": "cls"}
 # the module globals build_method and pretrain read, besides the method's config
-PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES")
+PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES", "METHODS", "POOLING")
 
 
 def recorded_fields(method: str) -> list[str]:
@@ -104,6 +107,9 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
     config_name, changes = CHANGES[method]
     saved = {name: getattr(recipes, name) for name in (*PATCHED, *filter(None, [config_name]))}
     try:
+        if method in PROBE_ONLY:
+            recipes.METHODS = (*recipes.METHODS, method)
+            recipes.POOLING = {**recipes.POOLING, method: PROBE_ONLY[method]}
         if change == "conv_stem":
             recipes.MAE_VIT = dict(preset="cpu-fine")
         if change == "crops":

@@ -239,8 +239,8 @@ def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_
 
 
 def test_the_probe_trains_dino_on_the_patch_vit_and_ibot_on_the_conv_stem(tmp_path, monkeypatch):
-    """``dino-patch-plain`` trains DINO on iBOT's plain-patch ViT, and the probe leaves
-    ``labs.pretrain``'s names as it found them; ``conv_stem`` moves iBOT to the conv-stem
+    """``dino-patch-plain`` is a name only the probe knows: it trains DINO on iBOT's plain-patch ViT
+    and leaves ``labs.pretrain``'s names as it found them; ``conv_stem`` moves iBOT to the conv-stem
     ViT and ``no_masks`` / ``no_mim`` switch off the masks and the patch loss (lecture 04, 5.3)."""
     import json
 
@@ -258,6 +258,7 @@ def test_the_probe_trains_dino_on_the_patch_vit_and_ibot_on_the_conv_stem(tmp_pa
     assert (unmasked["p_unmasked"], unmasked["lambda_patch"]) == (1.0, 1.0)
     assert (no_mim["p_unmasked"], no_mim["lambda_patch"]) == (recipes.IBOT_CONFIG.p_unmasked, 0.0)
     assert (recipes.METHODS, recipes.POOLING, recipes.MAE_VIT, recipes.IBOT_CONFIG) == before
+    assert "dino-patch-plain" not in recipes.METHODS
 
 
 def test_zoo_pooling_reads_a_checkpoint_through_its_cls_and_its_mean_patch_token(monkeypatch, capsys):

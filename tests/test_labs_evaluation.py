@@ -194,7 +194,7 @@ def test_the_shipped_table_covers_its_data_and_its_knn_is_each_checkpoints_own(d
 def test_the_two_shipped_tables_share_no_checkpoint_and_together_hold_the_zoo():
     colourful, plain = (set(lab.shipped_table(data)["rows"]) for data in lab.DATA)
     assert not colourful & plain and colourful | plain == set(zoo.available())
-    assert {"simclr", "mae"} <= colourful and {"simclr-plain", "dino-fine", "dino-patch-plain"} <= plain
+    assert {"simclr", "mae"} <= colourful and {"simclr-plain", "dino-fine", "mae-plain"} <= plain
 
 
 def test_vit_families_group_the_plain_checkpoints_by_their_vit_labels_first():
@@ -211,7 +211,7 @@ def test_vit_families_group_the_plain_checkpoints_by_their_vit_labels_first():
         assert first["method"] == "supervised" and all(same_vit(first, zoo.metadata(n)) for n in group)
         grid = first["config"]["vit"]["img_size"] // first["config"]["vit"]["patch_size"]
         assert words.endswith(f"{grid}x{grid} tokens")
-    assert {"mae-plain", "ijepa-plain", "dino-patch-plain"} <= set(families["plain 4 px patches, 8x8 tokens"])
+    assert {"mae-plain", "ijepa-plain", "ibot-plain"} <= set(families["plain 4 px patches, 8x8 tokens"])
 
 
 def _text_row(value: float) -> dict:

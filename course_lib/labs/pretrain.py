@@ -19,9 +19,7 @@ What differs is only what makes each method itself:
 - ``<method>-plain``: the same recipe on shapes painted in one grey and drawn at one size
   (:data:`PLAIN_DATA`), where the shape is what two views share (Lecture 02, section 5), for
   every method above and below (DINOv2 without registers); ``supervised-patch-plain`` is the
-  labelled reference on MAE's plain-patch ViT, which MAE, iBOT, I-JEPA and DINOv2 train, and
-  ``dino-patch-plain`` is DINO on that ViT (iBOT without its masks and patch loss), so that
-  unit 7 compares DINO and MAE on one ViT; and
+  labelled reference on MAE's plain-patch ViT, which MAE, iBOT, I-JEPA and DINOv2 train; and
   ``dino-fine`` / ``supervised-fine`` are the DINO and supervised recipes on those shapes with
   8x8 tokens from the conv stem (``cpu-fine``), where attention maps can follow an outline;
 - MAE: plain 4 px patches (8x8 tokens: a conv stem would leak masked pixels into visible tokens),
@@ -84,15 +82,14 @@ METHODS: tuple[str, ...] = ("supervised", "simclr", "moco", "dino", "mae", "simc
                              "ibot", "ijepa", "dinov2", "dinov2-reg", "supervised-plain", "simclr-plain",
                              "moco-plain", "dino-plain", "mae-plain", "supervised-fine", "dino-fine",
                              "supervised-patch-plain", "ibot-plain", "ijepa-plain", "dinov2-plain",
-                             "dinov2-nokoleo-plain", "dinov2-lowkoleo-plain", "ibot-fine", "dinov2-fine",
-                             "dino-patch-plain")
+                             "dinov2-nokoleo-plain", "dinov2-lowkoleo-plain", "ibot-fine", "dinov2-fine")
 POOLING = {"supervised": "cls", "simclr": "cls", "moco": "cls", "dino": "cls", "mae": "mean",
            "simclr-nocolour": "cls", "ibot": "cls", "ijepa": "mean", "dinov2": "cls",
            "dinov2-reg": "cls"}
 POOLING.update({f"{name}-plain": POOLING[name] for name in ("supervised", "simclr", "moco", "dino", "mae", "ibot",
                                                              "ijepa", "dinov2")})
 POOLING.update({"supervised-fine": "cls", "dino-fine": "cls", "ibot-fine": "cls", "dinov2-fine": "cls",
-                "supervised-patch-plain": "cls", "dino-patch-plain": "cls",
+                "supervised-patch-plain": "cls",
                 "dinov2-nokoleo-plain": "cls", "dinov2-lowkoleo-plain": "cls"})
 # "-plain", "-fine" and "supervised-patch-plain": see the module docstring. On the default data
 # labels on the plain-patch ViT stay at chance at 3e-3 (loss log 10 after 1500 steps,
@@ -156,11 +153,9 @@ IJEPA_VIEWS = "masks"
 # labels is a share of labels at their best. MAE's best is the shared 3e-3 (1e-3: 0.724 / 0.765).
 # DINOv2's plain runs train at 1e-3 (without KoLeo 0.703 / 0.616). iBOT keeps 3e-3: 1e-3 won on
 # seed 0 (0.603 / 0.514) but left seeds 1 and 2 near their untrained networks (0.280, 0.329).
-# DINO on the plain-patch ViT trains at 1e-3 like the rest of that ViT: at 3e-3 one run reached
-# 0.584 and another, same seed, sent its teacher's targets uniform by step 300 and never left.
 METHOD_LR: dict[str, float] = {"ijepa": 1e-3, "ijepa-plain": 1e-3, "supervised-patch-plain": 1e-3,
                                "dinov2-plain": 1e-3, "dinov2-nokoleo-plain": 1e-3,
-                               "dinov2-lowkoleo-plain": 1e-3, "dinov2-fine": 1e-3, "dino-patch-plain": 1e-3}
+                               "dinov2-lowkoleo-plain": 1e-3, "dinov2-fine": 1e-3}
 # How often a run's views are made grey, where it is not its scale's (``recipe.grayscale_p``: 0.8
 # at cpu and long, where the objects' random colours are otherwise what two views share most
 # easily): the colourful iBOT and DINOv2 runs were trained with SimCLR's 0.2 before the recipe
