@@ -179,15 +179,18 @@ class Pooled(nn.Module):
 
 def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
              test_labels: Tensor, *, steps: int, pooling: str = "cls", seed: int = 0,
-             device: torch.device | str | None = None) -> float:
+             lr: float = 1e-3, device: torch.device | str | None = None) -> float:
     """Fine-tune a copy of ``backbone`` with a linear head on its pooled feature for ``steps``
-    steps of the shared loop (crop and flip only: MAE's recipe without mixup or cutmix); return
-    the copy's top-1 accuracy on the test images. ``backbone`` itself is left untouched.
+    steps of the shared loop at peak rate ``lr`` (crop and flip only: MAE's recipe without mixup
+    or cutmix); return the copy's top-1 accuracy on the test images. ``backbone`` itself is left
+    untouched.
 
     ``seed`` fixes everything random here (the head's initial weights, the batches and the crops),
     whatever the caller's random state, which is left as it was: the same call gives the same
     accuracy in a fresh process and after any other work."""
     check_int("steps", steps)
+    if not (isinstance(lr, float) and lr > 0):
+        raise ValueError(f"lr must be a positive float, got {lr!r}")
     device = device if device is not None else next(backbone.parameters()).device
     device = torch.device(device)
     forked = []                                     # the CPU's generator is always forked
@@ -196,12 +199,12 @@ def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, te
     with torch.random.fork_rng(devices=forked):
         torch.manual_seed(seed)
         return _finetune(backbone, train_images, train_labels, test_images, test_labels,
-                         steps=steps, pooling=pooling, seed=seed, device=device)
+                         steps=steps, pooling=pooling, seed=seed, lr=lr, device=device)
 
 
 def _finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor,
               test_images: Tensor, test_labels: Tensor, *, steps: int, pooling: str, seed: int,
-              device: torch.device) -> float:
+              lr: float, device: torch.device) -> float:
     from .augment import augment_batch, simclr_view_spec
     from .supervised import Supervised
     from .train import TrainConfig, train
@@ -210,7 +213,7 @@ def _finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor,
     spec = simclr_view_spec(train_images.shape[-1], strength=0.0, scale=(0.6, 1.0))
     method = Supervised(model, backbone.embed_dim, n_classes,
                         augment=lambda x: augment_batch(x, [spec])[0])
-    config = TrainConfig(steps=steps, batch_size=min(128, train_images.shape[0]), lr=1e-3,
+    config = TrainConfig(steps=steps, batch_size=min(128, train_images.shape[0]), lr=lr,
                          warmup_steps=min(20, steps), seed=seed, progress=False,
                          log_every=steps)
     train(method, train_images, config, labels=train_labels, device=device)

@@ -287,3 +287,25 @@ def test_dense_probe_is_perfect_when_the_tokens_carry_the_label(monkeypatch):
     assert scores["dense_majority"] == pytest.approx(14 / 16)
     # two object cells at random places: no position holds object in most images
     assert scores["dense_position_iou"] == 0.0
+
+
+def test_finetune_trains_at_the_rate_it_is_given_and_rejects_a_bad_one(monkeypatch):
+    import course_lib.train
+    from course_lib.evaluate import finetune
+    rates = []
+    real_train = course_lib.train.train
+
+    def record_rate(method, images, config, **kwargs):
+        rates.append(config.lr)
+        return real_train(method, images, config, **kwargs)
+
+    monkeypatch.setattr(course_lib.train, "train", record_rate)
+    vit = build_vit("cpu", depth=1)
+    train_x, train_y, _ = make_shapes(32, 32, seed=0)
+    for lr in (1e-4, 1e-3):
+        finetune(vit, train_x, train_y, train_x, train_y, steps=1, lr=lr)
+    finetune(vit, train_x, train_y, train_x, train_y, steps=1)
+    assert rates == [1e-4, 1e-3, 1e-3]                         # 1e-3 unless told otherwise
+    for bad in (0.0, -1e-3, 1):
+        with pytest.raises(ValueError, match="lr must be a positive float"):
+            finetune(vit, train_x, train_y, train_x, train_y, steps=1, lr=bad)

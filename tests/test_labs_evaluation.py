@@ -315,3 +315,19 @@ def test_lecture_07_quotes_the_plain_table_and_its_reading_of_the_four_numbers()
     left_in = next(text for text in texts if text.startswith("**Reading.** - **Only the contrastive"))
     assert (f"k-NN {colourful['moco']['mean']['knn']:.3f} against "
             f"{colourful['supervised']['mean']['knn']:.3f}") in left_in
+
+
+def test_assignment_07s_model_answer_quotes_the_plain_table():
+    """The model answer to written question 7 quotes MAE's and the best self-distilled network's
+    probe and fine-tune on the plain-patch ViT; a retrained checkpoint or a new table would leave
+    the graders' reference stale, so the figures are recomputed here."""
+    from pathlib import Path
+    notebook = Path(__file__).parents[1] / "solutions" / "07_evaluation" / "evaluation.ipynb"
+    cells = [" ".join("".join(c["source"]).split()) for c in json.loads(notebook.read_text())["cells"]]
+    answer = next(text for text in cells if "(b) On the plain-patch ViT the best self-distilled" in text)
+    rows = lab.shipped_table("plain")["rows"]
+    best = max(SELF_DISTILLED_ON_PATCHES, key=lambda n: rows[n]["mean"]["probe"])
+    for name in (best, "mae-plain"):
+        mean, sd = rows[name]["mean"], rows[name]["sd"]
+        assert f"probe {mean['probe']:.3f} +- {sd['probe']:.3f}" in answer, name
+        assert f"fine-tuned {mean['finetune']:.3f} +- {sd['finetune']:.3f}" in answer, name
