@@ -295,3 +295,24 @@ def test_zoo_pooling_reads_a_checkpoint_through_its_cls_and_its_mean_patch_token
     with pytest.raises(SystemExit):
         run_script("zoo_pooling.py", "no-such-checkpoint", monkeypatch=monkeypatch)
     assert "NAME must be one of the checkpoints" in capsys.readouterr().err
+
+
+def test_finetune_rate_fine_tunes_each_name_at_each_rate_beside_the_tables_own_run(tmp_path, monkeypatch):
+    """``finetune_rate.py`` fine-tunes each checkpoint at each rate asked for, on the data of the
+    shipped plain table, and puts the table's own probe and 1e-3 fine-tune of that seed beside them
+    (here at a tiny stand-in scale, so only the bookkeeping is checked)."""
+    import json
+
+    import torch
+
+    from course_lib.labs import evaluation as lab
+    monkeypatch.setitem(lab.COMPARE_SCALES, "long", lab.CompareScale(
+        n_train=64, n_test=32, seeds=(0,), finetune_steps=1, probe_epochs=1, dense_images=8))
+    out = tmp_path / "rates.json"
+    run_script("finetune_rate.py", "--names", "mae-plain", "--rates", "1e-4", "--seed", "1", "--out", str(out),
+               monkeypatch=monkeypatch)
+    result = json.loads(out.read_text())
+    row, shipped = result["rows"]["mae-plain"], lab.shipped_table("plain")["rows"]["mae-plain"]["runs"]
+    assert (result["seed"], result["steps"], result["threads"]) == (1, 1, torch.get_num_threads())
+    assert row["probe"] == shipped["probe"][1] and row["finetune"]["0.001"] == shipped["finetune"][1]
+    assert set(row["finetune"]) == {"0.001", "0.0001"} and 0.0 <= row["finetune"]["0.0001"] <= 1.0

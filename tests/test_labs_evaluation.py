@@ -331,3 +331,22 @@ def test_assignment_07s_model_answer_quotes_the_plain_table():
         mean, sd = rows[name]["mean"], rows[name]["sd"]
         assert f"probe {mean['probe']:.3f} +- {sd['probe']:.3f}" in answer, name
         assert f"fine-tuned {mean['finetune']:.3f} +- {sd['finetune']:.3f}" in answer, name
+
+
+def test_lecture_07_quotes_the_fine_tuning_rates_and_a_smaller_rate_helps_no_network():
+    """``benchmarks/finetune_rate.py`` (seed 0): at 3e-4 and 1e-4 every network of the plain-patch
+    ViT fine-tunes below its 1e-3 run, the table's own; lecture 07 quotes three of the rows."""
+    from pathlib import Path
+    result = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "finetune_rate.json").read_text())
+    table = lab.shipped_table("plain")["rows"]
+    assert result["seed"] == 0 and result["steps"] == lab.COMPARE_SCALES["long"].finetune_steps
+    for name, row in result["rows"].items():
+        assert row["finetune"]["0.001"] == table[name]["runs"]["finetune"][0], name
+        assert max(row["finetune"]["0.0003"], row["finetune"]["0.0001"]) < row["finetune"]["0.001"], name
+    reading = next(text for text in lecture_texts("07_evaluation.ipynb")
+                   if "**Fine-tuning is one recipe for every network**" in text)
+    for name, label in (("supervised-patch-plain", "the labels"), ("mae-plain", "MAE"),
+                        ("dinov2-lowkoleo-plain", "DINOv2 with KoLeo at 0.01")):
+        tuned = result["rows"][name]["finetune"]
+        assert (f"{label} {tuned['0.0003']:.3f} and {tuned['0.0001']:.3f} against "
+                f"{tuned['0.001']:.3f}") in reading, name
