@@ -123,15 +123,24 @@ def _probe_predictions(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y:
                        epochs: int = 100, lr: float = 0.1, weight_decay: float = 1e-4,
                        batch_size: int = 1024, seed: int = 0) -> Tensor:
     """:func:`linear_probe`'s classifier, trained; its predicted class for each test row (m,)."""
+    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    head, mean, std = _fit_probe(train_x, train_y, n_classes, epochs=epochs, lr=lr,
+                                 weight_decay=weight_decay, batch_size=batch_size, seed=seed)
+    with torch.no_grad():
+        return head((test_x.float().to(train_x.device) - mean) / std).argmax(1)
+
+
+def _fit_probe(train_x: Tensor, train_y: Tensor, n_classes: int, *, epochs: int, lr: float,
+               weight_decay: float, batch_size: int, seed: int) -> tuple[nn.Linear, Tensor, Tensor]:
+    """:func:`linear_probe`'s classifier trained on ``train_x`` standardised by its own mean and
+    std; returns the classifier, the mean and the std (it reads ``(x - mean) / std``)."""
     if epochs <= 0 or batch_size <= 0 or lr <= 0:
         raise ValueError(f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}")
     device = train_x.device
     gen = torch.Generator(device="cpu").manual_seed(seed)
     mean, std = train_x.float().mean(0), train_x.float().std(0).clamp_min(1e-6)
     xtr = (train_x.float() - mean) / std
-    xte = (test_x.float().to(device) - mean) / std
     ytr = train_y.to(device)
-    n_classes = int(max(ytr.max(), test_y.max())) + 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = nn.Linear(xtr.shape[1], n_classes).to(device)
@@ -148,8 +157,7 @@ def _probe_predictions(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y:
             loss.backward()
             opt.step()
             sched.step()
-    with torch.no_grad():
-        return head(xte).argmax(1)
+    return head, mean, std
 
 
 POOLINGS = ("cls", "mean")
@@ -179,11 +187,15 @@ class Pooled(nn.Module):
 
 def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
              test_labels: Tensor, *, steps: int, pooling: str = "cls", seed: int = 0,
-             lr: float = 1e-3, device: torch.device | str | None = None) -> float:
+             lr: float = 1e-3, head_first: bool = False,
+             device: torch.device | str | None = None) -> float:
     """Fine-tune a copy of ``backbone`` with a linear head on its pooled feature for ``steps``
     steps of the shared loop at peak rate ``lr`` (crop and flip only: MAE's recipe without mixup
     or cutmix); return the copy's top-1 accuracy on the test images. ``backbone`` itself is left
-    untouched.
+    untouched. The head starts at random, or with ``head_first`` as :func:`linear_probe`'s
+    classifier trained on the copy's frozen features of the training images (linear probing,
+    then fine-tuning: Kumar et al., 2022), so that a random head does not pull the features apart
+    in the first steps.
 
     ``seed`` fixes everything random here (the head's initial weights, the batches and the crops),
     whatever the caller's random state, which is left as it was: the same call gives the same
@@ -191,6 +203,8 @@ def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, te
     check_int("steps", steps)
     if not (isinstance(lr, float) and lr > 0):
         raise ValueError(f"lr must be a positive float, got {lr!r}")
+    if not isinstance(head_first, bool):
+        raise ValueError(f"head_first must be a bool, got {head_first!r}")
     device = device if device is not None else next(backbone.parameters()).device
     device = torch.device(device)
     forked = []                                     # the CPU's generator is always forked
@@ -199,12 +213,13 @@ def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, te
     with torch.random.fork_rng(devices=forked):
         torch.manual_seed(seed)
         return _finetune(backbone, train_images, train_labels, test_images, test_labels,
-                         steps=steps, pooling=pooling, seed=seed, lr=lr, device=device)
+                         steps=steps, pooling=pooling, seed=seed, lr=lr, head_first=head_first,
+                         device=device)
 
 
 def _finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor,
               test_images: Tensor, test_labels: Tensor, *, steps: int, pooling: str, seed: int,
-              lr: float, device: torch.device) -> float:
+              lr: float, head_first: bool, device: torch.device) -> float:
     from .augment import augment_batch, simclr_view_spec
     from .supervised import Supervised
     from .train import TrainConfig, train
@@ -213,6 +228,13 @@ def _finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor,
     spec = simclr_view_spec(train_images.shape[-1], strength=0.0, scale=(0.6, 1.0))
     method = Supervised(model, backbone.embed_dim, n_classes,
                         augment=lambda x: augment_batch(x, [spec])[0])
+    if head_first:
+        features = extract_features(model, train_images, transform=normalize, device=device).cpu()
+        probe, mean, std = _fit_probe(features, train_labels.cpu(), n_classes, epochs=100, lr=0.1,
+                                      weight_decay=1e-4, batch_size=1024, seed=seed)
+        with torch.no_grad():                          # the probe reads (x - mean) / std: fold it in
+            method.head.weight.copy_(probe.weight / std)
+            method.head.bias.copy_(probe.bias - method.head.weight @ mean)
     config = TrainConfig(steps=steps, batch_size=min(128, train_images.shape[0]), lr=lr,
                          warmup_steps=min(20, steps), seed=seed, progress=False,
                          log_every=steps)

@@ -314,5 +314,9 @@ def test_finetune_rate_fine_tunes_each_name_at_each_rate_beside_the_tables_own_r
     result = json.loads(out.read_text())
     row, shipped = result["rows"]["mae-plain"], lab.shipped_table("plain")["rows"]["mae-plain"]["runs"]
     assert (result["seed"], result["steps"], result["threads"]) == (1, 1, torch.get_num_threads())
-    assert row["probe"] == shipped["probe"][1] and row["finetune"]["0.001"] == shipped["finetune"][1]
-    assert set(row["finetune"]) == {"0.001", "0.0001"} and 0.0 <= row["finetune"]["0.0001"] <= 1.0
+    assert row["probe"] == shipped["probe"][1] and row["protocol_finetune"] == shipped["finetune"][1]
+    assert list(row["finetune"]) == ["0.0001"] and 0.0 <= row["finetune"]["0.0001"] <= 1.0
+    assert result["head_first"] is False
+    run_script("finetune_rate.py", "--names", "mae-plain", "--rates", "1e-3", "--head-first", "--out", str(out),
+               monkeypatch=monkeypatch)
+    assert json.loads(out.read_text())["head_first"] is True

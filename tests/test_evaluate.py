@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -309,3 +310,34 @@ def test_finetune_trains_at_the_rate_it_is_given_and_rejects_a_bad_one(monkeypat
     for bad in (0.0, -1e-3, 1):
         with pytest.raises(ValueError, match="lr must be a positive float"):
             finetune(vit, train_x, train_y, train_x, train_y, steps=1, lr=bad)
+
+
+def test_finetune_head_first_starts_from_the_linear_probes_classifier(monkeypatch):
+    """With ``head_first`` the new head starts as linear_probe's classifier on the frozen features
+    of the training images, its standardisation folded in: before any step it predicts what the
+    probe predicts (checked against linear_probe itself); without it the head starts at random."""
+    import course_lib.train
+    from course_lib.data import normalize
+    from course_lib.evaluate import Pooled, extract_features, finetune, linear_probe
+    starts = []
+    real_train = course_lib.train.train
+
+    def record_start(method, images, config, **kwargs):
+        starts.append(copy.deepcopy(method.head))
+        return real_train(method, images, config, **kwargs)
+
+    monkeypatch.setattr(course_lib.train, "train", record_start)
+    torch.manual_seed(0)
+    vit = build_vit("cpu", depth=1)
+    train_x, train_y, _ = make_shapes(96, 32, seed=0)
+    features = extract_features(Pooled(vit, "cls"), train_x, transform=normalize)
+    for head_first in (True, False):
+        finetune(vit, train_x, train_y, train_x, train_y, steps=1, seed=3, head_first=head_first)
+    probed, random_head = starts
+    with torch.no_grad():
+        agree = (probed(features).argmax(1) == train_y).float().mean().item()
+        chance = (random_head(features).argmax(1) == train_y).float().mean().item()
+    assert agree == pytest.approx(linear_probe(features, train_y, features, train_y, seed=3), abs=1 / 96)
+    assert agree > chance + 0.2
+    with pytest.raises(ValueError, match="head_first must be a bool"):
+        finetune(vit, train_x, train_y, train_x, train_y, steps=1, head_first=1)
