@@ -350,3 +350,26 @@ def test_lecture_07_quotes_the_fine_tuning_rates_and_a_smaller_rate_helps_no_net
         row = result["rows"][name]
         assert (f"{label} {row['finetune']['0.0003']:.3f} and {row['finetune']['0.0001']:.3f} against "
                 f"{row['protocol_finetune']:.3f}") in reading, name
+
+
+def test_lecture_07_quotes_fine_tuning_with_the_head_first_and_it_helps_every_network():
+    """``benchmarks/finetune_rate.py --head-first`` (seed 0, 1e-3): starting from the probe's
+    classifier lifts every network above its random-head run, and MAE stays ahead of every
+    self-distilled network; lecture 07 quotes the rows."""
+    from pathlib import Path
+    path = Path(__file__).parents[1] / "benchmarks" / "results" / "finetune_head_first.json"
+    result = json.loads(path.read_text())
+    table = lab.shipped_table("plain")["rows"]
+    assert result["head_first"] is True and result["seed"] == 0
+    first = {name: row["finetune"]["0.001"] for name, row in result["rows"].items()}
+    for name, row in result["rows"].items():
+        assert row["protocol_finetune"] == table[name]["runs"]["finetune"][0], name
+        assert first[name] > row["protocol_finetune"], name
+    assert first["mae-plain"] > max(first[name] for name in first if name in SELF_DISTILLED_ON_PATCHES)
+    reading = next(text for text in lecture_texts("07_evaluation.ipynb")
+                   if "**Fine-tuning is one recipe for every network**" in text)
+    for name, label in (("dinov2-nokoleo-plain", "DINOv2 without KoLeo then ends at"),
+                        ("dinov2-lowkoleo-plain", "with KoLeo at 0.01 at"), ("ibot-plain", "iBOT at"),
+                        ("mae-plain", "MAE at"), ("supervised-patch-plain", "the labels at")):
+        row = result["rows"][name]
+        assert f"{label} {first[name]:.3f} instead of {row['protocol_finetune']:.3f}" in reading, name
