@@ -240,7 +240,7 @@ def test_the_checkpoint_selection_and_the_shipped_table_reject_unknown_data():
     assert lab.same_data_checkpoints(names) == ["simclr", "mae"]
     assert lab.same_data_checkpoints(names, "plain") == ["simclr-plain", "dino-fine", "supervised-patch-plain"]
     for call in (lambda: lab.same_data_checkpoints(names, "grey"), lambda: lab.shipped_table("grey"),
-                 lambda: lab.compare(scale="cpu", data="grey")):
+                 lambda: lab.compare(scale="cpu", data="grey"), lambda: lab.compare(["simclr"], data="grey")):
         with pytest.raises(ValueError, match="data must be one of"):
             call()
 

@@ -175,6 +175,8 @@ def compare(names: list[str] | tuple[str, ...] | None = None, scale: str = "cpu"
     from .pretrain import train_checkpoint
     if scale not in COMPARE_SCALES:
         raise ValueError(f"scale must be one of {tuple(COMPARE_SCALES)}, got {scale!r}")
+    if data not in DATA:
+        raise ValueError(f"data must be one of {DATA}, got {data!r}")
     available = zoo.available()
     names = list(names) if names is not None else same_data_checkpoints(available, data)
     unknown = [name for name in names if name not in available]
