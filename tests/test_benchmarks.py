@@ -320,3 +320,21 @@ def test_finetune_rate_fine_tunes_each_name_at_each_rate_beside_the_tables_own_r
     run_script("finetune_rate.py", "--names", "mae-plain", "--rates", "1e-3", "--head-first", "--out", str(out),
                monkeypatch=monkeypatch)
     assert json.loads(out.read_text())["head_first"] is True
+
+
+def test_two_later_dino_runs_on_plain_patches_went_uniform_and_the_lectures_say_so():
+    """``benchmarks/results/dino_patch_plain_pretrain_runs.json``: DINO on the plain-patch ViT,
+    trained twice for the zoo (3e-3 and 1e-3), sat at log 256 (uniform teacher and student) from
+    step 270 until stopped; lectures 04 and 07 qualify the one run that recovered."""
+    import json
+    import math
+
+    from lecture_text import lecture_texts
+    runs = json.loads((BENCHMARKS / "results" / "dino_patch_plain_pretrain_runs.json").read_text())["runs"]
+    assert sorted(runs) == ["1e-3", "3e-3"]
+    for run in runs.values():
+        late = [loss for step, loss in zip(run["steps"], run["loss"]) if step >= 270]
+        assert len(late) >= 6 and all(abs(loss - math.log(256)) < 0.005 for loss in late)
+    for lecture in ("04_ibot.ipynb", "07_evaluation.ipynb"):
+        assert any("uniform" in text and ("dino_patch_plain_pretrain_runs.json" in text or "two runs of DINO" in text)
+                   for text in lecture_texts(lecture)), lecture
