@@ -235,6 +235,12 @@ def compare_run(args: argparse.Namespace) -> dict:
     return table
 
 
+def compare_summary(table: dict) -> str:
+    """The table as text, one group of rows per ViT with its labelled network first."""
+    from .labs.evaluation import compare_text, vit_families
+    return compare_text(table, vit_families(list(table["rows"])))
+
+
 def mae_speedup_arguments(p: argparse.ArgumentParser) -> None:
     scale_option(p)
     p.add_argument("--mask-ratio", type=mask_ratio, default=0.75, help="share of patches masked")
@@ -313,7 +319,7 @@ COMMANDS = (
                      "collapse_ablation"),
     Command("compare", "every checkpoint of the zoo through the one evaluator: k-NN, fair linear "
             "probe, fine-tuning, 1 and 10 percent of the labels, dense probe", compare_arguments, compare_run,
-            lambda result: importlib.import_module("course_lib.labs.evaluation").compare_text(result)),
+            compare_summary),
     Command("mae-speedup", "MAE: time the encoder on the visible tokens against all tokens, and "
             "the MAE step against a full-sequence autoencoder", mae_speedup_arguments,
             mae_speedup_run, speedup_summary),

@@ -116,6 +116,7 @@ def test_the_compare_command_writes_the_table_and_the_figure(tmp_path, capsys):
     assert figure.stat().st_size > 10_000
     out = capsys.readouterr().out
     assert "simclr" in out and "dense IoU" in out
+    assert "\nconv stem, 4x4 tokens\nsimclr " in out                  # grouped by ViT, as lecture 07
     with pytest.raises(SystemExit):
         main(["compare", "--scale", "gpu"])
 
