@@ -20,7 +20,7 @@ import torch
 
 from course_lib import zoo
 from course_lib.evaluate import finetune
-from course_lib.labs.evaluation import COMPARE_SCALES, _data, shipped_table
+from course_lib.labs.evaluation import COMPARE_SCALES, checkpoint_data, shipped_table
 
 NAMES = ("supervised-patch-plain", "mae-plain", "ibot-plain", "dinov2-nokoleo-plain",
          "dinov2-lowkoleo-plain")
@@ -30,7 +30,7 @@ def fine_tune_at(name: str, rates: tuple[float, ...], seed: int, head_first: boo
     """``name`` fine-tuned at each of ``rates`` on the shipped table's data; rate -> accuracy."""
     setup = COMPARE_SCALES["long"]
     model = zoo.load(name)
-    train_x, train_y, _, test_x, test_y, _ = _data(model.meta, setup)
+    train_x, train_y, _, test_x, test_y, _ = checkpoint_data(model.meta, setup)
     return {str(lr): finetune(model.backbone, train_x, train_y, test_x, test_y, lr=lr, seed=seed,
                               steps=setup.finetune_steps, pooling=model.meta["pooling"],
                               head_first=head_first)

@@ -374,3 +374,26 @@ def test_lecture_07_quotes_fine_tuning_with_the_head_first_and_it_helps_every_ne
                         ("mae-plain", "MAE at"), ("supervised-patch-plain", "the labels at")):
         row = result["rows"][name]
         assert f"{label} {first[name]:.3f} instead of {row['protocol_finetune']:.3f}" in reading, name
+
+
+def test_lecture_07_section_3_and_7_readings_quote_the_tables():
+    """Section 3's reading (1 % labels on the 4x4 conv stem, fine-tuning on the plain patches) and
+    section 7's share ranges (colourful against the conv-stem labels, plain against the labels on
+    each ViT) are recomputed from the two shipped tables."""
+    from course_lib.labs.shipped import labelled_reference
+    plain = {name: row["mean"] for name, row in lab.shipped_table("plain")["rows"].items()}
+    colourful = {name: row["mean"] for name, row in lab.shipped_table("colourful")["rows"].items()}
+    texts = lecture_texts("07_evaluation.ipynb")
+    ceiling = next(text for text in texts if "every method is at the ceiling" in text)
+    pct = {name: plain[f"{name}-plain"]["probe_1pct"] for name in ("supervised", "simclr", "moco", "dino")}
+    assert (f"labels {pct['supervised']:.3f}, SimCLR {pct['simclr']:.3f}, MoCo {pct['moco']:.3f}, "
+            f"DINO {pct['dino']:.3f}") in ceiling
+    assert min(plain[f"{n}-plain"][p] for n in pct for p in ("knn", "probe", "finetune")) >= 0.990
+    assert (f"MAE reaches {plain['mae-plain']['finetune']:.3f} and I-JEPA {plain['ijepa-plain']['finetune']:.3f}, "
+            f"both above the labelled network ({plain['supervised-patch-plain']['finetune']:.3f})") in ceiling
+    methods = ("dino", "mae", "ibot", "ijepa", "dinov2")
+    left_in = [100 * colourful[m]["knn"] / colourful["supervised"]["knn"] for m in methods]
+    taken_out = [100 * plain[f"{m}-plain"]["knn"] / plain[labelled_reference(f"{m}-plain")]["knn"] for m in methods]
+    reading = next(text for text in texts if text.startswith("**Reading.** - **Only the contrastive"))
+    assert f"({min(left_in):.0f} % to {max(left_in):.0f} % of the labels)" in reading
+    assert f"reach {min(taken_out):.0f} % to {max(taken_out):.0f} % of their labels" in reading

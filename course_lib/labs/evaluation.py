@@ -100,7 +100,9 @@ def fair_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
 
 
 # --- 2. one checkpoint, every protocol ----------------------------------------------------------------
-def _data(meta: dict, setup: CompareScale) -> tuple[Tensor, ...]:
+def checkpoint_data(meta: dict, setup: CompareScale) -> tuple[Tensor, ...]:
+    """The training and held-out images, labels and object masks of the checkpoint with metadata
+    ``meta``, as many as ``setup`` asks: (train_x, train_y, train_m, test_x, test_y, test_m)."""
     from .pretrain import shapes_kwargs
     kwargs = shapes_kwargs(meta["data"])
     train_x, train_y, train_m = make_shapes(setup.n_train, **kwargs)
@@ -118,7 +120,7 @@ def evaluate_checkpoint(name: str, setup: CompareScale, *, directory: str | Path
     from .. import zoo
     start = time.perf_counter()
     model = zoo.load(name, directory=directory or zoo.CHECKPOINT_DIR, device=device)
-    train_x, train_y, train_m, test_x, test_y, test_m = _data(model.meta, setup)
+    train_x, train_y, train_m, test_x, test_y, test_m = checkpoint_data(model.meta, setup)
     pooled = Pooled(model.backbone, model.meta["pooling"])
     train_f, test_f = (extract_features(pooled, x, transform=normalize).cpu()
                        for x in (train_x, test_x))
