@@ -28,11 +28,13 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py ibot-plain small_masks --steps 1500     # 10-20 % masked
     python benchmarks/plain_recipe_probe.py supervised-patch-plain lr_1e-3 --steps 1500   # labels
     python benchmarks/plain_recipe_probe.py ijepa-plain warmup_150 --steps 1500 --seed 1  # warm-up
+    python benchmarks/plain_recipe_probe.py ibot-plain frozen_patch_embed --steps 1500  # MoCo v3's
 
 ``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
 features rise and stay, or rise and fall.
 
-Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``) unless ``--lr`` names
+``warmup_150`` and ``frozen_patch_embed`` (the patch projection kept at its random start) apply to
+every method. Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``) unless ``--lr`` names
 another. The ``dinov2-plain`` rows and the ``ijepa-plain`` rows (``fast_ema``,
 ``deep_predictor``) without an ``lr`` key trained at 3e-3, before those runs' own rate moved to
 1e-3. Every ``ijepa-plain`` row before ``wide_predictor`` started its EMA at the released 0.996,
@@ -89,16 +91,33 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
 # and its warm-up in steps (WARMUP_STEPS, 20; I-JEPA's official recipe warms up for 13 % of its run)
 LEARNING_RATES = {"lr_5e-4": 5e-4, "lr_1e-3": 1e-3, "lr_3e-3": 3e-3}
 WARMUPS = {"warmup_150": 150}
+# and its patch projection frozen at its random initialisation: MoCo v3 (Chen, Xie & He 2021,
+# section 4.2) traces a ViT's unstable self-supervised training to the patch projection and
+# freezes it; the conv stem, where these objectives train, is the other half of that contrast
+FREEZES = ("frozen_patch_embed",)
 # the runs the probe trains that no checkpoint ships: their pooling, added to the recipes' names
 # for the length of the run
 PROBE_ONLY = {"dino-patch-plain": "cls"}
 # the module globals build_method and pretrain read, besides the method's config
-PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES", "METHODS", "POOLING")
+PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES", "METHODS", "POOLING", "build_method")
 
 
 def recorded_fields(method: str) -> list[str]:
     """The config fields any change of ``method`` touches: each row records their values."""
     return sorted({key for fields in CHANGES[method][1].values() for key in fields})
+
+
+def _frozen_patch_embed(build):
+    """``build`` (``build_method``), then every ViT's patch projection taken out of training."""
+    def build_frozen(*args, **kwargs):
+        method = build(*args, **kwargs)
+        embeds = [module.patch_embed for module in method.modules() if hasattr(module, "patch_embed")]
+        if not embeds:
+            raise ValueError(f"{type(method).__name__} has no ViT with a patch_embed to freeze")
+        for embed in embeds:
+            embed.requires_grad_(False)
+        return method
+    return build_frozen
 
 
 def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | None = None,
@@ -116,6 +135,8 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
             recipes.IJEPA_VIEWS = "crops"
         if change in WARMUPS:
             recipes.WARMUP_STEPS = WARMUPS[change]
+        if change in FREEZES:
+            recipes.build_method = _frozen_patch_embed(saved["build_method"])
         if config_name:
             # the run's own settings (ijepa-plain's EMA start included), then the one change
             base = recipes.ijepa_config(method) if config_name == "IJEPA_CONFIG" else saved[config_name]
@@ -135,6 +156,7 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
             "untrained_knn": meta["untrained_knn_accuracy"], "knn": knn,
             "stem": meta["config"]["vit"]["stem"], "lr": meta["config"]["train"]["lr"],
             "warmup_steps": meta["config"]["train"]["warmup_steps"],
+            **({"patch_embed": "frozen"} if change in FREEZES else {}),
             **({"views": settings["views"]} if "views" in settings else {}),
             **{key: settings[key] for key in recorded_fields(method)},
             "loss_first": meta["loss"]["values"][:2], "loss_last": meta["loss"]["values"][-2:],
@@ -157,7 +179,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="rows are appended here (default: "
                    "benchmarks/results/<method>_probe.jsonl, dashes as underscores)")
     args = p.parse_args()
-    choices = [*CHANGES[args.method][1], *LEARNING_RATES, *WARMUPS]
+    choices = [*CHANGES[args.method][1], *LEARNING_RATES, *WARMUPS, *FREEZES]
     if args.change not in choices:
         p.error(f"change for {args.method} must be one of {choices}, got {args.change!r}")
     if args.lr is not None and (args.change in LEARNING_RATES or not args.lr > 0):

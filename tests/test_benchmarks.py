@@ -261,6 +261,43 @@ def test_the_probe_trains_dino_on_the_patch_vit_and_ibot_on_the_conv_stem(tmp_pa
     assert "dino-patch-plain" not in recipes.METHODS
 
 
+def test_frozen_patch_embed_keeps_every_patch_projection_where_it_started(tmp_path, monkeypatch):
+    """MoCo v3's change (``frozen_patch_embed``): the patch projection stays at its initialisation
+    (the teacher's moves by the EMA's float rounding only) while the blocks train; the baseline's
+    projection moves; ``build_method`` is restored; a method without a ViT is refused."""
+    import json
+    import runpy
+
+    import torch
+
+    import course_lib.labs.pretrain as recipes
+    build, pretrain, trained = recipes.build_method, recipes.pretrain, []
+
+    def pretrain_keeping_the_network(*args, **kwargs):
+        backbone, meta = pretrain(*args, **kwargs)
+        trained.append(dict(backbone.named_parameters()))
+        return backbone, meta
+    monkeypatch.setattr(recipes, "pretrain", pretrain_keeping_the_network)
+    out = tmp_path / "rows.jsonl"
+    for change in ("frozen_patch_embed", "baseline"):
+        run_script("plain_recipe_probe.py", "ibot-plain", change, "--steps", "2", "--n-train", "128",
+                   "--n-test", "32", "--out", str(out), monkeypatch=monkeypatch)
+    frozen, baseline = map(json.loads, out.read_text().splitlines())
+    start = dict(build("ibot-plain", recipes.zoo_scale("long"), steps=2).teacher.backbone.named_parameters())
+
+    def moved(params: dict, name: str) -> float:
+        return (params[name] - start[name]).abs().max().item()
+    assert moved(trained[0], "patch_embed.proj.weight") < 1e-6 < moved(trained[1], "patch_embed.proj.weight")
+    assert moved(trained[0], "patch_embed.proj.bias") < 1e-6
+    assert moved(trained[0], "blocks.0.attn.qkv.weight") > 1e-6
+    assert frozen["patch_embed"] == "frozen" and "patch_embed" not in baseline
+    assert frozen["untrained_knn"] == baseline["untrained_knn"]
+    assert recipes.build_method is build
+    probe = runpy.run_path(str(BENCHMARKS / "plain_recipe_probe.py"))
+    with pytest.raises(ValueError, match="Linear has no ViT with a patch_embed"):
+        probe["_frozen_patch_embed"](lambda: torch.nn.Linear(2, 2))()
+
+
 def test_zoo_pooling_reads_a_checkpoint_through_its_cls_and_its_mean_patch_token(monkeypatch, capsys):
     """The recorded pooling's column repeats the k-NN the checkpoint recorded; the other column is
     the same protocol on the other token (checked against Pooled by hand on the same features)."""
