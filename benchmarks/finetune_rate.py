@@ -6,7 +6,9 @@ network and the self-distilled ones end *below* their own linear probe under it,
 I-JEPA gain. This script fine-tunes the named checkpoints again at other rates, with the data,
 steps and seed of the shipped table's first seed (``compare --scale long --data plain``), so each
 row can be read beside that table's run (``protocol_finetune``: 1e-3, a random head). With
-``--head-first`` the head starts as the linear probe's classifier (``finetune(head_first=True)``).
+``--head-first`` the head starts as the linear probe's classifier (``finetune(head_first=True)``);
+with ``--rotation`` the views also turn by any angle (``finetune(rotation=(-180, 180))``), as the
+labelled network's and the self-distilled networks' pretraining views did.
 It writes the rows, the wall time and the thread count to ``--out`` (JSON).
 """
 from __future__ import annotations
@@ -26,14 +28,15 @@ NAMES = ("supervised-patch-plain", "mae-plain", "ibot-plain", "dinov2-nokoleo-pl
          "dinov2-lowkoleo-plain")
 
 
-def fine_tune_at(name: str, rates: tuple[float, ...], seed: int, head_first: bool) -> dict:
+def fine_tune_at(name: str, rates: tuple[float, ...], seed: int, head_first: bool,
+                 rotation: tuple[float, float] = (0.0, 0.0)) -> dict:
     """``name`` fine-tuned at each of ``rates`` on the shipped table's data; rate -> accuracy."""
     setup = COMPARE_SCALES["long"]
     model = zoo.load(name)
     train_x, train_y, _, test_x, test_y, _ = checkpoint_data(model.meta, setup)
     return {str(lr): finetune(model.backbone, train_x, train_y, test_x, test_y, lr=lr, seed=seed,
                               steps=setup.finetune_steps, pooling=model.meta["pooling"],
-                              head_first=head_first)
+                              head_first=head_first, rotation=rotation)
             for lr in rates}
 
 
@@ -43,17 +46,19 @@ def main() -> None:
     parser.add_argument("--rates", nargs="+", type=float, default=[1e-4, 3e-4])
     parser.add_argument("--seed", type=int, default=0, help="the shipped table's seeds are 0, 1, 2")
     parser.add_argument("--head-first", action="store_true", help="start from the probe's classifier")
+    parser.add_argument("--rotation", action="store_true", help="turn the views by any angle")
     parser.add_argument("--out", default="benchmarks/results/finetune_rate.json")
     args = parser.parse_args()
+    rotation = (-180.0, 180.0) if args.rotation else (0.0, 0.0)
     start, table = time.perf_counter(), shipped_table("plain")["rows"]
     rows = {}
     for name in args.names:
         rows[name] = {"probe": table[name]["runs"]["probe"][args.seed],
                       "protocol_finetune": table[name]["runs"]["finetune"][args.seed],
-                      "finetune": fine_tune_at(name, tuple(args.rates), args.seed, args.head_first)}
+                      "finetune": fine_tune_at(name, tuple(args.rates), args.seed, args.head_first, rotation)}
         print(name, json.dumps(rows[name]), flush=True)
     result = {"seed": args.seed, "steps": COMPARE_SCALES["long"].finetune_steps,
-              "head_first": args.head_first,
+              "head_first": args.head_first, "rotation": list(rotation),
               "note": "probe and protocol_finetune (1e-3, a random head): the shipped plain table's "
                       "runs of this seed; finetune: this script's runs, rate -> accuracy",
               "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - start, 1),

@@ -188,6 +188,7 @@ class Pooled(nn.Module):
 def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, test_images: Tensor,
              test_labels: Tensor, *, steps: int, pooling: str = "cls", seed: int = 0,
              lr: float = 1e-3, head_first: bool = False,
+             rotation: tuple[float, float] = (0.0, 0.0),
              device: torch.device | str | None = None) -> float:
     """Fine-tune a copy of ``backbone`` with a linear head on its pooled feature for ``steps``
     steps of the shared loop at peak rate ``lr`` (crop and flip only: MAE's recipe without mixup
@@ -195,7 +196,8 @@ def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, te
     untouched. The head starts at random, or with ``head_first`` as :func:`linear_probe`'s
     classifier trained on the copy's frozen features of the training images (linear probing,
     then fine-tuning: Kumar et al., 2022), so that a random head does not pull the features apart
-    in the first steps.
+    in the first steps. ``rotation`` (low, high degrees) also turns each view by an angle drawn
+    from it, as the labelled and contrastive recipes' views do; the protocol's views do not turn.
 
     ``seed`` fixes everything random here (the head's initial weights, the batches and the crops),
     whatever the caller's random state, which is left as it was: the same call gives the same
@@ -205,6 +207,10 @@ def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, te
         raise ValueError(f"lr must be a positive float, got {lr!r}")
     if not isinstance(head_first, bool):
         raise ValueError(f"head_first must be a bool, got {head_first!r}")
+    if not (isinstance(rotation, tuple) and len(rotation) == 2
+            and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in rotation)
+            and rotation[0] <= rotation[1]):
+        raise ValueError(f"rotation must be a (low, high) tuple of degrees with low <= high, got {rotation!r}")
     device = device if device is not None else next(backbone.parameters()).device
     device = torch.device(device)
     forked = []                                     # the CPU's generator is always forked
@@ -214,18 +220,19 @@ def finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor, te
         torch.manual_seed(seed)
         return _finetune(backbone, train_images, train_labels, test_images, test_labels,
                          steps=steps, pooling=pooling, seed=seed, lr=lr, head_first=head_first,
-                         device=device)
+                         rotation=rotation, device=device)
 
 
 def _finetune(backbone: nn.Module, train_images: Tensor, train_labels: Tensor,
               test_images: Tensor, test_labels: Tensor, *, steps: int, pooling: str, seed: int,
-              lr: float, head_first: bool, device: torch.device) -> float:
+              lr: float, head_first: bool, rotation: tuple[float, float], device: torch.device) -> float:
     from .augment import augment_batch, simclr_view_spec
     from .supervised import Supervised
     from .train import TrainConfig, train
     model = Pooled(copy.deepcopy(backbone), pooling)
     n_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    spec = simclr_view_spec(train_images.shape[-1], strength=0.0, scale=(0.6, 1.0))
+    spec = simclr_view_spec(train_images.shape[-1], strength=0.0, scale=(0.6, 1.0),
+                            rotation=(float(rotation[0]), float(rotation[1])))
     method = Supervised(model, backbone.embed_dim, n_classes,
                         augment=lambda x: augment_batch(x, [spec])[0])
     if head_first:

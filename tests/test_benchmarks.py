@@ -353,10 +353,21 @@ def test_finetune_rate_fine_tunes_each_name_at_each_rate_beside_the_tables_own_r
     assert (result["seed"], result["steps"], result["threads"]) == (1, 1, torch.get_num_threads())
     assert row["probe"] == shipped["probe"][1] and row["protocol_finetune"] == shipped["finetune"][1]
     assert list(row["finetune"]) == ["0.0001"] and 0.0 <= row["finetune"]["0.0001"] <= 1.0
-    assert result["head_first"] is False
+    assert result["head_first"] is False and result["rotation"] == [0.0, 0.0]
+    import course_lib.evaluate
+    rotations, real_finetune = [], course_lib.evaluate.finetune
+
+    def finetune_noting_the_rotation(*args, **kwargs):
+        rotations.append(kwargs["rotation"])
+        return real_finetune(*args, **kwargs)
+    monkeypatch.setattr(course_lib.evaluate, "finetune", finetune_noting_the_rotation)
     run_script("finetune_rate.py", "--names", "mae-plain", "--rates", "1e-3", "--head-first", "--out", str(out),
                monkeypatch=monkeypatch)
     assert json.loads(out.read_text())["head_first"] is True
+    run_script("finetune_rate.py", "--names", "mae-plain", "--rates", "1e-3", "--rotation", "--out", str(out),
+               monkeypatch=monkeypatch)
+    assert json.loads(out.read_text())["rotation"] == [-180.0, 180.0]
+    assert rotations == [(0.0, 0.0), (-180.0, 180.0)]
 
 
 def test_two_later_dino_runs_on_plain_patches_went_uniform_and_the_lectures_say_so():

@@ -341,3 +341,30 @@ def test_finetune_head_first_starts_from_the_linear_probes_classifier(monkeypatc
     assert agree > chance + 0.2
     with pytest.raises(ValueError, match="head_first must be a bool"):
         finetune(vit, train_x, train_y, train_x, train_y, steps=1, head_first=1)
+
+
+def test_finetune_rotation_turns_each_view_after_its_crop_and_flip(monkeypatch):
+    """With ``rotation=(90, 90)`` every fine-tuning view is the unturned view (same seed, same
+    crop and flip) turned a quarter anticlockwise, checked against ``torch.rot90``; bad ranges
+    are refused by name."""
+    import course_lib.train
+    from course_lib.evaluate import finetune
+    views = []
+    real_train = course_lib.train.train
+
+    def record_views(method, images, config, **kwargs):
+        torch.manual_seed(5)
+        views.append(method.augment(images[:8]))
+        return real_train(method, images, config, **kwargs)
+
+    monkeypatch.setattr(course_lib.train, "train", record_views)
+    vit = build_vit("cpu", depth=1)
+    train_x, train_y, _ = make_shapes(32, 32, seed=0)
+    for rotation in ((0.0, 0.0), (90.0, 90.0)):
+        finetune(vit, train_x, train_y, train_x, train_y, steps=1, rotation=rotation)
+    unturned, turned = views
+    assert torch.allclose(torch.rot90(unturned, 1, dims=(-2, -1)), turned, atol=1e-4)
+    assert not torch.allclose(unturned, turned, atol=1e-2)
+    for bad in ((180.0, -180.0), [0.0, 90.0], (90.0,), ("a", 1.0), (True, 2.0)):
+        with pytest.raises(ValueError, match="rotation must be a \\(low, high\\) tuple"):
+            finetune(vit, train_x, train_y, train_x, train_y, steps=1, rotation=bad)
