@@ -397,3 +397,27 @@ def test_lecture_07_section_3_and_7_readings_quote_the_tables():
     reading = next(text for text in texts if text.startswith("**Reading.** - **Only the contrastive"))
     assert f"({min(left_in):.0f} % to {max(left_in):.0f} % of the labels)" in reading
     assert f"reach {min(taken_out):.0f} % to {max(taken_out):.0f} % of their labels" in reading
+
+
+def test_turning_the_fine_tuning_views_costs_every_network_and_the_texts_quote_it():
+    """``benchmarks/finetune_rate.py --rotation`` (seed 0, 1e-3, a random head): views turned by any
+    angle end below the protocol's crops and flips for every network of the plain-patch ViT;
+    lecture 07 and COURSE_SCALE.md quote the rows."""
+    from pathlib import Path
+    root = Path(__file__).parents[1]
+    result = json.loads((root / "benchmarks" / "results" / "finetune_rotation.json").read_text())
+    table = lab.shipped_table("plain")["rows"]
+    assert result["rotation"] == [-180.0, 180.0] and result["head_first"] is False and result["seed"] == 0
+    turned = {name: row["finetune"]["0.001"] for name, row in result["rows"].items()}
+    for name, row in result["rows"].items():
+        assert row["protocol_finetune"] == table[name]["runs"]["finetune"][0], name
+        assert turned[name] < row["protocol_finetune"] - 0.05, name
+    reading = next(text for text in lecture_texts("07_evaluation.ipynb")
+                   if "**Fine-tuning is one recipe for every network**" in text)
+    rows = result["rows"]
+    for name, label in (("supervised-patch-plain", "the labels"), ("mae-plain", "MAE")):
+        assert f"{label} {turned[name]:.3f} instead of {rows[name]['protocol_finetune']:.3f}" in reading, name
+    notes = (root / "benchmarks" / "COURSE_SCALE.md").read_text()
+    for name, row in rows.items():
+        assert (f"| `{name}` | {row['probe']:.3f} | {row['protocol_finetune']:.3f} | {turned[name]:.3f} |"
+                in notes), name
