@@ -421,3 +421,43 @@ def test_turning_the_fine_tuning_views_costs_every_network_and_the_texts_quote_i
     for name, row in rows.items():
         assert (f"| `{name}` | {row['probe']:.3f} | {row['protocol_finetune']:.3f} | {turned[name]:.3f} |"
                 in notes), name
+
+
+def test_mae_probes_above_every_self_distilled_network_on_three_pretraining_seeds():
+    """Lecture 07 (section 4) and COURSE_SCALE.md ("More seeds"): each network of the plain-patch
+    ViT pretrained on seeds 0 (the shipped checkpoint), 1 and 2; its own linear probe
+    (``metrics.linear_probe``) puts MAE above every self-distilled run of the same seed. The
+    lecture's table, margins and the notes' k-NN shares are recomputed from the files."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+
+    def runs(name: str) -> list[dict]:
+        shipped = zoo.metadata(name)
+        others = [json.loads((root / "benchmarks" / "results" / f"{name.replace('-', '_')}_seed{seed}.json").read_text())
+                  for seed in (1, 2)]
+        for seed, meta in enumerate([shipped, *others]):
+            assert (meta["method"], meta["seed"], meta["steps"]) == (name, seed, 1500), (name, seed)
+            assert meta["config"]["train"]["lr"] == shipped["config"]["train"]["lr"], (name, seed)
+        return [meta["metrics"] for meta in (shipped, *others)]
+    labels = {"supervised-patch-plain": "labels", "mae-plain": "MAE", "dinov2-lowkoleo-plain": "DINOv2, KoLeo 0.01",
+              "dinov2-nokoleo-plain": "DINOv2, KoLeo 0", "ibot-plain": "iBOT", "dinov2-plain": "DINOv2, KoLeo 0.1"}
+    probes = {name: [m["linear_probe"] for m in runs(name)] for name in labels}
+    best = [max(probes[name][seed] for name in SELF_DISTILLED_ON_PATCHES) for seed in range(3)]
+    assert all(probes["mae-plain"][seed] > best[seed] for seed in range(3))
+    assert set(SELF_DISTILLED_ON_PATCHES) == set(labels) - {"supervised-patch-plain", "mae-plain"}
+    reading = next(text for text in lecture_texts("07_evaluation.ipynb")
+                   if "**Does another pretraining run change the probe's answer?**" in text)
+    for name, label in labels.items():
+        cells = [f"{p:.3f}" for p in probes[name]]
+        if name == "mae-plain":
+            cells = [f"**{c}**" for c in cells]
+        assert f"| {label} | {' | '.join(cells)} |" in reading, name
+    margins = [probes["mae-plain"][seed] - best[seed] for seed in range(3)]
+    assert f"by {margins[0]:.3f}, {margins[1]:.3f} and {margins[2]:.3f} over the" in reading
+    knn = {name: [m["knn_accuracy"] for m in runs(name)] for name in ("mae-plain", "supervised-patch-plain")}
+    shares = [round(100 * a / b) for a, b in zip(knn["mae-plain"], knn["supervised-patch-plain"])]
+    pooled = round(100 * sum(knn["mae-plain"]) / sum(knn["supervised-patch-plain"]))
+    notes = (root / "benchmarks" / "COURSE_SCALE.md").read_text()
+    assert (f"| `mae-plain` (r = 0.75, shipped) | 3e-3 | {' | '.join(f'{v:.3f}' for v in knn['mae-plain'])} | "
+            f"{' / '.join(f'**{s} %**' for s in shares)} | {sum(knn['mae-plain']) / 3:.3f}, **{pooled} %** |") in notes
