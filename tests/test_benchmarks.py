@@ -387,31 +387,3 @@ def test_two_later_dino_runs_on_plain_patches_went_uniform_and_the_lectures_say_
         assert any("uniform" in text and ("dino_patch_plain_pretrain_runs.json" in text or "two runs of DINO" in text)
                    for text in lecture_texts(lecture)), lecture
 
-
-def test_dino_on_plain_patches_learned_on_one_more_seed_and_went_uniform_on_another():
-    """``benchmarks/results/dino_patch_plain_probe.jsonl``: the probe's DINO recipe on the
-    plain-patch ViT on seeds 1 and 2; seed 1 keeps informative CLS targets (over a nat at the end)
-    and gains 0.25 of k-NN, seed 2's targets carry nothing from step 180 on; lecture 04 quotes both."""
-    import json
-    import re
-
-    from lecture_text import lecture_texts
-    rows = [json.loads(line) for line in
-            (BENCHMARKS / "results" / "dino_patch_plain_probe.jsonl").read_text().splitlines()]
-    by_seed = {row["seed"]: row for row in rows if row["steps"] == 1500 and row["change"] == "baseline"}
-    assert sorted(by_seed) == [0, 1, 2]
-
-    def information(row: dict) -> list[float]:
-        c = row["collapse"]
-        return [mean - h for h, mean in zip(c["teacher_entropy"], c["batch_mean_entropy"])]
-    learned, collapsed = by_seed[1], by_seed[2]
-    steps = learned["collapse"]["steps"]
-    end = [value for step, value in zip(steps, information(learned)) if step >= 1200]
-    assert sum(end) / len(end) > 1.0 and learned["knn"] - learned["untrained_knn"] > 0.25
-    flat = information(collapsed)
-    first = min(i for i in range(len(flat)) if max(flat[i:]) < 0.05)
-    assert collapsed["collapse"]["steps"][first] == 180 and collapsed["knn"] - collapsed["untrained_knn"] < 0.07
-    text = re.sub(r"\s+", " ", " ".join(lecture_texts("04_ibot.ipynb")))
-    assert (f"k-NN {learned['knn']:.3f} from {learned['untrained_knn']:.3f} untrained, "
-            f"{sum(end) / len(end):.2f} nats per CLS target") in text
-    assert f"uniform from step 180 ({collapsed['knn']:.3f} from {collapsed['untrained_knn']:.3f})" in text

@@ -98,3 +98,37 @@ def test_no_gpu_scale_run_is_recorded_while_the_lectures_say_none_is():
                 for file in (ROOT / folder).rglob("*.json*")
                 if re.search(r'"scale": *"gpu"', file.read_text())]
     assert not recorded, f"GPU-scale results are recorded ({recorded}): the lectures still say none are"
+
+
+def test_lecture_02_quotes_its_own_printout():
+    """Lecture 02's readings of the live ablation and attention runs quote the committed outputs
+    (a re-executed lecture whose text still quotes an older run fails here): read from the printed
+    tables, then looked for in the Markdown."""
+    cells = json.loads((ROOT / "lectures" / "02_dino.ipynb").read_text())["cells"]
+    printed = "\n".join("".join(o.get("text", "")) for cell in cells for o in cell.get("outputs", []))
+    number = r"([0-9.]+)"
+
+    def row(label: str) -> list[float]:
+        pattern = (rf"^{re.escape(label)}\s+entropy per image\s+{number}\s+of the batch mean\s+{number}\s+"
+                   rf"KL\s+{number}.*?k-NN\s+{number}")
+        return [float(v) for v in re.search(pattern, printed, re.M).groups()]
+    both, no_ema = row("both"), row("no_ema")
+    collapsed = [row(label)[3] for label in ("none", "centering", "sharpening")]
+    without_bn = row("both, without")
+    dino, supervised = (re.search(rf"^{re.escape(label)}\s+{number}\s+{number}\s+{number}", printed, re.M)
+                        for label in ("DINO (both)", "supervised"))
+    bump = float(re.search(rf"centre-bump baseline Jaccard: {number}", printed).group(1))
+    nmi = re.search(rf"NMI with shape {number}, area {number}, position {number}", printed).groups()
+    text = " ".join(lecture_texts("02_dino.ipynb"))
+    quotes = [f"Both** (green) settles in between ({both[0]:.2f} per image) and keeps a clearly positive KL ({both[2]:.2f})",
+              f"batch-mean entropy, {both[1]:.2f}", f"({no_ema[0]:.2f} per image, {no_ema[1]:.2f} for the batch mean)",
+              f"({no_ema[2]:.2f} against {both[2]:.2f})", f"`both` reaches {100 * both[3]:.1f} %",
+              f"`no_ema` gains less ({100 * no_ema[3]:.1f} %)",
+              f"between {100 * min(collapsed):.1f} % and {100 * max(collapsed):.1f} %",
+              f"its k-NN falls to {100 * without_bn[3]:.1f} %",
+              f"Jaccard of {float(dino.group(3)):.3f}", f"{float(supervised.group(3)):.3f} for the ViT trained with labels",
+              f"Its k-NN ({100 * float(supervised.group(1)):.1f} %)", f"below DINO's ({100 * float(dino.group(1)):.1f} %)",
+              f"it is none: {float(dino.group(3)):.3f} against {bump:.3f}",
+              f"shape is {nmi[0]}, with the size {nmi[1]}, with the position {nmi[2]}"]
+    for quote in quotes:
+        assert quote in text, quote

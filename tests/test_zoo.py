@@ -1125,3 +1125,21 @@ def test_a_longer_warm_up_or_a_frozen_patch_projection_do_not_rescue_ibots_cls_o
     for quoted in ("(0.401 and 0.415)", "to 0.338 and 0.330", "uniform from step 430",
                    "0.01 nats over steps 200-400 and 0.09 over the last 300"):
         assert quoted in text, quoted
+
+
+def test_dino_on_plain_patches_learned_on_one_more_seed_and_went_uniform_on_another():
+    """``benchmarks/results/dino_patch_plain_probe.jsonl``: the probe's DINO recipe on the
+    plain-patch ViT on seeds 1 and 2; seed 1 keeps informative CLS targets (over a nat at the end)
+    and gains 0.25 of k-NN, seed 2's targets carry nothing from step 180 on; lecture 04 quotes both."""
+    lines = (RESULTS / "dino_patch_plain_probe.jsonl").read_text().splitlines()
+    by_seed = {row["seed"]: row for row in map(json.loads, lines)
+               if row["steps"] == 1500 and row["change"] == "baseline"}
+    assert sorted(by_seed) == [0, 1, 2]
+    learned, collapsed = by_seed[1], by_seed[2]
+    end = _end_mean(learned["collapse"], _information(learned["collapse"]))
+    assert end > 1.0 and learned["knn"] - learned["untrained_knn"] > 0.25
+    assert _uniform_from(collapsed["collapse"]) == 180
+    assert collapsed["knn"] - collapsed["untrained_knn"] < 0.07
+    text = re.sub(r"\s+", " ", " ".join(_lecture_texts("04_ibot.ipynb")))
+    assert f"k-NN {learned['knn']:.3f} from {learned['untrained_knn']:.3f} untrained, {end:.2f} nats per CLS target" in text
+    assert f"uniform from step 180 ({collapsed['knn']:.3f} from {collapsed['untrained_knn']:.3f})" in text
