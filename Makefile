@@ -42,17 +42,21 @@ lab: bootstrap
 # The solution notebooks are executed by the unit tests, twice already: in-process by
 # tests/test_notebook_contract.py (every test cell passes, nothing on stderr) and in a kernel by
 # the graded batches of tests/test_autograder.py (full marks); a third run here would check nothing new.
-# The longest test modules go first, right after the lectures, so that no worker starts one of
-# them while the other has nothing left (pytest collects each file once).
-# $(wildcard): the published student tree (`publish`, see the README) has no grader tests.
-LONG_TESTS := $(wildcard tests/test_colab_stack.py tests/test_autograder.py tests/test_term.py tests/test_browser.py)
+# Longest first, so that no worker starts a long module while the other has nothing left (pytest
+# collects each file once): the three longest modules (in CI logs about 380, 180 and 110 s of one
+# worker), then the lectures (15 to 80 s each), then the other modules over 20 s, then the rest.
+# With tests/test_zoo.py last, as alphabetical order put it, one worker ran it alone at the end
+# for about 150 s. $(wildcard): the published student tree (`publish`, see the README) has no
+# grader tests.
+FIRST_TESTS := $(wildcard tests/test_autograder.py tests/test_zoo.py tests/test_benchmarks.py)
+LONG_TESTS := $(wildcard tests/test_isolation.py tests/test_cli.py tests/test_colab_stack.py tests/test_labs_mae.py \
+                         tests/test_term.py tests/test_browser.py)
 LECTURES  := $(shell find lectures -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
 
 # One pytest session on $(WORKERS) workers with one math thread each: two workers each using every
 # core made torch's thread pools fight (a 93 s notebook took over 8 minutes). Work is handed out
-# by scope, in the order given (--no-loadscope-reorder): the lectures first, the longest single
-# pieces, then each test module whole (the graded batches of tests/test_autograder.py are built
-# once, on one worker). One session instead of a unit phase and a notebook phase: neither ends
+# by scope, in the order given (--no-loadscope-reorder, see FIRST_TESTS), each test module whole
+# (the graded batches of tests/test_autograder.py are built once, on one worker). One session instead of a unit phase and a notebook phase: neither ends
 # with a worker idle while the other finishes. `autograder check` runs as
 # tests/test_autograder.py::test_check_passes_on_the_committed_tree.
 # The set-up steps run side by side (-j3): Chromium's apt install (about a minute on a fresh
@@ -61,7 +65,7 @@ test:
 	@$(MAKE) --no-print-directory -j3 bootstrap browser-deps colab-stack
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope --no-loadscope-reorder \
 		--durations=15 --nbval-lax --nbval-current-env --ignore=tests/fixtures \
-		$(LECTURES) $(LONG_TESTS) tests $(ARGS)
+		$(FIRST_TESTS) $(LECTURES) $(LONG_TESTS) tests $(ARGS)
 
 test-fast: bootstrap
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope tests -m "not slow" $(ARGS)

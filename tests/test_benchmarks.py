@@ -131,6 +131,34 @@ def test_lecture_05_quotes_three_seeds_of_fine_tuning_and_calls_them_level():
     assert f"level ({mean['ijepa']:.3f} against {mean['mae']:.3f} over three seeds" in text
 
 
+def test_lecture_05_reads_the_longer_ablation_and_the_share_of_large_errors_from_its_file():
+    """Lecture 05's answers to "smooth L1 or L2 under the loop's clip?" and "does the EMA stop the
+    collapse or delay it?" come from ``benchmarks/results/ijepa_ablation_checks.json``: the clip
+    never acted, the 80-step pair agrees, the 400-step no-EMA run kept falling while I-JEPA's held,
+    and every figure the lecture quotes is the file's."""
+    import json
+    checks = json.loads((BENCHMARKS / "results" / "ijepa_ablation_checks.json").read_text())
+    rows = {(r["variant"], r["steps"], r["grad_clip"]): r for r in checks["rows"]}
+    short = [rows[(name, 80, clip)] for name in ("ijepa", "l2") for clip in (3.0, None)]
+    assert all(r["steps_clipped"] == 0 for r in checks["rows"] if r["grad_clip"])
+    assert all(abs(r["final_target_std"] - short[0]["final_target_std"]) < 0.001 for r in short)
+    ijepa, l2, no_ema, neither = (rows[(name, 400, 3.0)] for name in ("ijepa", "l2", "no_ema", "no_ema_no_stopgrad"))
+    assert neither["final_target_std"] < no_ema["final_target_std"] < 0.25 * ijepa["final_target_std"]
+    assert ijepa["final_target_std"] > ijepa["first_target_std"]
+    large = round(100 * short[0]["share_errors_at_least_1"])
+    from lecture_text import lecture_texts
+    text = " ".join(lecture_texts("05_ijepa.ipynb"))
+    for quote in (f"in section 4's runs {large} % of them are 1 or more",
+                  f"Not 2: {large} % of the errors are 1 or more",
+                  f"never acted (0 of {short[0]['norms_recorded']} steps)",
+                  f"std {ijepa['final_target_std']:.3f} against {l2['final_target_std']:.3f}, "
+                  f"k-NN {ijepa['knn_accuracy']:.3f} against {l2['knn_accuracy']:.3f}",
+                  f"without the EMA the std keeps falling, to {no_ema['final_target_std']:.3f}, and "
+                  f"without both to {neither['final_target_std']:.3f}, while with the EMA it rises to "
+                  f"{ijepa['final_target_std']:.3f}"):
+        assert quote in text, quote
+
+
 def test_jepa_against_mae_reads_both_checkpoints_and_an_untrained_network(tmp_path, monkeypatch,
                                                                           capsys):
     import json
@@ -387,3 +415,38 @@ def test_two_later_dino_runs_on_plain_patches_went_uniform_and_the_lectures_say_
         assert any("uniform" in text and ("dino_patch_plain_pretrain_runs.json" in text or "two runs of DINO" in text)
                    for text in lecture_texts(lecture)), lecture
 
+
+
+def test_ijepa_ablation_checks_count_large_errors_and_clipped_steps_and_restore_both(tmp_path, monkeypatch, capsys):
+    """The recorder's two counts against a hand count, the library restored after it, and a
+    two-step run writing a row per run."""
+    import json
+
+    import torch
+
+    import course_lib.ijepa as ijepa_module
+    Recorder = runpy.run_path(str(BENCHMARKS / "ijepa_ablation_checks.py"))["Recorder"]
+    loss, clip = ijepa_module.jepa_loss, torch.nn.utils.clip_grad_norm_
+    pred, target = torch.tensor([[0.0, 1.5, -2.0, 0.5]]), torch.zeros(1, 4)   # errors 0, 1.5, 2, 0.5
+    weight = torch.nn.Parameter(torch.zeros(2))
+    weight.grad = torch.tensor([3.0, 4.0])                                        # norm 5
+    with Recorder() as recorder:
+        value = ijepa_module.jepa_loss(pred, target)
+        torch.nn.utils.clip_grad_norm_([weight], 3.0)
+        torch.nn.utils.clip_grad_norm_([weight], 3.0)                             # now norm 3
+    assert value.item() == pytest.approx((0 + 1.0 + 1.5 + 0.125) / 4)             # smooth L1 by hand
+    assert (recorder.large, recorder.total) == (2, 4)
+    summary = recorder.summary(3.0)
+    assert summary["share_errors_at_least_1"] == 0.5 and summary["norms_recorded"] == 2
+    assert summary["grad_norm_max"] == pytest.approx(5.0) and summary["steps_clipped"] == 1
+    assert ijepa_module.jepa_loss is loss and torch.nn.utils.clip_grad_norm_ is clip
+
+    out = tmp_path / "checks.json"
+    run_script("ijepa_ablation_checks.py", "--steps", "2", "--long-steps", "3", "--n-train", "256",
+               "--n-test", "64", "--out", str(out), monkeypatch=monkeypatch)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["variant"], r["steps"], r["grad_clip"]) for r in rows] == [
+        ("ijepa", 2, 3.0), ("l2", 2, 3.0), ("ijepa", 2, None), ("l2", 2, None),
+        ("ijepa", 3, 3.0), ("l2", 3, 3.0), ("no_ema", 3, 3.0), ("no_ema_no_stopgrad", 3, 3.0)]
+    assert [r["norms_recorded"] for r in rows] == [2, 2, 0, 0, 3, 3, 3, 3]
+    assert all(0 <= r["share_errors_at_least_1"] <= 1 for r in rows)
