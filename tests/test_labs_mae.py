@@ -10,7 +10,7 @@ import torch
 from course_lib.backbones import build_vit, use_fused_attention
 from course_lib.evaluate import Pooled
 from course_lib.labs.mae import masking_sweep, measure_speedup, plot_information, plot_sweep
-from course_lib.mae import MAE, MAEConfig, full_sequence_loss, mae_loss, patchify
+from course_lib.mae import MAE, MAEConfig, full_sequence_loss
 
 
 # --- the speed-up ---------------------------------------------------------------------------------
@@ -86,8 +86,8 @@ def test_mae_cli_commands_write_their_json(tmp_path):
     sweep = tmp_path / "sweep.json"
     out = subprocess.run([*env_cmd, "mae-sweep", "--scale", "cpu", "--steps", "2",
                           "--finetune-steps", "2", "--n-train", "256", "--n-test", "128",
-                          "--ratios", "0.25", "0.9", "--strategies", "block", "--json", str(sweep)], check=True, capture_output=True,
-                         text=True, timeout=300)
+                          "--ratios", "0.25", "0.9", "--strategies", "block", "--json", str(sweep)],
+                         check=True, capture_output=True, text=True, timeout=300)
     result = json.loads(sweep.read_text())
     assert set(result["ratios"]) == {"0.25", "0.9"} and set(result["strategies"]) == {"block"}
     assert result["settings"]["n_test"] == 128
@@ -141,3 +141,26 @@ def test_masking_figure_rows():
     assert len(fig.axes) == 4 * 3                            # two reconstruction rows
     assert [fig.axes[row * 3].get_title(loc="left") for row in range(4)] == [
         "original", "masked", "model alone", "true patch stats"]
+
+
+def test_unit_3_model_answer_quotes_the_course_run_of_the_three_strategies():
+    """The model answer on random, block-wise and grid masking quotes the command it tells students
+    to run (``benchmarks/results/mae_strategies_seed0.json``): the loss order it argues for holds
+    there, and each figure it gives is the file's."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    run = json.loads((root / "benchmarks" / "results" / "mae_strategies_seed0.json").read_text())
+    assert run["scale"] == "cpu" and run["seed"] == 0 and run["settings"]["train"]["steps"] == 800
+    rows = run["strategies"]
+    loss = {name: rows[name]["reconstruction_loss"] for name in ("random", "block", "grid")}
+    assert loss["grid"] < loss["random"] < loss["block"]
+    cells = json.loads((root / "solutions" / "03_mae" / "mae.ipynb").read_text())["cells"]
+    text = " ".join(" ".join("".join(cell["source"]).split()) for cell in cells)
+    knn = [rows[name]["knn_accuracy"] for name in rows]
+    for quote in (f"grid {loss['grid']:.3f}, random {loss['random']:.3f}, block {loss['block']:.3f}",
+                  f"k-NN {min(knn):.3f} to {max(knn):.3f}",
+                  f"linear probe ({rows['random']['linear_probe']:.3f} against {rows['grid']['linear_probe']:.3f} "
+                  f"for grid and {rows['block']['linear_probe']:.3f} for block)",
+                  f"fine-tune ({rows['random']['finetune_accuracy']:.3f} against "
+                  f"{rows['grid']['finetune_accuracy']:.3f} and {rows['block']['finetune_accuracy']:.3f})"):
+        assert quote in text, quote
