@@ -42,30 +42,31 @@ lab: bootstrap
 # The solution notebooks are executed by the unit tests, twice already: in-process by
 # tests/test_notebook_contract.py (every test cell passes, nothing on stderr) and in a kernel by
 # the graded batches of tests/test_autograder.py (full marks); a third run here would check nothing new.
-# Longest first, so that no worker starts a long module while the other has nothing left (pytest
-# collects each file once): the three longest modules (in CI logs about 380, 180 and 110 s of one
-# worker), then the lectures (15 to 80 s each), then the other modules over 20 s, then the rest.
-# With tests/test_zoo.py last, as alphabetical order put it, one worker ran it alone at the end
-# for about 150 s. $(wildcard): the published student tree (`publish`, see the README) has no
-# grader tests.
-FIRST_TESTS := $(wildcard tests/test_autograder.py tests/test_zoo.py tests/test_benchmarks.py)
-LONG_TESTS := $(wildcard tests/test_python313.py tests/test_isolation.py tests/test_cli.py tests/test_colab_stack.py tests/test_labs_mae.py \
-                         tests/test_term.py tests/test_browser.py)
+# Longest first (--run-first, see conftest.py), so that no worker starts a long module while the
+# other has nothing left: the longest modules (in CI logs about 450, 180, 120, 80 and 60 s of one
+# worker), then the lectures (15 to 85 s each), then the other modules over 25 s, then the rest in
+# pytest's own order. Without it pytest collected the test files alphabetically whatever order the
+# command line gave, and tests/test_zoo.py ran alone on one worker at the end for 150 to 185 s.
+# $(wildcard): the published student tree (`publish`, see the README) has no grader tests.
+RUN_FIRST := $(wildcard tests/test_autograder.py tests/test_zoo.py tests/test_benchmarks.py tests/test_python313.py \
+                        tests/test_isolation.py) lectures \
+             $(wildcard tests/test_cli.py tests/test_term.py tests/test_colab_stack.py tests/test_labs_mae.py \
+                        tests/test_browser.py tests/test_mutations_06.py)
 LECTURES  := $(shell find lectures -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null | sort)
 
 # One pytest session on $(WORKERS) workers with one math thread each: two workers each using every
 # core made torch's thread pools fight (a 93 s notebook took over 8 minutes). Work is handed out
-# by scope, in the order given (--no-loadscope-reorder, see FIRST_TESTS), each test module whole
-# (the graded batches of tests/test_autograder.py are built once, on one worker). One session instead of a unit phase and a notebook phase: neither ends
-# with a worker idle while the other finishes. `autograder check` runs as
-# tests/test_autograder.py::test_check_passes_on_the_committed_tree.
-# The set-up steps run side by side (-j3): Chromium's apt install (about a minute on a fresh
+# by scope, in the order collected (--no-loadscope-reorder, and RUN_FIRST), each test module whole
+# (the graded batches of tests/test_autograder.py are built once, on one worker). One session
+# instead of a unit phase and a notebook phase: neither ends with a worker idle while the other
+# finishes. `autograder check` runs as tests/test_autograder.py::test_check_passes_on_the_committed_tree.
+# The set-up steps run side by side (-j4): Chromium's apt install (about a minute on a fresh
 # machine) overlaps the venv's pip install instead of following it.
 test:
 	@$(MAKE) --no-print-directory -j4 bootstrap browser-deps colab-stack py313-stack
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope --no-loadscope-reorder \
 		--durations=15 --nbval-lax --nbval-current-env --ignore=tests/fixtures \
-		$(FIRST_TESTS) $(LECTURES) $(LONG_TESTS) tests $(ARGS)
+		$(addprefix --run-first ,$(RUN_FIRST)) $(LECTURES) tests $(ARGS)
 
 test-fast: bootstrap
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(WORKERS) --dist loadscope tests -m "not slow" $(ARGS)
@@ -137,7 +138,8 @@ $(COLAB_STAMP): requirements/colab.txt $(STAMP)
 	@touch $(COLAB_STAMP)
 	@echo "colab-stack: $(COLAB_VENV) ready"
 
-# Python 3.13, Colab's Python: the lock's packages and this checkout (editable) in .venv-py313, for
+# Python 3.13, Colab's Python: the lock's packages, Colab's ipywidgets 7 (requirements/colab.txt;
+# its numpy pin has no 3.13 wheel) and this checkout (editable) in .venv-py313, for
 # tests/test_python313.py. It follows the bootstrap so that uv's cache already holds the lock's
 # wheels; torch and torchvision for 3.13 come from PyPI (about 0.6 GB), their CUDA libraries from
 # the same local wheels as .venv's. No compileall: tests/test_python313.py lets its first run write
@@ -152,7 +154,7 @@ PY313_VENV  := .venv-py313
 PY313_STAMP := $(PY313_VENV)/.ready
 py313-stack: $(PY313_STAMP)
 
-$(PY313_STAMP): requirements/lock.txt pyproject.toml $(STAMP)
+$(PY313_STAMP): requirements/lock.txt requirements/colab.txt pyproject.toml $(STAMP)
 ifeq ($(PYTHON313),)
 	@echo "py313-stack: no Python 3.13 here (python3.13 on PATH or pyenv's 3.13.x); tests/test_python313.py skips"
 else
@@ -161,6 +163,8 @@ else
 	$(PY313_VENV)/bin/python -m pip install -qq --upgrade "pip>=24"
 	$(PY) requirements/install.py $(PY313_VENV)/bin/python requirements/lock.txt
 	$(PY313_VENV)/bin/python -m pip install -qq --no-deps --no-build-isolation -e .
+	$(PY313_VENV)/bin/python -m pip install -qq --no-deps \
+		$$(grep -E '^(ipywidgets|ipython_genutils)==' requirements/colab.txt)
 	@touch $(PY313_STAMP)
 	@echo "py313-stack: $(PY313_VENV) ready ($$($(PY313_VENV)/bin/python -V))"
 endif

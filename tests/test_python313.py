@@ -1,16 +1,16 @@
-"""The library's tests and one whole lecture on Python 3.13, the Python Colab runs: the lock's
-packages and this checkout in ``.venv-py313`` (``make py313-stack``, which ``make test`` runs
-first). Each check runs in a subprocess of that venv's Python.
+"""The library's tests, one whole lecture and lecture 02's widgets on Python 3.13, the Python
+Colab runs, with Colab's ipywidgets 7: the lock's packages, the widget pins of
+``requirements/colab.txt`` and this checkout in ``.venv-py313`` (``make py313-stack``, which
+``make test`` runs first). Each check runs in a subprocess of that venv's Python.
 
-Colab's own pins (ipywidgets 7, its numpy) are checked on this machine's Python by
-``tests/test_colab_stack.py``. They cannot be combined with 3.13 here: the numpy pin of
-``requirements/colab.txt`` (2.0.2) has no wheel for 3.13 (the first numpy with one is 2.1.0), and
-which numpy Colab ships beside 3.13 cannot be read from this machine. So this venv takes the
-lock's numpy, and what it checks is the Python: the language, the standard library and the
-3.13 builds of torch, torchvision and the rest.
+Colab's numpy pin is not combined with 3.13: that pin (2.0.2) has no wheel for 3.13 (the first
+numpy with one is 2.1.0), and which numpy Colab ships beside 3.13 cannot be read from this
+machine. So this venv keeps the lock's numpy, and ``tests/test_colab_stack.py`` checks the numpy
+pin on this machine's own Python.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -29,6 +29,9 @@ LIBRARY_TESTS = ["augment", "backbones", "data", "diagnostics", "dino", "dinov2"
                  "grading", "ibot", "ijepa", "mae", "masking", "moco", "runtime", "schedules",
                  "simclr", "train"]
 LECTURE = "lectures/07_evaluation.ipynb"     # the shortest whole lecture: the zoo, every protocol
+WIDGETS = {name: version for name, version in
+           (line.split("==") for line in (ROOT / "requirements" / "colab.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#")) if name in ("ipywidgets", "ipython_genutils")}
 
 pytestmark = pytest.mark.skipif(
     not PY313.exists(), reason=f"{PY313} missing: `make py313-stack` builds it where a Python 3.13 "
@@ -43,14 +46,16 @@ def run313(*args: str, timeout: float) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def test_the_venv_is_python_313_with_the_locks_packages_and_this_checkout():
-    probe = ("import sys, torch, numpy, course_lib; print('%d.%d' % sys.version_info[:2], "
-             "torch.__version__, numpy.__version__, course_lib.__file__)")
+def test_the_venv_is_python_313_with_the_locks_packages_colabs_widgets_and_this_checkout():
+    probe = ("import sys, importlib.metadata as m, torch, numpy, ipywidgets, course_lib; "
+             "print('%d.%d' % sys.version_info[:2], torch.__version__, numpy.__version__, "
+             "ipywidgets.__version__, m.version('ipython_genutils'), course_lib.__file__)")
     done = run313("-c", probe, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    python, torch, numpy, library = done.stdout.split()
+    python, torch, numpy, widgets, genutils, library = done.stdout.split()
     assert python == "3.13"
     assert torch.split("+")[0] == LOCK["torch"] and numpy == LOCK["numpy"]
+    assert (widgets, genutils) == (WIDGETS["ipywidgets"], WIDGETS["ipython_genutils"])
     assert Path(library).resolve() == ROOT / "course_lib" / "__init__.py"
 
 
@@ -64,8 +69,13 @@ def test_the_library_tests_pass_on_python_313():
     assert passed >= 300 and " failed" not in done.stdout, done.stdout[-2000:]
 
 
-def test_a_whole_lecture_runs_on_python_313():
+def test_a_whole_lecture_and_lecture_02s_widgets_run_on_python_313(tmp_path):
+    """Lecture 07 whole, then lecture 02 down to its widget and the checks after it (the cut of
+    ``tests/test_colab_stack.py``), in one nbval session."""
+    from test_colab_stack import LECTURE as WIDGET_LECTURE, widget_sections
+    opening = tmp_path / "02_dino_widgets.ipynb"
+    opening.write_text(json.dumps(widget_sections(json.loads(WIDGET_LECTURE.read_text()))))
     done = run313("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--nbval-lax",
-                  "--nbval-current-env", LECTURE, timeout=900)
+                  "--nbval-current-env", LECTURE, str(opening), timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert re.search(r"\d+ passed", done.stdout) and "failed" not in done.stdout
