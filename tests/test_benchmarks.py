@@ -450,3 +450,6 @@ def test_ijepa_ablation_checks_count_large_errors_and_clipped_steps_and_restore_
         ("ijepa", 3, 3.0), ("l2", 3, 3.0), ("no_ema", 3, 3.0), ("no_ema_no_stopgrad", 3, 3.0)]
     assert [r["norms_recorded"] for r in rows] == [2, 2, 0, 0, 3, 3, 3, 3]
     assert all(0 <= r["share_errors_at_least_1"] <= 1 for r in rows)
+    with pytest.raises(SystemExit):
+        run_script("ijepa_ablation_checks.py", "--long-steps", "0", monkeypatch=monkeypatch)
+    assert "--long-steps must be a positive integer, got 0" in capsys.readouterr().err
