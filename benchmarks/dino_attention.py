@@ -10,6 +10,13 @@ images, against the same rule on a fixed centre bump. Appends a JSON line per ru
 
 Each row also scores the untrained network (the weights every run starts from), and with
 ``--supervised`` the same ViT trained with labels for the same steps.
+
+``--shipped SETTING`` (repeatable) takes one setting from the recipe of the shipped ``dino-plain``
+(``course_lib.labs.pretrain``) instead of the ablation's, to see which one moves the heads:
+``vit`` (4 blocks, 96 wide, 3 heads), ``batch`` (128), ``momentum`` (the teacher's EMA from 0.99)
+or ``warmup`` (20 steps).
+
+    python benchmarks/dino_attention.py --steps 1500 --shipped momentum
 """
 from __future__ import annotations
 
@@ -29,6 +36,27 @@ from course_lib.data import make_shapes  # noqa: E402
 from course_lib.evaluate import attention_jaccard, centre_bump_jaccard  # noqa: E402
 from course_lib.labs import ablation_runs  # noqa: E402
 from course_lib.labs.dino import VARIANTS, ablation_scale, run_variant, supervised_baseline  # noqa: E402
+from course_lib.labs import pretrain as recipe  # noqa: E402
+
+SHIPPED = ("vit", "batch", "momentum", "warmup")
+
+
+def with_shipped(setup, settings: list[str]):
+    """``setup`` (the ablation's scale) with each named setting taken from ``dino-plain``'s recipe."""
+    for name in settings:
+        if name == "vit":
+            setup = replace(setup, vit=dict(recipe.VIT))
+        elif name == "batch":
+            setup = replace(setup, train=replace(setup.train,
+                                                 batch_size=recipe.ZOO_SCALES["long"].recipe.batch_size))
+        elif name == "momentum":
+            setup = replace(setup, dino=replace(setup.dino,
+                                                momentum_teacher=recipe.DINO_CONFIG.momentum_teacher))
+        elif name == "warmup":
+            setup = replace(setup, train=replace(setup.train, warmup_steps=recipe.WARMUP_STEPS))
+        else:
+            raise ValueError(f"settings must be among {SHIPPED}, got {name!r}")
+    return setup
 
 
 def _first(n: int, setup) -> tuple:
@@ -47,10 +75,12 @@ def main() -> None:
     p.add_argument("--supervised", action="store_true",
                    help="also train the same ViT with labels for the same steps (the crops and turns "
                         "of DINO's views, no jitter) and score its best head")
+    p.add_argument("--shipped", action="append", default=[], choices=SHIPPED,
+                   help="take this setting from the shipped dino-plain's recipe (repeatable)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "dino_attention.jsonl"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    setup = ablation_scale("cpu")
+    setup = with_shipped(ablation_scale("cpu"), args.shipped)
     if args.patch_size:
         setup = replace(setup, vit={**setup.vit, "patch_size": args.patch_size})
     torch.manual_seed(setup.train.seed)
@@ -63,7 +93,8 @@ def main() -> None:
         run = run_variant("both", images, (images, labels), (test_x, test_y), run_setup, keep_model=True)
         backbone = run["model"].teacher.backbone
         scores = attention_jaccard(backbone, shown, masks)
-        row = {"steps": steps, "threads": args.threads, "vit": setup.vit, "knn": run["knn_accuracy"],
+        row = {"steps": steps, "threads": args.threads, "vit": setup.vit, **({"shipped": args.shipped} if args.shipped else {}),
+               "knn": run["knn_accuracy"],
                "untrained_best_head": untrained,
                "best_head": scores["best_head"], "per_head": scores["per_head"],
                "centre_bump": centre_bump_jaccard(masks, tuple(backbone.patch_embed.grid_size)),

@@ -213,6 +213,26 @@ def test_dino_attention_writes_one_row_per_length(tmp_path, monkeypatch, capsys)
     assert capsys.readouterr().out.count('"steps"') == 2
 
 
+def test_dino_attention_takes_named_settings_from_the_shipped_recipe_and_nothing_else():
+    """``--shipped`` swaps exactly the named settings of the ablation for dino-plain's."""
+    from dataclasses import asdict
+
+    from course_lib.labs import pretrain as recipe
+    from course_lib.labs.dino import ablation_scale
+    with_shipped = runpy.run_path(str(BENCHMARKS / "dino_attention.py"))["with_shipped"]
+    base = ablation_scale("cpu")
+    assert with_shipped(base, []) == base
+    both = with_shipped(base, ["momentum", "batch"])
+    assert both.dino.momentum_teacher == recipe.DINO_CONFIG.momentum_teacher == 0.99 != base.dino.momentum_teacher
+    assert both.train.batch_size == recipe.ZOO_SCALES["long"].recipe.batch_size == 128
+    changed = {key for key, value in asdict(both.train).items() if value != asdict(base.train)[key]}
+    assert changed == {"batch_size"} and both.vit == base.vit and both.data == base.data
+    assert with_shipped(base, ["vit"]).vit == recipe.VIT
+    assert with_shipped(base, ["warmup"]).train.warmup_steps == recipe.WARMUP_STEPS
+    with pytest.raises(ValueError, match="settings must be among"):
+        with_shipped(base, ["lr"])
+
+
 def test_the_plain_recipe_probe_changes_one_setting_and_restores_the_recipe(tmp_path, monkeypatch, capsys):
     import json
 

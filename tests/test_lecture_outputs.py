@@ -139,9 +139,10 @@ def test_lecture_02_reads_the_shipped_attention_against_its_own_set_up_trained_l
     lecture rules out length alone with the small set-up's long rows of
     ``benchmarks/results/dino_attention.jsonl`` on the 4x4 grid (8 px tokens): 1000 steps on one
     and two threads, 1500 (the shipped run's length) on one. Each must be above its centre bump
-    and quoted as written there."""
+    and quoted as written there; so must the ``--shipped`` rows, one setting of dino-plain each."""
     lines = (ROOT / "benchmarks" / "results" / "dino_attention.jsonl").read_text().splitlines()
-    coarse = [row for row in map(json.loads, lines) if row.get("vit", {}).get("patch_size", 8) == 8]
+    coarse = [row for row in map(json.loads, lines)
+              if row.get("vit", {}).get("patch_size", 8) == 8 and not row.get("shipped")]
     rows = {(row["steps"], row["threads"]): row for row in coarse if row["steps"] >= 1000}
     assert sorted(rows) == [(1000, 1), (1000, 2), (1500, 1)]
     assert all(row["best_head"] > row["centre_bump"] for row in rows.values())
@@ -149,5 +150,14 @@ def test_lecture_02_reads_the_shipped_attention_against_its_own_set_up_trained_l
     assert (f"trained for 1000 steps it scored {rows[1000, 1]['best_head']:.3f} and "
             f"{rows[1000, 2]['best_head']:.3f} (one and two threads") in text
     assert f"for 1500 steps, the shipped run's length, {rows[1500, 1]['best_head']:.3f}, all above the bump" in text
+    # one shipped setting at a time: each quoted, and the smallest change moved the heads furthest
+    shipped = {tuple(row["shipped"]): row for row in map(json.loads, lines) if row.get("shipped")}
+    assert sorted(shipped) == [("batch",), ("momentum",), ("vit",), ("warmup",)]
+    assert all(row["steps"] == 1500 for row in shipped.values())
+    head = {name: row["best_head"] for (name,), row in shipped.items()}
+    assert (f"the best head reads {head['batch']:.3f} with batches of 128, {head['momentum']:.3f} with the "
+            f"teacher's momentum from 0.99, {head['warmup']:.3f} with a 20-step warm-up instead of 10, and "
+            f"{head['vit']:.3f} with the shipped ViT, a run whose k-NN fell to {shipped['vit',]['knn']:.3f}") in text
+    assert min(head, key=lambda name: head[name]) == "warmup"
     for difference in ("4 blocks 96 wide with 3 heads", "batches of 128 (64)", "momentum from 0.99 (0.9)"):
         assert difference in text, difference
