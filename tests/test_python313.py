@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from test_colab_stack import LECTURE as WIDGET_LECTURE, PINS, widget_sections
+
 ROOT = Path(__file__).resolve().parents[1]
 PY313 = ROOT / ".venv-py313" / "bin" / "python"
 LOCK = dict(line.split("==") for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines()
@@ -29,9 +31,6 @@ LIBRARY_TESTS = ["augment", "backbones", "data", "diagnostics", "dino", "dinov2"
                  "grading", "ibot", "ijepa", "mae", "masking", "moco", "runtime", "schedules",
                  "simclr", "train"]
 LECTURE = "lectures/07_evaluation.ipynb"     # the shortest whole lecture: the zoo, every protocol
-WIDGETS = {name: version for name, version in
-           (line.split("==") for line in (ROOT / "requirements" / "colab.txt").read_text().splitlines()
-            if "==" in line and not line.startswith("#")) if name in ("ipywidgets", "ipython_genutils")}
 
 pytestmark = pytest.mark.skipif(
     not PY313.exists(), reason=f"{PY313} missing: `make py313-stack` builds it where a Python 3.13 "
@@ -55,7 +54,7 @@ def test_the_venv_is_python_313_with_the_locks_packages_colabs_widgets_and_this_
     python, torch, numpy, widgets, genutils, library = done.stdout.split()
     assert python == "3.13"
     assert torch.split("+")[0] == LOCK["torch"] and numpy == LOCK["numpy"]
-    assert (widgets, genutils) == (WIDGETS["ipywidgets"], WIDGETS["ipython_genutils"])
+    assert (widgets, genutils) == (PINS["ipywidgets"], PINS["ipython_genutils"])      # Colab's widget pins
     assert Path(library).resolve() == ROOT / "course_lib" / "__init__.py"
 
 
@@ -72,7 +71,6 @@ def test_the_library_tests_pass_on_python_313():
 def test_a_whole_lecture_and_lecture_02s_widgets_run_on_python_313(tmp_path):
     """Lecture 07 whole, then lecture 02 down to its widget and the checks after it (the cut of
     ``tests/test_colab_stack.py``), in one nbval session."""
-    from test_colab_stack import LECTURE as WIDGET_LECTURE, widget_sections
     opening = tmp_path / "02_dino_widgets.ipynb"
     opening.write_text(json.dumps(widget_sections(json.loads(WIDGET_LECTURE.read_text()))))
     done = run313("-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--nbval-lax",
