@@ -396,6 +396,27 @@ def test_grey_views_take_simclr_and_moco_past_the_labels_on_the_colourful_shapes
             and f"({100 * before['simclr']['shape']:.1f} %;" in reading)
 
 
+def test_a_faster_dino_teacher_does_not_lift_it_on_the_colourful_shapes():
+    """COURSE_SCALE.md ("Grey views take the colour away"): the faster key encoder that made MoCo
+    learn, tried as DINO's teacher (momentum from 0.96 and 0.9 instead of 0.99), ends below the
+    0.99 run with fewer prototypes in use; the table quotes each run's k-NN curve."""
+    base = _course_scale_row("long-dino-g0.8")
+    doc = (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text()
+    for momentum in (0.96, 0.9):
+        row = _course_scale_row(f"long-dino-g0.8-m{momentum}")
+        changed = {key for key in base if base[key] != row[key]}
+        assert changed <= {"tag", "momentum", "knn_every", "knn_curve", "knn_after", "knn_teacher", "wall_s",
+                           "s_per_step", "final_loss", "teacher_entropy", "batch_mean_entropy", "cluster_nmi"}, changed
+        assert row["momentum"] == momentum and row["knn_curve"][-1] == [1500, row["knn_teacher"]]
+        assert row["knn_teacher"] < base["knn_teacher"]
+        assert row["cluster_nmi"]["clusters_used"] < base["cluster_nmi"]["clusters_used"]
+        assert row["cluster_nmi"]["background"] > row["cluster_nmi"]["shape"]
+        curve = dict(row["knn_curve"])
+        share = round(100 * row["knn_teacher"] / _before_grey_views("supervised")["metrics"]["knn_accuracy"])
+        assert (f"| 0.8 | {curve[500]:.3f} / {curve[1000]:.3f} / {curve[1500]:.3f}; "
+                f"{row['cluster_nmi']['clusters_used']} prototypes used | {share} % | {row['wall_s']:.0f} |") in doc
+
+
 def test_grey_views_are_all_that_changed_from_the_colourful_runs_shipped_before():
     for name in GREY_VIEW_RUNS:
         now, before = json.loads(json.dumps(zoo.metadata(name))), _before_grey_views(name)
