@@ -4,6 +4,7 @@
     python -m course_lib --version                  # course_lib <version>
     python -m course_lib info                       # versions, device, scale
     python -m course_lib shapes --n 64 --out grid.png
+    python -m course_lib zoo                        # the shipped checkpoints against their labels
     python -m course_lib supervised --json out.json # the learnability smoke run
     python -m course_lib simclr --temperature 0.1 --json out.json
     python -m course_lib moco --batch-size 32 --queue-size 4096 --json out.json
@@ -37,7 +38,8 @@ from .labs.pretrain import checkpoint_summary, recipe_views
 from ._cli_types import (json_option, mask_ratio, non_negative_int, output_file, positive_float,
                          positive_int, scale_option, seed_option, unit_float)
 from ._cli_info import (info_arguments, info_run, info_summary, installed_version,
-                        shapes_arguments, shapes_run, shapes_summary)
+                        shapes_arguments, shapes_run, shapes_summary, zoo_arguments, zoo_run,
+                        zoo_summary)
 from .runtime import at_scale
 
 
@@ -47,7 +49,7 @@ def _settings(args: argparse.Namespace):
 
 
 # --- the commands: arguments, run(args) -> dict, summary(result) -> str ------------------------
-# (info and shapes, which train nothing, are in _cli_info.py)
+# (info, shapes and zoo, which train nothing, are in _cli_info.py)
 def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     from .backbones import PRESETS
     scale_option(p)
@@ -300,6 +302,8 @@ COMMANDS = (
             info_arguments, info_run, info_summary),
     Command("shapes", "generate the embedded shapes dataset, time it, save a grid",
             shapes_arguments, shapes_run, shapes_summary),
+    Command("zoo", "the shipped checkpoints: data, ViT, k-NN, and the share of their labels' k-NN "
+            "(from the metadata; nothing is trained)", zoo_arguments, zoo_run, zoo_summary),
     Command("supervised", "train the backbone with labels (the learnability smoke run)",
             pretrain_arguments, pretrain_run, pretrain_summary),
     Command("simclr", "pretrain with SimCLR (NT-Xent), then k-NN and linear probe",

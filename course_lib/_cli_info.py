@@ -1,6 +1,6 @@
 """The commands of ``python -m course_lib`` that describe the set-up rather than train: ``info``
-(library versions, device, scale), ``shapes`` (the embedded dataset) and the version ``--version``
-prints."""
+(library versions, device, scale), ``shapes`` (the embedded dataset), ``zoo`` (the shipped
+checkpoints against their labels) and the version ``--version`` prints."""
 from __future__ import annotations
 
 import argparse
@@ -85,3 +85,17 @@ def shapes_summary(result: dict) -> str:
     return (f"make_shapes({result['n']}, image_size={result['image_size']}, seed={result['seed']}): "
             f"{result['seconds']:.2f} s, {result['classes']} classes, mean mask fraction "
             f"{result['mask_fraction']:.3f}" + (f"\nwrote {result['grid']}" if "grid" in result else ""))
+
+
+def zoo_arguments(p: argparse.ArgumentParser) -> None:
+    json_option(p)
+
+
+def zoo_run(args: argparse.Namespace) -> dict:
+    from .labs.shipped import zoo_table
+    return {"rows": zoo_table()}
+
+
+def zoo_summary(result: dict) -> str:
+    from .labs.shipped import zoo_text
+    return zoo_text(result["rows"])

@@ -12,7 +12,7 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert stop.value.code == 0
-    for command in ("info", "shapes", "supervised", "simclr", "moco"):
+    for command in ("info", "shapes", "zoo", "supervised", "simclr", "moco"):
         assert command in out
 
 

@@ -1118,8 +1118,85 @@ def test_the_targets_summary_counts_and_names_every_self_supervised_checkpoint()
         assert f"`{name}` {round(100 * shares[name])} %" in summary, name
     met = sum(share >= 0.8 for share in shares.values())
     assert f"met by {met} of the {len(shares)}" in summary
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
-    assert f"({met} of the {len(shares)} self-supervised checkpoints reach 80 %" in readme
+
+
+def test_the_zoo_table_reads_each_checkpoint_against_its_labels():
+    """``labs.shipped.zoo_table`` (``python -m course_lib zoo``), checked row by row against the
+    metadata read here: the reference trained on the same data, steps and seed (on the same ViT
+    where the zoo has one), the share, and which checkpoints reach 80 %: the misses are the ones
+    COURSE_SCALE.md's summary names."""
+    from course_lib.labs.shipped import labelled_reference, zoo_table
+    rows = {row["name"]: row for row in zoo_table()}
+    assert sorted(rows) == zoo.available()
+    for name, row in rows.items():
+        meta = zoo.metadata(name)
+        vit = meta["config"]["vit"]
+        assert row["knn"] == meta["metrics"]["knn_accuracy"] and row["untrained_knn"] == meta["untrained_knn_accuracy"]
+        assert row["data"] == {"grey": "plain", None: "colourful"}[meta["data"].get("colour")], name
+        assert row["vit"].split()[0] == {8: "4x4", 4: "8x8"}[vit["patch_size"]], name
+        assert row["vit"].endswith("conv") == (vit["stem"] == "conv"), name
+        if name.startswith("supervised"):
+            assert "reference" not in row, name
+            continue
+        reference = zoo.metadata(row["reference"])
+        assert row["reference"].startswith("supervised")
+        assert all(reference[key] == meta[key] for key in ("data", "steps", "seed")), name
+        assert row["same_vit"] == (labelled_reference(name) == row["reference"]), name
+        assert math.isclose(row["share"], meta["metrics"]["knn_accuracy"] / reference["metrics"]["knn_accuracy"])
+        assert row["meets"] == (row["share"] >= 0.8), name
+    misses = {name for name, row in rows.items() if row.get("meets") is False}
+    assert misses == {"dino", "mae", "ibot", "ijepa", "dinov2", "dinov2-reg", "simclr-nocolour",
+                      "ibot-plain", "dinov2-plain"}
+    assert {name for name, row in rows.items() if row.get("same_vit") is False} == {
+        "mae", "ibot", "ijepa", "dinov2", "dinov2-reg"}                  # the colourful runs on plain patches
+
+
+def test_a_checkpoint_without_labels_on_its_data_gets_no_share(monkeypatch):
+    from course_lib.labs.shipped import zoo_table
+    monkeypatch.setattr(zoo, "available", lambda *args, **kwargs: ["dino", "supervised-plain"])
+    rows = {row["name"]: row for row in zoo_table()}                  # dino: colourful; the labels: plain
+    assert {key: rows["dino"][key] for key in ("reference", "same_vit", "reference_knn", "share", "meets")} == {
+        "reference": None, "same_vit": False, "reference_knn": None, "share": None, "meets": None}
+    assert rows["dino"]["knn"] == zoo.metadata("dino")["metrics"]["knn_accuracy"]
+
+
+def test_the_zoo_text_groups_the_rows_and_marks_a_reference_on_another_vit():
+    from course_lib.labs.shipped import zoo_text
+    common = {"data": "colourful", "vit": "4x4 conv", "untrained_knn": 0.1}
+    rows = [{"name": "lab", **common, "knn": 0.75},
+            {"name": "miss", **common, "knn": 0.3, "reference": "lab", "same_vit": False, "reference_knn": 0.75,
+             "share": 0.4, "meets": False},
+            {"name": "alone", **common, "knn": 0.2, "reference": None, "same_vit": False, "reference_knn": None,
+             "share": None, "meets": None},
+            {"name": "hit", **common, "knn": 0.6, "reference": "lab", "same_vit": True, "reference_knn": 0.75,
+             "share": 0.8, "meets": True}]
+    lines = [line.split() for line in zoo_text(rows).splitlines()[1:-2]]
+    assert lines == [["--", "labelled", "networks", "(the", "references)"],
+                     ["lab", "colourful", "4x4", "conv", "0.100", "->", "0.750"],
+                     ["--", "self-supervised,", "at", "least", "80", "%", "of", "their", "labels"],
+                     ["hit", "colourful", "4x4", "conv", "0.100", "->", "0.600", "lab", "0.750", "80", "%"],
+                     ["--", "self-supervised,", "below", "80", "%", "of", "their", "labels"],
+                     ["miss", "colourful", "4x4", "conv", "0.100", "->", "0.300", "lab", "0.750", "*", "40", "%"],
+                     ["--", "self-supervised,", "no", "labelled", "network", "on", "their", "data"],
+                     ["alone", "colourful", "4x4", "conv", "0.100", "->", "0.200"]]
+
+
+def test_the_zoo_command_prints_the_table_the_readme_shows(capsys, tmp_path):
+    """``python -m course_lib zoo`` prints :func:`zoo_text` and writes the rows with ``--json``;
+    the README's block is that printout, so a retrained checkpoint without a new README fails."""
+    from course_lib.__main__ import main
+    from course_lib.labs.shipped import zoo_table, zoo_text
+    assert main(["zoo", "--json", str(tmp_path / "zoo.json")]) == 0
+    printed = capsys.readouterr().out
+    text = zoo_text(zoo_table())
+    assert printed.startswith(text + "\n")
+    assert json.loads((tmp_path / "zoo.json").read_text())["rows"] == json.loads(json.dumps(zoo_table()))
+    lines = text.splitlines()
+    assert lines[0].split() == ["checkpoint", "data", "ViT", "k-NN", "->", "labels,", "same", "budget", "share"]
+    dino = next(line for line in lines if line.startswith("dino "))
+    assert dino.split() == ["dino", "colourful", "4x4", "conv", "0.100", "->", "0.164", "supervised", "0.756", "22", "%"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"```text\n{text}\n```" in readme
 
 
 def test_a_longer_warm_up_or_a_frozen_patch_projection_do_not_rescue_ibots_cls_objective():

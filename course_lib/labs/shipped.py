@@ -3,7 +3,9 @@
 
 :func:`compare_checkpoints` collects what each checkpoint recorded (and, if asked, how its CLS
 attention overlaps the objects), :func:`checkpoint_table` and :func:`plot_checkpoints` show it,
-:func:`labelled_reference` finds the supervised run each one is measured against,
+:func:`labelled_reference` finds the supervised run each one is measured against (and
+:func:`zoo_table` and :func:`zoo_text`, ``python -m course_lib zoo``, list every checkpoint's
+share of it),
 :func:`knn_trajectories` and :func:`plot_knn_trajectories` show the k-NN a checkpoint recorded
 while it trained, :func:`collapse_runs`, :func:`shipped_collapse_run` and
 :func:`plot_collapse_runs` the teacher's entropies of runs with a teacher, and
@@ -25,27 +27,94 @@ from .pretrain import base_method, shapes_kwargs
 Tensor = torch.Tensor
 
 
-def labelled_reference(name: str) -> str | None:
+def labelled_reference(name: str, metas: dict[str, dict] | None = None) -> str | None:
     """The shipped supervised checkpoint trained like ``name``: the same ViT, data, steps and
     seed, so that the two differ only in the labels (``dino-plain`` -> ``supervised-plain``,
     ``mae-plain`` -> ``supervised-patch-plain``); None when the zoo has none (``mae``: labels on
     its plain-patch ViT do not train on the default shapes). The ViTs may differ in one field,
-    ``class_token``: the labelled network classifies from its CLS token, and I-JEPA has none."""
-    same = ("data", "steps", "seed")
-    meta = zoo.metadata(name)
-    for other in zoo.available():
-        if other == name or base_method(other) != "supervised":
-            continue
-        candidate = zoo.metadata(other)
-        if all(candidate[key] == meta[key] for key in same) and same_vit(candidate, meta):
+    ``class_token``: the labelled network classifies from its CLS token, and I-JEPA has none.
+    ``metas``: every checkpoint's metadata by name, if already read (:func:`zoo_table`)."""
+    metas = metas or {other: zoo.metadata(other) for other in zoo.available()}
+    meta = metas[name]
+    for other in _same_run(name, metas):
+        if same_vit(metas[other], meta):
             return other
     return None
+
+
+def _same_run(name: str, metas: dict[str, dict]) -> list[str]:
+    """The labelled checkpoints trained on the same data, steps and seed as ``name``, any ViT."""
+    return [other for other, meta in metas.items() if other != name and base_method(other) == "supervised"
+            and all(meta[key] == metas[name][key] for key in ("data", "steps", "seed"))]
 
 
 def same_vit(meta: dict, other: dict) -> bool:
     """Whether two checkpoints' ViT configs match in every field but ``class_token``."""
     strip = lambda m: {k: v for k, v in m["config"]["vit"].items() if k != "class_token"}  # noqa: E731
     return strip(meta) == strip(other)
+
+
+TARGET_SHARE = 0.8     # the course's mark: 80 % of the labelled network's k-NN at the same budget
+
+
+def zoo_table() -> list[dict]:
+    """One row per shipped checkpoint, read from its metadata (nothing is loaded or measured):
+    ``name``, ``data`` (``colourful``: the default shapes; ``plain``: one grey at one size),
+    ``vit`` (token grid and stem: ``"4x4 conv"``, ``"8x8 conv"``, ``"8x8 patches"``),
+    ``pooling``, ``steps``, ``untrained_knn`` and ``knn`` (held-out weighted 20-NN), and for a
+    self-supervised one its labelled ``reference``, ``same_vit``, ``reference_knn``, ``share``
+    (knn / reference_knn) and ``meets`` (share >= :data:`TARGET_SHARE`).
+
+    The reference is :func:`labelled_reference`; where the zoo has no labelled network on the same
+    ViT (the colourful runs on plain patches), it is the labelled network of the same data, steps
+    and seed on another ViT (``same_vit`` False); where it has none on the data at all, the
+    reference and the figures that need it are None."""
+    metas = {name: zoo.metadata(name) for name in zoo.available()}
+    return [_zoo_row(name, metas) for name in metas]
+
+
+def _zoo_row(name: str, metas: dict[str, dict]) -> dict:
+    meta, vit = metas[name], metas[name]["config"]["vit"]
+    side = vit["img_size"] // vit["patch_size"]
+    row = {"name": name, "data": "plain" if meta["data"].get("colour") == "grey" else "colourful",
+           "vit": f"{side}x{side} {'conv' if vit['stem'] == 'conv' else 'patches'}",
+           "pooling": meta["pooling"], "steps": meta["steps"],
+           "untrained_knn": meta["untrained_knn_accuracy"], "knn": meta["metrics"]["knn_accuracy"]}
+    if base_method(name) == "supervised":
+        return row
+    reference = labelled_reference(name, metas)
+    row.update(reference=reference or next(iter(_same_run(name, metas)), None), same_vit=reference is not None,
+               reference_knn=None, share=None, meets=None)
+    if row["reference"] is not None:
+        row["reference_knn"] = metas[row["reference"]]["metrics"]["knn_accuracy"]
+        row.update(share=row["knn"] / row["reference_knn"], meets=row["knn"] >= TARGET_SHARE * row["reference_knn"])
+    return row
+
+
+def zoo_text(rows: list[dict]) -> str:
+    """:func:`zoo_table` as the text ``python -m course_lib zoo`` prints: the labelled networks,
+    then the self-supervised checkpoints that reach 80 % of their labels, then those that do not."""
+    line = "{:<22} {:<9} {:<11} {:>5} -> {:<5}  {:<29} {:>5}"
+
+    def row_line(r: dict) -> str:
+        label = share = ""
+        if r.get("reference"):
+            label = f"{r['reference']} {r['reference_knn']:.3f}" + ("" if r["same_vit"] else " *")
+            share = f"{100 * r['share']:.0f} %"
+        return line.format(r["name"], r["data"], r["vit"], f"{r['untrained_knn']:.3f}", f"{r['knn']:.3f}",
+                           label, share).rstrip()
+    groups = (("labelled networks (the references)", lambda r: "reference" not in r),
+              ("self-supervised, at least 80 % of their labels", lambda r: r.get("meets") is True),
+              ("self-supervised, below 80 % of their labels", lambda r: r.get("meets") is False),
+              ("self-supervised, no labelled network on their data",
+               lambda r: "reference" in r and r["meets"] is None))
+    out = [line.format("checkpoint", "data", "ViT", "k-NN", "", "labels, same budget", "share")]
+    for title, member in groups:
+        members = [row_line(r) for r in rows if member(r)]
+        out += [f"-- {title}", *members] if members else []
+    out += ["k-NN: held-out weighted 20-NN, untrained -> trained; share: k-NN over the labels' k-NN",
+            "* no labelled network on this ViT and data (labels on it stayed at chance): the conv stem's"]
+    return "\n".join(out)
 
 
 def compare_checkpoints(names: list[str] | tuple[str, ...], *, n_attention: int = 0) -> dict:
