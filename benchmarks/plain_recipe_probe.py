@@ -29,6 +29,7 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py supervised-patch-plain lr_1e-3 --steps 1500   # labels
     python benchmarks/plain_recipe_probe.py ijepa-plain warmup_150 --steps 1500 --seed 1  # warm-up
     python benchmarks/plain_recipe_probe.py ibot-plain frozen_patch_embed --steps 1500  # MoCo v3's
+    python benchmarks/plain_recipe_probe.py ibot-plain freeze_1_epoch --steps 1500  # prototypes frozen
 
 ``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
 features rise and stay, or rise and fall.
@@ -80,7 +81,11 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
         "conv_stem": {},                               # the cpu-fine ViT (conv stem, 8x8 tokens)
         "no_mim": {"lambda_patch": 0.0},               # the masks without the patch loss
         "no_masks": {"p_unmasked": 1.0},               # no image masked: DINO through iBOT's code
-        "small_masks": {"mask_ratio_range": (0.1, 0.2)}}),   # a masked image loses 10-20 %, not 10-50 %
+        "small_masks": {"mask_ratio_range": (0.1, 0.2)},     # a masked image loses 10-20 %, not 10-50 %
+        # the heads' prototypes frozen for iBOT's --freeze_last_layer 1 (one epoch: 39 steps of 128
+        # of the 5000 images), and for 300 steps, past where the CLS targets turned uniform (step 200)
+        "freeze_1_epoch": {"freeze_last_layer_steps": 39},
+        "freeze_300": {"freeze_last_layer_steps": 300}}),
     # DINO on iBOT's plain-patch ViT, no checkpoint of its own: iBOT without masks or patch loss
     "dino-patch-plain": ("DINO_CONFIG", {"baseline": {}}),
     # the labelled reference of these runs and MAE, for the learning rates

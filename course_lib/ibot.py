@@ -191,11 +191,13 @@ class IBOTConfig:
     lambda_patch: float = 1.0                # weight of L_mim
     lambda_cls: float = 1.0                  # weight of L_cls (the ablation's "MIM only" sets 0)
     patch_centering: bool = True             # False: the patch center stays 0 (the ablation)
+    freeze_last_layer_steps: int = 0         # the heads' prototypes get no update (iBOT: 1 epoch)
 
     def __post_init__(self) -> None:
         for name in ("out_dim", "hidden_dim", "bottleneck_dim", "global_size", "local_size"):
             check_int(name, getattr(self, name))
         check_int("n_local_crops", self.n_local_crops, 0)
+        check_int("freeze_last_layer_steps", self.freeze_last_layer_steps, 0)
         low, high = self.mask_ratio_range
         if not 0.0 < low <= high < 1.0:
             raise ValueError(f"mask_ratio_range must satisfy 0 < low <= high < 1, got "
@@ -220,16 +222,18 @@ class _Networks(nn.Module):
         self.backbone, self.cls_head, self.patch_head = backbone, cls_head, patch_head
 
     def forward(self, images: Tensor, mask: Tensor | None = None, mask_token: Tensor | None = None,
-                with_patches: bool = True) -> tuple[Tensor, Tensor | None]:
+                with_patches: bool = True, freeze_last_layer: bool = False) -> tuple[Tensor, Tensor | None]:
         """(B, 3, H, W) -> CLS logits (B, K) and patch logits (B, N, K) (None without
-        ``with_patches``: the local crops need only their CLS token)."""
+        ``with_patches``: the local crops need only their CLS token). ``freeze_last_layer``: no
+        gradient reaches either head's prototypes (:meth:`course_lib.dino.DINOHead.forward`)."""
         tokens = encode_tokens(self.backbone, embed_tokens(self.backbone, images, mask=mask,
                                                            mask_token=mask_token))
         cls, _, patches = split_tokens(self.backbone, tokens)           # (B, D), _, (B, N, D)
+        cls_logits = self.cls_head(cls, freeze_last_layer)
         if not with_patches:
-            return self.cls_head(cls), None
-        patch_logits = self.patch_head(patches.flatten(0, 1)).view(*patches.shape[:2], -1)
-        return self.cls_head(cls), patch_logits
+            return cls_logits, None
+        patch_logits = self.patch_head(patches.flatten(0, 1), freeze_last_layer)
+        return cls_logits, patch_logits.view(*patches.shape[:2], -1)
 
 
 class IBOT(Method):
@@ -241,7 +245,8 @@ class IBOT(Method):
     the patch center updated after the loss by :func:`course_lib.ema.update_center`. ``crops`` maps a uint8
     batch to [global 1, global 2, locals...] (default ``batched_multi_crop`` with the config's
     sizes); ``masks(batch, grid, generator)`` draws the (B, N) bool masks of one global crop
-    (default :func:`ibot_masks` with the config's ratios).
+    (default :func:`ibot_masks` with the config's ratios). For the first
+    ``config.freeze_last_layer_steps`` steps the heads' prototypes get no gradient.
     """
 
     def __init__(self, backbone: nn.Module, feature_dim: int, *, steps: int,
@@ -283,8 +288,11 @@ class IBOT(Method):
         crops = self.crops(images)
         globals_, locals_ = crops[:2], crops[2:]
         masks = [self.masks(view) for view in globals_]
-        student = [self.student(view, mask, self.mask_token) for view, mask in zip(globals_, masks)]
-        student_cls = [cls for cls, _ in student] + [self.student(view, with_patches=False)[0]
+        frozen = step < self.config.freeze_last_layer_steps
+        student = [self.student(view, mask, self.mask_token, freeze_last_layer=frozen)
+                   for view, mask in zip(globals_, masks)]
+        student_cls = [cls for cls, _ in student] + [self.student(view, with_patches=False,
+                                                                  freeze_last_layer=frozen)[0]
                                                     for view in locals_]
         with torch.no_grad():
             self.teacher.train(self.training)

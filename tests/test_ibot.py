@@ -270,6 +270,28 @@ def test_separate_heads_train_apart_and_each_reads_only_its_own_tokens():
         assert torch.allclose(t, m * t0 + (1 - m) * (s0 + 1.0), atol=1e-6)
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_the_first_steps_leave_the_prototypes_of_both_heads_alone(shared):
+    """``freeze_last_layer_steps`` (iBOT's ``--freeze_last_layer``, one epoch there): during those
+    steps the prototypes of the CLS and patch heads get no gradient, while the rest of each head
+    and the ViT do; the step after, they train."""
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    method = _small_ibot(3, freeze_last_layer_steps=1, shared_head=shared, p_unmasked=0.0)
+    heads = {method.student.cls_head, method.student.patch_head}
+    assert len(heads) == (1 if shared else 2)
+    for step, frozen in ((0, True), (1, False)):
+        method.zero_grad()
+        loss, _ = method.training_step(images, None, step)
+        loss.backward()
+        for head in heads:
+            prototypes = head.last_layer.parametrizations.weight.original1
+            assert (prototypes.grad is None) == frozen, (step, head is method.student.cls_head)
+            assert head.mlp[0].weight.grad.abs().sum() > 0
+        assert method.backbone.patch_embed.proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="freeze_last_layer_steps"):
+        IBOTConfig(freeze_last_layer_steps=-1)
+
+
 def test_config_errors_name_the_setting():
     with pytest.raises(ValueError, match="mask_ratio_range"):
         IBOTConfig(mask_ratio_range=(0.0, 0.5))

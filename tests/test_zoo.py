@@ -1225,6 +1225,39 @@ def test_a_longer_warm_up_or_a_frozen_patch_projection_do_not_rescue_ibots_cls_o
         assert quoted in text, quoted
 
 
+def test_frozen_prototypes_keep_ibots_cls_targets_off_uniform_only_while_held_and_do_not_rescue_it():
+    """Lecture 04 (sections 5.2, 5.3 and the summary) and COURSE_SCALE.md: the shipped recipe (seed
+    0, 3e-3) with the heads' prototypes frozen for one epoch (39 steps, iBOT's default) goes uniform
+    from step 320 and ends at 0.377; frozen for 300 steps its CLS targets carry 0.52 nats over steps
+    200-400 and 0.18 over the last 300, its k-NN falls to 0.188 at step 600 and ends at 0.490, below
+    the shipped run. Recomputed from the probe rows."""
+    shipped = zoo.metadata("ibot-plain")
+    epoch, held = _probe_row("ibot-plain", "freeze_1_epoch"), _probe_row("ibot-plain", "freeze_300")
+    assert "freeze_last_layer_steps" not in shipped["config"]["method"]        # trained before the switch: 0
+    assert (epoch["freeze_last_layer_steps"], held["freeze_last_layer_steps"]) == (39, 300)
+    assert math.ceil(5000 / shipped["config"]["train"]["batch_size"]) - 1 == 39          # one epoch of whole batches
+    for row in (epoch, held):
+        assert (row["seed"], row["lr"], row["steps"], row["untrained_knn"]) == (0, 3e-3, 1500, 0.315)
+        assert row["knn"] == row["trajectory"]["knn"][-1] < shipped["metrics"]["knn_accuracy"]
+    assert _uniform_from(epoch["collapse"]) == 320 and epoch["knn"] == 0.377
+    readings = held["collapse"]
+    cls = _information(readings)
+    early = [value for step, value in zip(readings["steps"], cls) if 200 <= step <= 400]
+    assert (round(sum(early) / len(early), 2), round(_end_mean(readings, cls), 2)) == (0.52, 0.18)
+    assert min(cls) > 0.05                                                    # never uniform
+    curve = dict(zip(held["trajectory"]["steps"], held["trajectory"]["knn"]))
+    assert min(curve.values()) == curve[600] == 0.188 and held["knn"] == 0.490
+    text = re.sub(r"\s+", " ", " ".join(_lecture_texts("04_ibot.ipynb")))
+    doc = re.sub(r"\s+", " ", (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text())
+    for quoted in ("uniform from step 320 and the k-NN ends at 0.377", "0.52 nats over steps 200-400",
+                   "(0.18 nats over the last 300)", "falls to 0.188 at step 600", "ends at 0.490"):
+        assert quoted in text, quoted
+    for quoted in ("uniform from step 320 and the k-NN ends at 0.377", "0.52 nats over steps 200-400",
+                   "0.18 over the last 300", "0.188 at step 600", "recovers to 0.490",
+                   f"{epoch['train_seconds']:.0f} and {held['train_seconds']:.0f} s of training"):
+        assert quoted in doc, quoted
+
+
 def test_dino_on_plain_patches_learned_on_one_more_seed_and_went_uniform_on_another():
     """``benchmarks/results/dino_patch_plain_probe.jsonl``: the probe's DINO recipe on the
     plain-patch ViT on seeds 1 and 2; seed 1 keeps informative CLS targets (over a nat at the end)
