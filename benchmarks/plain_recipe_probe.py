@@ -30,12 +30,14 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py ijepa-plain warmup_150 --steps 1500 --seed 1  # warm-up
     python benchmarks/plain_recipe_probe.py ibot-plain frozen_patch_embed --steps 1500  # MoCo v3's
     python benchmarks/plain_recipe_probe.py ibot-plain freeze_1_epoch --steps 1500  # prototypes frozen
+    python benchmarks/plain_recipe_probe.py ibot-plain per_tensor_clip --steps 1500  # DINO's clipping
 
 ``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
 features rise and stay, or rise and fall.
 
-``warmup_150`` and ``frozen_patch_embed`` (the patch projection kept at its random start) apply to
-every method. Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``) unless ``--lr`` names
+``warmup_150``, ``frozen_patch_embed`` (the patch projection kept at its random start) and
+``per_tensor_clip`` (each gradient clipped at 3.0 on its own, ``TrainConfig.grad_clip_mode``) apply
+to every method. Every change but ``lr_*`` trains at the run's own rate (``METHOD_LR``) unless ``--lr`` names
 another. The ``dinov2-plain`` rows and the ``ijepa-plain`` rows (``fast_ema``,
 ``deep_predictor``) without an ``lr`` key trained at 3e-3, before those runs' own rate moved to
 1e-3. Every ``ijepa-plain`` row before ``wide_predictor`` started its EMA at the released 0.996,
@@ -46,6 +48,7 @@ distribution also record its entropies (``collapse``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from dataclasses import replace
@@ -100,11 +103,15 @@ WARMUPS = {"warmup_150": 150}
 # section 4.2) traces a ViT's unstable self-supervised training to the patch projection and
 # freezes it; the conv stem, where these objectives train, is the other half of that contrast
 FREEZES = ("frozen_patch_embed",)
+# and its gradients clipped at 3.0 one parameter at a time, as DINO's and iBOT's
+# utils.clip_gradients do, in place of the loop's one norm over every gradient
+CLIPS = {"per_tensor_clip": "per_tensor"}
 # the runs the probe trains that no checkpoint ships: their pooling, added to the recipes' names
 # for the length of the run
 PROBE_ONLY = {"dino-patch-plain": "cls"}
 # the module globals build_method and pretrain read, besides the method's config
-PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES", "METHODS", "POOLING", "build_method")
+PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES", "METHODS", "POOLING", "build_method",
+           "TrainConfig")
 
 
 def recorded_fields(method: str) -> list[str]:
@@ -142,6 +149,8 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
             recipes.WARMUP_STEPS = WARMUPS[change]
         if change in FREEZES:
             recipes.build_method = _frozen_patch_embed(saved["build_method"])
+        if change in CLIPS:
+            recipes.TrainConfig = functools.partial(saved["TrainConfig"], grad_clip_mode=CLIPS[change])
         if config_name:
             # the run's own settings (ijepa-plain's EMA start included), then the one change
             base = recipes.ijepa_config(method) if config_name == "IJEPA_CONFIG" else saved[config_name]
@@ -161,6 +170,7 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
             "untrained_knn": meta["untrained_knn_accuracy"], "knn": knn,
             "stem": meta["config"]["vit"]["stem"], "lr": meta["config"]["train"]["lr"],
             "warmup_steps": meta["config"]["train"]["warmup_steps"],
+            **({"grad_clip_mode": meta["config"]["train"]["grad_clip_mode"]} if change in CLIPS else {}),
             **({"patch_embed": "frozen"} if change in FREEZES else {}),
             **({"views": settings["views"]} if "views" in settings else {}),
             **{key: settings[key] for key in recorded_fields(method)},
@@ -184,7 +194,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="rows are appended here (default: "
                    "benchmarks/results/<method>_probe.jsonl, dashes as underscores)")
     args = p.parse_args()
-    choices = [*CHANGES[args.method][1], *LEARNING_RATES, *WARMUPS, *FREEZES]
+    choices = [*CHANGES[args.method][1], *LEARNING_RATES, *WARMUPS, *FREEZES, *CLIPS]
     if args.change not in choices:
         p.error(f"change for {args.method} must be one of {choices}, got {args.change!r}")
     if args.lr is not None and (args.change in LEARNING_RATES or not args.lr > 0):

@@ -29,6 +29,7 @@ from .runtime import AMP_DTYPES, autocast, grad_scaler
 from .schedules import cosine_schedule
 
 Tensor = torch.Tensor
+GRAD_CLIP_MODES = ("global", "per_tensor")
 
 
 class Method(nn.Module):
@@ -53,6 +54,9 @@ class TrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.05
     grad_clip: float | None = 3.0  # DINO clips at 3.0 (Caron et al. 2021, appendix)
+    # "global": one norm over every gradient (torch's clip_grad_norm_); "per_tensor": each
+    # parameter's gradient on its own, as DINO's and iBOT's utils.clip_gradients do
+    grad_clip_mode: str = "global"
     amp: bool = True  # autocast on CUDA: bfloat16 where native, float16 with a gradient scaler otherwise
     amp_dtype: str | None = None  # force "bfloat16" or "float16" (any device, the CPU included)
     seed: int = 0
@@ -70,6 +74,10 @@ class TrainConfig:
             raise ValueError(f"lr must be positive and min_lr non-negative, got {self.lr}, {self.min_lr}")
         if self.log_every <= 0:
             raise ValueError(f"log_every must be positive, got {self.log_every}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}")
+        if self.grad_clip_mode not in GRAD_CLIP_MODES:
+            raise ValueError(f"grad_clip_mode must be one of {GRAD_CLIP_MODES}, got {self.grad_clip_mode!r}")
         if self.amp_dtype not in (None, *AMP_DTYPES):
             raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)} or None, got {self.amp_dtype!r}")
 
@@ -103,6 +111,20 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
          else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+def clip_gradients(parameters, max_norm: float, mode: str = "global") -> None:
+    """Scale gradients down to norm ``max_norm``: all of them together (``"global"``, one factor
+    for every parameter) or each parameter's on its own (``"per_tensor"``, DINO's and iBOT's
+    ``utils.clip_gradients``: a head whose gradient spikes is held back without slowing the ViT)."""
+    if mode == "global":
+        nn.utils.clip_grad_norm_(parameters, max_norm)
+        return
+    if mode != "per_tensor":
+        raise ValueError(f"mode must be one of {GRAD_CLIP_MODES}, got {mode!r}")
+    for p in parameters:
+        if p.grad is not None:
+            p.grad.mul_((max_norm / (p.grad.norm() + 1e-6)).clamp(max=1.0))
 
 
 def _batch_indices(n: int, batch_size: int, steps: int, generator: torch.Generator):
@@ -158,7 +180,7 @@ def train(method: Method, images: Tensor, config: TrainConfig, *, labels: Tensor
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(method.parameters(), config.grad_clip)
+            clip_gradients(method.parameters(), config.grad_clip, config.grad_clip_mode)
         scaler.step(optimizer)      # skipped when a float16 gradient overflowed
         scaler.update()
         method.after_step(step)

@@ -309,6 +309,29 @@ def test_the_probe_trains_dino_on_the_patch_vit_and_ibot_on_the_conv_stem(tmp_pa
     assert "dino-patch-plain" not in recipes.METHODS
 
 
+def test_per_tensor_clip_trains_with_dinos_clipping_and_restores_the_loop_config(tmp_path, monkeypatch):
+    """``per_tensor_clip``: the probe's run clips each gradient alone (the row and the loop say so),
+    the baseline's clips one norm over all, and ``labs.pretrain.TrainConfig`` is restored."""
+    import json
+
+    import course_lib.labs.pretrain as recipes
+    import course_lib.train as loop
+    clip, modes = loop.clip_gradients, []
+
+    def recording(parameters, max_norm, mode="global"):
+        modes.append((max_norm, mode))
+        clip(parameters, max_norm, mode)
+    monkeypatch.setattr(loop, "clip_gradients", recording)
+    out = tmp_path / "rows.jsonl"
+    for change in ("per_tensor_clip", "baseline"):
+        run_script("plain_recipe_probe.py", "ibot-plain", change, "--steps", "2", "--n-train", "128",
+                   "--n-test", "32", "--out", str(out), monkeypatch=monkeypatch)
+    clipped, baseline = map(json.loads, out.read_text().splitlines())
+    assert modes == [(3.0, "per_tensor")] * 2 + [(3.0, "global")] * 2
+    assert clipped["grad_clip_mode"] == "per_tensor" and "grad_clip_mode" not in baseline
+    assert recipes.TrainConfig is loop.TrainConfig
+
+
 def test_frozen_patch_embed_keeps_every_patch_projection_where_it_started(tmp_path, monkeypatch):
     """MoCo v3's change (``frozen_patch_embed``): the patch projection stays at its initialisation
     (the teacher's moves by the EMA's float rounding only) while the blocks train; the baseline's

@@ -1,9 +1,11 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.train import (History, Method, TrainConfig, load_checkpoint, param_groups,
+from course_lib.train import (History, Method, TrainConfig, clip_gradients, load_checkpoint, param_groups,
                               save_checkpoint, train)
 
 
@@ -108,6 +110,40 @@ def test_gradient_clipping_applied():
     assert total.item() == pytest.approx(1.0, rel=1e-4)
 
 
+def _two_gradients() -> list[torch.nn.Parameter]:
+    """Two parameters whose gradients have norms 5 and 1."""
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    a.grad, b.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.6, 0.8])
+    return [a, b]
+
+
+def test_per_tensor_clipping_scales_each_gradient_alone_and_global_scales_all_by_one_factor():
+    a, b = _two_gradients()
+    clip_gradients([a, b], 2.0, "per_tensor")            # DINO's utils.clip_gradients
+    assert a.grad.tolist() == pytest.approx([1.2, 1.6], rel=1e-5)   # norm 5 -> 2
+    assert b.grad.tolist() == pytest.approx([0.6, 0.8])             # norm 1 < 2: untouched
+    a, b = _two_gradients()
+    clip_gradients([a, b], 2.0, "global")                # one norm over both: sqrt(25 + 1)
+    factor = 2.0 / math.sqrt(26.0)
+    assert a.grad.tolist() == pytest.approx([3.0 * factor, 4.0 * factor], rel=1e-5)
+    assert b.grad.tolist() == pytest.approx([0.6 * factor, 0.8 * factor], rel=1e-5)
+    with pytest.raises(ValueError, match="mode"):
+        clip_gradients([a, b], 2.0, "per_layer")
+
+
+def test_the_loop_clips_each_tensor_when_asked():
+    class Huge(TinyClassifier):
+        def training_step(self, images, labels, step):
+            return 1e6 * self.net(images.float()).pow(2).mean(), {}
+    model = Huge()
+    images, labels = toy_data()
+    cfg = TrainConfig(steps=1, batch_size=8, lr=1e-3, warmup_steps=0, grad_clip=1.0,
+                      grad_clip_mode="per_tensor", progress=False)
+    train(model, images, cfg, labels=labels)
+    norms = [p.grad.norm().item() for p in model.parameters()]
+    assert norms == pytest.approx([1.0] * len(norms), rel=1e-4)   # every one was far above 1
+
+
 def test_nan_loss_raises_with_step():
     class Bad(TinyClassifier):
         def training_step(self, images, labels, step):
@@ -119,7 +155,8 @@ def test_nan_loss_raises_with_step():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(steps=0), "steps"), (dict(batch_size=0), "batch_size"),
-    (dict(steps=5, warmup_steps=9), "warmup_steps"), (dict(lr=-1.0), "lr")])
+    (dict(steps=5, warmup_steps=9), "warmup_steps"), (dict(lr=-1.0), "lr"),
+    (dict(grad_clip=0.0), "grad_clip"), (dict(grad_clip_mode="per_layer"), "grad_clip_mode")])
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
