@@ -43,7 +43,9 @@ another. The ``dinov2-plain`` rows and the ``ijepa-plain`` rows (``fast_ema``,
 1e-3. Every ``ijepa-plain`` row before ``wide_predictor`` started its EMA at the released 0.996,
 the run's recipe then; since, the recipe starts at 0.99 (``labs.pretrain.IJEPA_CHANGES``), so
 ``fast_ema`` repeats the baseline and ``official_ema`` is the old start. Runs with a teacher
-distribution also record its entropies (``collapse``).
+distribution also record its entropies (``collapse``). Rows from ``per_tensor_clip`` on also record
+how many steps had gradients over the clipping norm, all together and one parameter alone
+(``clipping``).
 """
 from __future__ import annotations
 
@@ -60,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import course_lib.labs.pretrain as recipes  # noqa: E402
+import course_lib.train as loop  # noqa: E402
 from course_lib.evaluate import evaluate_backbone  # noqa: E402
 
 # method -> (the module global holding its config, change -> the config fields it replaces);
@@ -132,11 +135,37 @@ def _frozen_patch_embed(build):
     return build_frozen
 
 
+class ClipCounter:
+    """Wraps the loop's ``clip_gradients`` for one run and counts, before it clips, the steps whose
+    gradients exceed ``max_norm`` taken together (the loop's own clipping acts) and those where one
+    parameter's does (DINO's per-tensor clipping acts), with the last step of each."""
+
+    def __init__(self, clip) -> None:
+        self.clip, self.step = clip, 0
+        self.counts = {"global": 0, "per_tensor": 0}
+        self.last = {"global": None, "per_tensor": None}
+
+    def __call__(self, parameters, max_norm: float, mode: str = "global") -> None:
+        parameters = [p for p in parameters if p.grad is not None]
+        norms = torch.stack([p.grad.norm() for p in parameters])
+        for kind, over in (("global", norms.norm() > max_norm), ("per_tensor", norms.max() > max_norm)):
+            if over:
+                self.counts[kind] += 1
+                self.last[kind] = self.step
+        self.step += 1
+        self.clip(parameters, max_norm, mode)
+
+    def record(self) -> dict:
+        return {f"steps_over_{kind}": self.counts[kind] for kind in self.counts} | {
+            f"last_step_over_{kind}": self.last[kind] for kind in self.last}
+
+
 def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | None = None,
           n_train: int | None = None, n_test: int | None = None, eval_every: int = 0) -> dict:
     """Train ``method`` with ``change`` applied (the recipe restored afterwards); one result row."""
     config_name, changes = CHANGES[method]
     saved = {name: getattr(recipes, name) for name in (*PATCHED, *filter(None, [config_name]))}
+    counter = loop.clip_gradients = ClipCounter(loop.clip_gradients)
     try:
         if method in PROBE_ONLY:
             recipes.METHODS = (*recipes.METHODS, method)
@@ -161,6 +190,7 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
     finally:
         for name, value in saved.items():
             setattr(recipes, name, value)
+        loop.clip_gradients = counter.clip
     train_x, train_y, test_x, test_y = recipes.shapes_for(meta["data"])
     knn = evaluate_backbone(backbone, train_x, train_y, test_x, test_y, pooling=meta["pooling"],
                             probe_epochs=0, diagnostics=False)["knn_accuracy"]
@@ -171,6 +201,7 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
             "stem": meta["config"]["vit"]["stem"], "lr": meta["config"]["train"]["lr"],
             "warmup_steps": meta["config"]["train"]["warmup_steps"],
             **({"grad_clip_mode": meta["config"]["train"]["grad_clip_mode"]} if change in CLIPS else {}),
+            "clipping": counter.record(),
             **({"patch_embed": "frozen"} if change in FREEZES else {}),
             **({"views": settings["views"]} if "views" in settings else {}),
             **{key: settings[key] for key in recorded_fields(method)},

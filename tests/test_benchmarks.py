@@ -329,7 +329,29 @@ def test_per_tensor_clip_trains_with_dinos_clipping_and_restores_the_loop_config
     clipped, baseline = map(json.loads, out.read_text().splitlines())
     assert modes == [(3.0, "per_tensor")] * 2 + [(3.0, "global")] * 2
     assert clipped["grad_clip_mode"] == "per_tensor" and "grad_clip_mode" not in baseline
-    assert recipes.TrainConfig is loop.TrainConfig
+    assert recipes.TrainConfig is loop.TrainConfig and loop.clip_gradients is recording
+    for row in (clipped, baseline):          # the counts of two steps, the last step 0 or 1 or None
+        counts = row["clipping"]
+        assert 0 <= counts["steps_over_per_tensor"] <= counts["steps_over_global"] <= 2   # one over: all over
+        assert counts["last_step_over_per_tensor"] in ((None,) if not counts["steps_over_per_tensor"] else (0, 1))
+
+
+def test_the_clip_counter_counts_the_steps_each_kind_of_clipping_acts_on():
+    """Gradient norms 5 and 1 against 2: both kinds act; against 5.05: only the global norm
+    (sqrt 26 = 5.10) is over; against 6, neither. The wrapped clipping still runs."""
+    import runpy
+
+    import torch
+    counter_class = runpy.run_path(str(BENCHMARKS / "plain_recipe_probe.py"))["ClipCounter"]
+    calls = []
+    counter = counter_class(lambda parameters, max_norm, mode: calls.append((len(parameters), max_norm, mode)))
+    for max_norm in (2.0, 5.05, 6.0):
+        a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+        a.grad, b.grad = torch.tensor([3.0, 4.0]), torch.tensor([0.6, 0.8])
+        counter([a, b], max_norm, "per_tensor")
+    assert counter.record() == {"steps_over_global": 2, "steps_over_per_tensor": 1,
+                                "last_step_over_global": 1, "last_step_over_per_tensor": 0}
+    assert calls == [(2, 2.0, "per_tensor"), (2, 5.05, "per_tensor"), (2, 6.0, "per_tensor")]
 
 
 def test_frozen_patch_embed_keeps_every_patch_projection_where_it_started(tmp_path, monkeypatch):
