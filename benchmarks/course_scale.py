@@ -4,7 +4,8 @@ Trains one method on the embedded shapes data from a seeded initialisation and p
 appends to ``--out``, one JSON object per line) the weighted 20-NN accuracy of the backbone on
 held-out images before and after training, with the wall time. Every knob the search turns is an
 option: data (clutter, image size, one colour for every image), backbone preset, views (crop
-scale, colour jitter, hue, grayscale, rotation, a random mix of the colour channels, local crops)
+scale, colour jitter, hue, grayscale, rotation, a random mix of the colour channels, DINO's
+solarisation of the second view, local crops)
 and the method's recipe. For DINO the row also says what the teacher sorts the held-out images by
 (:func:`cluster_shares`); ``--knn-every N`` adds the k-NN every N steps.
 
@@ -97,8 +98,13 @@ def make_views(args, n_views: int = 2, colour: bool = True, n_local: int = 0):
         spec = replace(spec, rotation=(-args.rotate, args.rotate))
         local = replace(local, rotation=(-args.rotate, args.rotate))
 
+    # DINO's second global view (and BYOL's) is solarised with probability 0.2: every pixel at
+    # 128 or above inverted, so a bright background turns dark in that view and not in the other
+    second = replace(spec, solarize_p=getattr(args, "solarize", 0.0)) if colour else spec
+    specs = ([spec, second] + [spec] * (n_views - 2) if n_views >= 2 else [spec] * n_views) + [local] * n_local
+
     def views(images):
-        out = augment_batch(images, [spec] * n_views + [local] * n_local, generator=generator)
+        out = augment_batch(images, specs, generator=generator)
         if getattr(args, "library_views", False):
             return out
         if args.rotate > 0:
@@ -124,7 +130,7 @@ def build(args):
 DEFAULTS = {"seed": 0, "one_colour": False, "one_size": 0.0, "library_views": False, "steps": 400, "batch": 128,
             "lr": 1e-3, "clutter": 0.0, "preset": "cpu", "depth": 0, "width": 0,
             "crop": [0.6, 1.0], "strength": 0.3, "hue": 0.06, "gray": 0.2, "rotate": 0.0,
-            "temperature": 0.1}
+            "temperature": 0.1, "solarize": 0.0}
 DINO_DEFAULTS = {"out_dim": 1024, "momentum": 0.99, "teacher_temp": 0.04, "bn_head": False,
                  "hidden": 512, "bottleneck": 128, "local": 0, "remap": 0.0, "sinkhorn": 0}
 MOCO_DEFAULTS = {"queue": 4096, "momentum": 0.99}
@@ -168,6 +174,8 @@ def main() -> None:
     p.add_argument("--hue", type=float, default=0.06)
     p.add_argument("--gray", type=float, default=0.2)
     p.add_argument("--rotate", type=float, default=0.0)
+    p.add_argument("--solarize", type=float, default=0.0,
+                   help="probability that the second view is solarised (DINO's second global crop: 0.2)")
     p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--queue", type=int, default=4096)
     p.add_argument("--momentum", type=float, default=0.99)

@@ -31,7 +31,7 @@ def test_dino_step_prints_course_lib_and_the_lightly_rows_or_how_to_get_them(mon
 def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path, monkeypatch):
     import json
     out = tmp_path / "rows.jsonl"
-    extras = {"dino": ["--remap", "1", "--local", "2", "--knn-every", "1", "--sinkhorn", "3"],
+    extras = {"dino": ["--remap", "1", "--local", "2", "--knn-every", "1", "--sinkhorn", "3", "--solarize", "0.2"],
               "simclr": ["--one-colour", "--one-size", "0.2", "--library-views"]}
     for method in ("simclr", "dino"):
         run_script("course_scale.py", "--method", method, "--steps", "2", "--warmup", "1",
@@ -42,6 +42,7 @@ def test_course_scale_search_runs_a_method_and_appends_its_row(tmp_path, monkeyp
     assert [r["method"] for r in rows] == ["simclr", "dino"]
     assert rows[0]["one_colour"] and rows[0]["library_views"] and not rows[1]["library_views"]
     assert rows[0]["one_size"] == 0.2 and rows[1]["one_size"] == 0.0
+    assert (rows[0]["solarize"], rows[1]["solarize"]) == (0.0, 0.2)
     with pytest.raises(SystemExit):                             # local crops are DINO's alone
         run_script("course_scale.py", "--method", "simclr", "--local", "2", "--out", str(out),
                    monkeypatch=monkeypatch)
@@ -61,6 +62,29 @@ def _course_scale():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_course_scale_solarises_the_second_view_only():
+    """``--solarize 1``: in the second view every pixel at 128/255 or above becomes 255 minus it
+    (200 -> 55, 100 stays); the first view and the plain evaluation view keep 200."""
+    from types import SimpleNamespace
+
+    import torch
+    from course_lib.data import SHAPES_MEAN, SHAPES_STD
+    module = _course_scale()
+    args = SimpleNamespace(image_size=8, crop=[1.0, 1.0], strength=0.0, hue=0.0, gray=0.0, local_crop=[0.1, 0.4],
+                           seed=0, rotate=0.0, remap=0.0, library_views=False, solarize=1.0)
+    images = torch.full((4, 3, 8, 8), 200, dtype=torch.uint8)
+    images[:, 1] = 100                                   # green below the threshold: never inverted
+    mean, std = torch.tensor(SHAPES_MEAN).view(1, 3, 1, 1), torch.tensor(SHAPES_STD).view(1, 3, 1, 1)
+
+    def pixels(view):
+        return (view * std + mean) * 255
+    first, second = map(pixels, module.make_views(args)(images))
+    [plain] = map(pixels, module.make_views(args, n_views=1, colour=False)(images))
+    for view, red in ((first, 200), (second, 55), (plain, 200)):
+        assert torch.allclose(view[:, 0], torch.full_like(view[:, 0], red), atol=1e-3)
+        assert torch.allclose(view[:, 1], torch.full_like(view[:, 1], 100), atol=1e-3)
 
 
 def test_course_scale_colour_remap_keeps_each_pixels_length_and_every_edge():
