@@ -9,9 +9,10 @@ and the loop does the rest: batches drawn from an in-memory uint8 tensor, AdamW 
 parameters that require grad (no weight decay on biases and norms), a cosine learning rate with
 linear warm-up, gradient clipping (one norm over every gradient, or each parameter's alone as in
 DINO's code), autocast on CUDA only (bfloat16, or float16 with a gradient scaler on GPUs without
-native bfloat16), a tqdm bar, a metrics history, checkpoints. Augmentation happens inside ``training_step`` on the batch's device, so the same
-code is fast on a GPU and needs no DataLoader workers. :func:`track_knn` hooks a held-out k-NN
-into ``after_step``, to follow what a run learns while it trains.
+native bfloat16), a tqdm bar, a metrics history, checkpoints. Augmentation happens inside
+``training_step`` on the batch's device, so the same code is fast on a GPU and needs no
+DataLoader workers. :func:`track_knn` hooks a held-out k-NN into ``after_step``, to follow what
+a run learns while it trains.
 """
 from __future__ import annotations
 
