@@ -417,6 +417,44 @@ def test_a_faster_dino_teacher_does_not_lift_it_on_the_colourful_shapes():
                 f"{row['cluster_nmi']['clusters_used']} prototypes used | {share} % | {row['wall_s']:.0f} |") in doc
 
 
+def test_dinos_solarisation_does_not_lift_it_on_the_colourful_shapes():
+    """COURSE_SCALE.md ("Grey views take the colour away"): DINO's solarisation of the second view
+    (p 0.2, and 0.5) is the only change from the 0.99 run; at 0.2 the teacher ends 0.021 above it
+    (1.3 standard errors of the difference), at 0.5 below it; both use more prototypes and still
+    sort by the background before the shape. The table quotes each run's k-NN curve."""
+    base = _course_scale_row("long-dino-g0.8")
+    doc = (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text()
+    flat = re.sub(r"\s+", " ", doc)
+    labels = _before_grey_views("supervised")["metrics"]["knn_accuracy"]
+    runs = {p: _course_scale_row(f"long-dino-g0.8-sol{p}") for p in (0.2, 0.5)}
+    for p, row in runs.items():
+        changed = {key for key in row if base.get(key) != row[key]}
+        assert changed <= {"tag", "solarize", "knn_every", "knn_curve", "knn_after", "knn_teacher", "wall_s",
+                           "s_per_step", "final_loss", "teacher_entropy", "batch_mean_entropy", "cluster_nmi"}, changed
+        assert row["solarize"] == p and "solarize" not in base and row["knn_curve"][-1] == [1500, row["knn_teacher"]]
+        nmi = row["cluster_nmi"]
+        assert nmi["background"] > nmi["shape"] and nmi["clusters_used"] > base["cluster_nmi"]["clusters_used"]
+        curve = dict(row["knn_curve"])
+        assert (f"| 0.8 | {curve[500]:.3f} / {curve[1000]:.3f} / {curve[1500]:.3f}; {nmi['clusters_used']} prototypes "
+                f"used | {round(100 * row['knn_teacher'] / labels)} % | {row['wall_s']:.0f} |") in doc
+    low, high = runs[0.2], runs[0.5]
+    gain = low["knn_teacher"] - base["knn_teacher"]
+    error = math.hypot(*(math.sqrt(a * (1 - a) / base["n_test"]) for a in (low["knn_teacher"], base["knn_teacher"])))
+    assert f"{gain:.3f}" == "0.021" and f"{gain / error:.1f}" == "1.3" and high["knn_teacher"] < base["knn_teacher"]
+    peak = max(low["knn_curve"], key=lambda point: point[1])
+    for quoted in (f"peaks at {peak[1]:.3f} after {peak[0]} steps and ends at {low['knn_teacher']:.3f}",
+                   f"with p = 0.5 it ends at {high['knn_teacher']:.3f}",
+                   f"({low['cluster_nmi']['clusters_used']} and {high['cluster_nmi']['clusters_used']} against "
+                   f"{base['cluster_nmi']['clusters_used']})",
+                   f"(NMI {low['cluster_nmi']['background']:.3f} and {high['cluster_nmi']['background']:.3f} against the "
+                   f"shape's {low['cluster_nmi']['shape']:.3f} and {high['cluster_nmi']['shape']:.3f})"):
+        assert quoted in flat, quoted
+    lecture = re.sub(r"\s+", " ", " ".join(_lecture_texts("02_dino.ipynb")))
+    assert (f"{low['knn_teacher']:.3f} against {base['knn_teacher']:.3f} without it, 1.3 standard errors of the "
+            f"difference, the background still ahead of the shape (NMI {low['cluster_nmi']['background']:.3f} "
+            f"against {low['cluster_nmi']['shape']:.3f}") in lecture
+
+
 def test_grey_views_are_all_that_changed_from_the_colourful_runs_shipped_before():
     for name in GREY_VIEW_RUNS:
         now, before = json.loads(json.dumps(zoo.metadata(name))), _before_grey_views(name)
