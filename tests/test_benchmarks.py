@@ -333,10 +333,19 @@ def test_the_probe_trains_dino_on_the_patch_vit_and_ibot_on_the_conv_stem(tmp_pa
     assert "dino-patch-plain" not in recipes.METHODS
 
 
+def _probe_rows(method: str, changes: tuple[str, ...], tmp_path, monkeypatch) -> list[dict]:
+    """Two-step runs of ``plain_recipe_probe.py`` on 128 images, one per change: their rows."""
+    import json
+    out = tmp_path / "rows.jsonl"
+    for change in changes:
+        run_script("plain_recipe_probe.py", method, change, "--steps", "2", "--n-train", "128",
+                   "--n-test", "32", "--out", str(out), monkeypatch=monkeypatch)
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
 def test_per_tensor_clip_trains_with_dinos_clipping_and_restores_the_loop_config(tmp_path, monkeypatch):
     """``per_tensor_clip``: the probe's run clips each gradient alone (the row and the loop say so),
     the baseline's clips one norm over all, and ``labs.pretrain.TrainConfig`` is restored."""
-    import json
 
     import course_lib.labs.pretrain as recipes
     import course_lib.train as loop
@@ -346,11 +355,7 @@ def test_per_tensor_clip_trains_with_dinos_clipping_and_restores_the_loop_config
         modes.append((max_norm, mode))
         clip(parameters, max_norm, mode)
     monkeypatch.setattr(loop, "clip_gradients", recording)
-    out = tmp_path / "rows.jsonl"
-    for change in ("per_tensor_clip", "baseline"):
-        run_script("plain_recipe_probe.py", "ibot-plain", change, "--steps", "2", "--n-train", "128",
-                   "--n-test", "32", "--out", str(out), monkeypatch=monkeypatch)
-    clipped, baseline = map(json.loads, out.read_text().splitlines())
+    clipped, baseline = _probe_rows("ibot-plain", ("per_tensor_clip", "baseline"), tmp_path, monkeypatch)
     assert modes == [(3.0, "per_tensor")] * 2 + [(3.0, "global")] * 2
     assert clipped["grad_clip_mode"] == "per_tensor" and "grad_clip_mode" not in baseline
     assert recipes.TrainConfig is loop.TrainConfig and loop.clip_gradients is recording
@@ -382,7 +387,6 @@ def test_frozen_patch_embed_keeps_every_patch_projection_where_it_started(tmp_pa
     """MoCo v3's change (``frozen_patch_embed``): the patch projection stays at its initialisation
     (the teacher's moves by the EMA's float rounding only) while the blocks train; the baseline's
     projection moves; ``build_method`` is restored; a method without a ViT is refused."""
-    import json
     import runpy
 
     import torch
@@ -395,11 +399,7 @@ def test_frozen_patch_embed_keeps_every_patch_projection_where_it_started(tmp_pa
         trained.append(dict(backbone.named_parameters()))
         return backbone, meta
     monkeypatch.setattr(recipes, "pretrain", pretrain_keeping_the_network)
-    out = tmp_path / "rows.jsonl"
-    for change in ("frozen_patch_embed", "baseline"):
-        run_script("plain_recipe_probe.py", "ibot-plain", change, "--steps", "2", "--n-train", "128",
-                   "--n-test", "32", "--out", str(out), monkeypatch=monkeypatch)
-    frozen, baseline = map(json.loads, out.read_text().splitlines())
+    frozen, baseline = _probe_rows("ibot-plain", ("frozen_patch_embed", "baseline"), tmp_path, monkeypatch)
     start = dict(build("ibot-plain", recipes.zoo_scale("long"), steps=2).teacher.backbone.named_parameters())
 
     def moved(params: dict, name: str) -> float:
