@@ -346,7 +346,6 @@ def _probe_rows(method: str, changes: tuple[str, ...], tmp_path, monkeypatch) ->
 def test_per_tensor_clip_trains_with_dinos_clipping_and_restores_the_loop_config(tmp_path, monkeypatch):
     """``per_tensor_clip``: the probe's run clips each gradient alone (the row and the loop say so),
     the baseline's clips one norm over all, and ``labs.pretrain.TrainConfig`` is restored."""
-
     import course_lib.labs.pretrain as recipes
     import course_lib.train as loop
     clip, modes = loop.clip_gradients, []
