@@ -31,6 +31,7 @@ held-out k-NN of the network the checkpoint would keep to ``--out``:
     python benchmarks/plain_recipe_probe.py ibot-plain frozen_patch_embed --steps 1500  # MoCo v3's
     python benchmarks/plain_recipe_probe.py ibot-plain freeze_1_epoch --steps 1500  # prototypes frozen
     python benchmarks/plain_recipe_probe.py ibot-plain per_tensor_clip --steps 1500  # DINO's clipping
+    python benchmarks/plain_recipe_probe.py ibot-plain masks_from_250 --steps 1500  # masks from step 250
 
 ``--eval-every N`` also records the k-NN every N steps of training (``trajectory``): whether the
 features rise and stay, or rise and fall.
@@ -91,7 +92,10 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
         # the heads' prototypes frozen for iBOT's --freeze_last_layer 1 (one epoch: 39 steps of 128
         # of the 5000 images), and for 300 steps, past where the CLS targets turned uniform (step 200)
         "freeze_1_epoch": {"freeze_last_layer_steps": 39},
-        "freeze_300": {"freeze_last_layer_steps": 300}}),
+        "freeze_300": {"freeze_last_layer_steps": 300},
+        # masked prediction started late (iBOT's --pred_start_epoch, "typically 50 for swin" of
+        # 300 epochs): DINO through iBOT's code until then, where the CLS targets stayed alive
+        "masks_from_250": {"pred_start_step": 250}, "masks_from_500": {"pred_start_step": 500}}),
     # DINO on iBOT's plain-patch ViT, no checkpoint of its own: iBOT without masks or patch loss
     "dino-patch-plain": ("DINO_CONFIG", {"baseline": {}}),
     # the labelled reference of these runs and MAE, for the learning rates

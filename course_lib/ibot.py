@@ -192,12 +192,15 @@ class IBOTConfig:
     lambda_cls: float = 1.0                  # weight of L_cls (the ablation's "MIM only" sets 0)
     patch_centering: bool = True             # False: the patch center stays 0 (the ablation)
     freeze_last_layer_steps: int = 0         # the heads' prototypes get no update (iBOT: 1 epoch)
+    pred_start_step: int = 0                 # no crop masked, so no patch loss, before this step
+                                             # (iBOT's --pred_start_epoch: 0, "50 for swin")
 
     def __post_init__(self) -> None:
         for name in ("out_dim", "hidden_dim", "bottleneck_dim", "global_size", "local_size"):
             check_int(name, getattr(self, name))
         check_int("n_local_crops", self.n_local_crops, 0)
         check_int("freeze_last_layer_steps", self.freeze_last_layer_steps, 0)
+        check_int("pred_start_step", self.pred_start_step, 0)
         low, high = self.mask_ratio_range
         if not 0.0 < low <= high < 1.0:
             raise ValueError(f"mask_ratio_range must satisfy 0 < low <= high < 1, got "
@@ -246,7 +249,8 @@ class IBOT(Method):
     batch to [global 1, global 2, locals...] (default ``batched_multi_crop`` with the config's
     sizes); ``masks(batch, grid, generator)`` draws the (B, N) bool masks of one global crop
     (default :func:`ibot_masks` with the config's ratios). For the first
-    ``config.freeze_last_layer_steps`` steps the heads' prototypes get no gradient.
+    ``config.freeze_last_layer_steps`` steps the heads' prototypes get no gradient; before step
+    ``config.pred_start_step`` no crop is masked, so the patch loss is zero.
     """
 
     def __init__(self, backbone: nn.Module, feature_dim: int, *, steps: int,
@@ -287,7 +291,9 @@ class IBOT(Method):
             raise ValueError(f"step must be in [0, steps={self.steps}), got {step}")
         crops = self.crops(images)
         globals_, locals_ = crops[:2], crops[2:]
-        masks = [self.masks(view) for view in globals_]
+        masks = [self.masks(view) for view in globals_]      # drawn every step: the same stream
+        if step < self.config.pred_start_step:                # masked prediction not started yet
+            masks = [torch.zeros_like(mask) for mask in masks]
         frozen = step < self.config.freeze_last_layer_steps
         student = [self.student(view, mask, self.mask_token, freeze_last_layer=frozen)
                    for view, mask in zip(globals_, masks)]
