@@ -1340,6 +1340,31 @@ def test_dinos_per_parameter_clipping_does_not_rescue_ibots_cls_objective():
         assert quoted in doc, quoted
 
 
+def test_masks_started_late_do_not_bring_back_ibots_cls_targets():
+    """Lecture 04 (section 5.2 and the summary) and COURSE_SCALE.md: the shipped recipe (seed 0,
+    3e-3) with masked prediction from step 250 or 500 (iBOT's ``--pred_start_epoch``): the CLS
+    targets go uniform from step 180, before any crop is masked, and the k-NN ends below the
+    untrained network (0.255, 0.262). Recomputed from the probe rows."""
+    rerun, unmasked = _probe_row("ibot-plain", "baseline"), _probe_row("ibot-plain", "no_masks")
+    late = {start: _probe_row("ibot-plain", f"masks_from_{start}") for start in (250, 500)}
+    for start, row in late.items():
+        assert (row["pred_start_step"], row["seed"], row["lr"], row["untrained_knn"]) == (start, 0, 3e-3, 0.315)
+        assert _uniform_from(row["collapse"]) == 180 < start
+        assert row["knn"] == row["trajectory"]["knn"][-1] < row["untrained_knn"] < rerun["knn"] < unmasked["knn"]
+    assert "pred_start_step" not in rerun and (late[250]["knn"], late[500]["knn"]) == (0.255, 0.262)
+    text = re.sub(r"\s+", " ", " ".join(_lecture_texts("04_ibot.ipynb")))
+    doc = re.sub(r"\s+", " ", (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text())
+    for quoted in ("went uniform from step 180, before a single crop was masked", "at 0.255 and 0.262, below the "
+                   "untrained network's 0.315", "masks started late"):
+        assert quoted in text, quoted
+    seconds = f"{late[250]['train_seconds']:.0f} and {late[500]['train_seconds']:.0f} s of training"
+    recovered = _end_mean(unmasked["collapse"], _information(unmasked["collapse"]))
+    for quoted in ("uniform from step 180, before any crop was masked", "ended at 0.255 and 0.262",
+                   f"the recipe's {rerun['knn']:.3f} (rerun) and the run without masks' {unmasked['knn']:.3f}",
+                   f"(`no_masks`, {recovered:.2f} nats at the end)", seconds):
+        assert quoted in doc, quoted
+
+
 def test_dino_on_plain_patches_learned_on_one_more_seed_and_went_uniform_on_another():
     """``benchmarks/results/dino_patch_plain_probe.jsonl``: the probe's DINO recipe on the
     plain-patch ViT on seeds 1 and 2; seed 1 keeps informative CLS targets (over a nat at the end)
