@@ -94,7 +94,8 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
         "freeze_1_epoch": {"freeze_last_layer_steps": 39},
         "freeze_300": {"freeze_last_layer_steps": 300},
         # masked prediction started late (iBOT's --pred_start_epoch, "typically 50 for swin" of
-        # 300 epochs): DINO through iBOT's code until then, where the CLS targets stayed alive
+        # 300 epochs): until then DINO through iBOT's code, the setting of no_masks, whose CLS
+        # targets recovered
         "masks_from_250": {"pred_start_step": 250}, "masks_from_500": {"pred_start_step": 500}}),
     # DINO on iBOT's plain-patch ViT, no checkpoint of its own: iBOT without masks or patch loss
     "dino-patch-plain": ("DINO_CONFIG", {"baseline": {}}),

@@ -292,20 +292,33 @@ def test_the_first_steps_leave_the_prototypes_of_both_heads_alone(shared):
         IBOTConfig(freeze_last_layer_steps=-1)
 
 
+def _record_masks(method: IBOT) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Wrap ``method`` so that every step's masks are kept twice: as drawn (``method.masks``) and as
+    the student received them with each global crop (its ``forward``; the local crops get none)."""
+    drawn, received = [], []
+    draw, forward = method.masks, method.student.forward
+
+    def drawing(view):
+        drawn.append(draw(view))
+        return drawn[-1]
+
+    def receiving(view, mask=None, *args, **kwargs):
+        if mask is not None:
+            received.append(mask.clone())
+        return forward(view, mask, *args, **kwargs)
+    method.masks, method.student.forward = drawing, receiving
+    return drawn, received
+
+
 def test_masked_prediction_starts_at_pred_start_step_with_the_masks_the_recipe_draws():
     """``pred_start_step`` (iBOT's ``--pred_start_epoch``): before it no crop is masked and the
     patch loss is exactly zero; from it on the masks are those a run starting at step 0 draws at
     the same step, because every step draws them."""
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     late, recipe = _small_ibot(3, pred_start_step=2, p_unmasked=0.0), _small_ibot(3, p_unmasked=0.0)
-    drawn = {}
+    records = {}
     for name, method in (("late", late), ("recipe", recipe)):
-        masks = method.masks
-        method.masks = lambda view, masks=masks, name=name: drawn.setdefault(name, []).append(masks(view)) or drawn[name][-1]
-        seen = []
-        student = method.student.forward
-        method.student.forward = lambda view, mask=None, *args, student=student, seen=seen, **kw: (
-            seen.append(None if mask is None else mask.clone()), student(view, mask, *args, **kw))[1]
+        records[name] = _record_masks(method)
         for step in range(3):
             torch.manual_seed(step)                          # the same crops in both runs
             _, metrics = method.training_step(images, None, step)
@@ -313,10 +326,11 @@ def test_masked_prediction_starts_at_pred_start_step_with_the_masks_the_recipe_d
                 assert metrics["masked_fraction"] == 0.0 and metrics["loss_mim"] == 0.0
             else:
                 assert metrics["masked_fraction"] > 0.0 and metrics["loss_mim"] > 0.0
-        method.seen = [mask for mask in seen if mask is not None]   # the masks each global crop got
-    assert all(not mask.any() for mask in late.seen[:4])            # steps 0 and 1, two crops each
-    assert all(torch.equal(a, b) for a, b in zip(drawn["late"], drawn["recipe"]))
-    assert all(torch.equal(a, b) for a, b in zip(late.seen[4:], recipe.seen[4:]))
+    (late_drawn, late_received), (recipe_drawn, recipe_received) = records["late"], records["recipe"]
+    assert len(late_drawn) == len(recipe_drawn) == len(late_received) == len(recipe_received) == 6  # 3 steps x 2 crops
+    assert all(not mask.any() for mask in late_received[:4])           # steps 0 and 1
+    assert all(torch.equal(a, b) for a, b in zip(late_drawn, recipe_drawn))
+    assert all(torch.equal(a, b) for a, b in zip(late_received[4:], recipe_received[4:]))
     with pytest.raises(ValueError, match="pred_start_step"):
         IBOTConfig(pred_start_step=-1)
 

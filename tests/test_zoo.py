@@ -326,6 +326,17 @@ def test_plain_checkpoints_against_80_percent_of_labels_on_the_same_backbone(nam
 
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+COURSE_SCALE = RESULTS.parent / "COURSE_SCALE.md"
+
+
+def _flat(text: str) -> str:
+    """``text`` with each run of whitespace as one space, so that a quote wrapped across lines matches."""
+    return re.sub(r"\s+", " ", text)
+
+
+def _flat_lecture(notebook: str) -> str:
+    """The markdown of lecture ``notebook`` (lectures/), flattened by :func:`_flat`."""
+    return _flat(" ".join(_lecture_texts(notebook)))
 
 
 def _run(name: str, seed: int, lr: float) -> dict:
@@ -401,7 +412,7 @@ def test_a_faster_dino_teacher_does_not_lift_it_on_the_colourful_shapes():
     learn, tried as DINO's teacher (momentum from 0.96 and 0.9 instead of 0.99), ends below the
     0.99 run with fewer prototypes in use; the table quotes each run's k-NN curve."""
     base = _course_scale_row("long-dino-g0.8")
-    doc = (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text()
+    doc = COURSE_SCALE.read_text()
     for momentum in (0.96, 0.9):
         row = _course_scale_row(f"long-dino-g0.8-m{momentum}")
         changed = {key for key in base if base[key] != row[key]}
@@ -423,8 +434,8 @@ def test_dinos_solarisation_does_not_lift_it_on_the_colourful_shapes():
     (1.3 standard errors of the difference), at 0.5 below it; both use more prototypes and still
     sort by the background before the shape. The table quotes each run's k-NN curve."""
     base = _course_scale_row("long-dino-g0.8")
-    doc = (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text()
-    flat = re.sub(r"\s+", " ", doc)
+    doc = COURSE_SCALE.read_text()
+    flat = _flat(doc)
     labels = _before_grey_views("supervised")["metrics"]["knn_accuracy"]
     runs = {p: _course_scale_row(f"long-dino-g0.8-sol{p}") for p in (0.2, 0.5)}
     for p, row in runs.items():
@@ -449,7 +460,7 @@ def test_dinos_solarisation_does_not_lift_it_on_the_colourful_shapes():
                    f"(NMI {low['cluster_nmi']['background']:.3f} and {high['cluster_nmi']['background']:.3f} against the "
                    f"shape's {low['cluster_nmi']['shape']:.3f} and {high['cluster_nmi']['shape']:.3f})"):
         assert quoted in flat, quoted
-    lecture = re.sub(r"\s+", " ", " ".join(_lecture_texts("02_dino.ipynb")))
+    lecture = _flat_lecture("02_dino.ipynb")
     assert (f"{low['knn_teacher']:.3f} against {base['knn_teacher']:.3f} without it, 1.3 standard errors of the "
             f"difference, the background still ahead of the shape (NMI {low['cluster_nmi']['background']:.3f} "
             f"against {low['cluster_nmi']['shape']:.3f}") in lecture
@@ -1146,7 +1157,7 @@ def test_the_targets_summary_counts_and_names_every_self_supervised_checkpoint()
     ``supervised`` where the zoo has none), and the count of those at 80 % or more is the one the
     table gives. Retraining a checkpoint without updating the summary fails here."""
     from course_lib.labs.shipped import labelled_reference
-    doc = (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text()
+    doc = COURSE_SCALE.read_text()
     summary = doc.split("## Where the targets stand")[1].split("\n## ")[0]
     summary = " ".join(summary.split())
     shares = {}
@@ -1265,7 +1276,7 @@ def test_a_longer_warm_up_or_a_frozen_patch_projection_do_not_rescue_ibots_cls_o
     cls = _information(readings)
     early = [value for step, value in zip(readings["steps"], cls) if 200 <= step <= 400]
     assert (round(sum(early) / len(early), 2), round(_end_mean(readings, cls), 2)) == (0.01, 0.09)
-    text = re.sub(r"\s+", " ", " ".join(_lecture_texts("04_ibot.ipynb")))
+    text = _flat_lecture("04_ibot.ipynb")
     for quoted in ("(0.401 and 0.415)", "to 0.338 and 0.330", "uniform from step 430",
                    "0.01 nats over steps 200-400 and 0.09 over the last 300"):
         assert quoted in text, quoted
@@ -1293,8 +1304,8 @@ def test_frozen_prototypes_keep_ibots_cls_targets_off_uniform_only_while_held_an
     assert min(cls) > 0.05                                                    # never uniform
     curve = dict(zip(held["trajectory"]["steps"], held["trajectory"]["knn"]))
     assert min(curve.values()) == curve[600] == 0.188 and held["knn"] == 0.490
-    text = re.sub(r"\s+", " ", " ".join(_lecture_texts("04_ibot.ipynb")))
-    doc = re.sub(r"\s+", " ", (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text())
+    text = _flat_lecture("04_ibot.ipynb")
+    doc = _flat(COURSE_SCALE.read_text())
     for quoted in ("uniform from step 320 and the k-NN ends at 0.377", "0.52 nats over steps 200-400",
                    "(0.18 nats over the last 300)", "falls to 0.188 at step 600", "ends at 0.490"):
         assert quoted in text, quoted
@@ -1326,8 +1337,8 @@ def test_dinos_per_parameter_clipping_does_not_rescue_ibots_cls_objective():
     assert round(100 * share) == 69 and share < 0.8
     gap = shipped["metrics"]["knn_accuracy"] - rerun["knn"]
     assert f"{gap:.3f}" == "0.022" and gap > math.sqrt(0.5 * 0.5 / 1000)   # above one k-NN's standard error
-    text = re.sub(r"\s+", " ", " ".join(_lecture_texts("04_ibot.ipynb")))
-    doc = re.sub(r"\s+", " ", (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text())
+    text = _flat_lecture("04_ibot.ipynb")
+    doc = _flat(COURSE_SCALE.read_text())
     for quoted in ("14 steps, none after step 75", "uniform from step 190", "0.534, against 0.492",
                    "69 % of the labels", "ended 0.022 below", "(per-parameter clipping, 0.534)",
                    "DINO's per-parameter clipping"):
@@ -1352,8 +1363,8 @@ def test_masks_started_late_do_not_bring_back_ibots_cls_targets():
         assert _uniform_from(row["collapse"]) == 180 < start
         assert row["knn"] == row["trajectory"]["knn"][-1] < row["untrained_knn"] < rerun["knn"] < unmasked["knn"]
     assert "pred_start_step" not in rerun and (late[250]["knn"], late[500]["knn"]) == (0.255, 0.262)
-    text = re.sub(r"\s+", " ", " ".join(_lecture_texts("04_ibot.ipynb")))
-    doc = re.sub(r"\s+", " ", (Path(__file__).resolve().parents[1] / "benchmarks" / "COURSE_SCALE.md").read_text())
+    text = _flat_lecture("04_ibot.ipynb")
+    doc = _flat(COURSE_SCALE.read_text())
     for quoted in ("went uniform from step 180, before a single crop was masked", "at 0.255 and 0.262, below the "
                    "untrained network's 0.315", "masks started late"):
         assert quoted in text, quoted
@@ -1378,6 +1389,6 @@ def test_dino_on_plain_patches_learned_on_one_more_seed_and_went_uniform_on_anot
     assert end > 1.0 and learned["knn"] - learned["untrained_knn"] > 0.25
     assert _uniform_from(collapsed["collapse"]) == 180
     assert collapsed["knn"] - collapsed["untrained_knn"] < 0.07
-    text = re.sub(r"\s+", " ", " ".join(_lecture_texts("04_ibot.ipynb")))
+    text = _flat_lecture("04_ibot.ipynb")
     assert f"k-NN {learned['knn']:.3f} from {learned['untrained_knn']:.3f} untrained, {end:.2f} nats per CLS target" in text
     assert f"uniform from step 180 ({collapsed['knn']:.3f} from {collapsed['untrained_knn']:.3f})" in text
