@@ -96,12 +96,17 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
         # masked prediction started late (iBOT's --pred_start_epoch, "typically 50 for swin" of
         # 300 epochs): until then DINO through iBOT's code, the setting of no_masks, whose CLS
         # targets recovered
-        "masks_from_250": {"pred_start_step": 250}, "masks_from_500": {"pred_start_step": 500}}),
+        "masks_from_250": {"pred_start_step": 250}, "masks_from_500": {"pred_start_step": 500},
+        # the prototypes' gains trained, as iBOT's ViT-S/16 run (--norm_last_layer false): a
+        # prototype's logit is no longer a cosine in [-1, 1], so the targets can sharpen further
+        "free_prototype_norm": {"norm_last_layer": False}}),
     # DINO on iBOT's plain-patch ViT, no checkpoint of its own: iBOT without masks or patch loss
     "dino-patch-plain": ("DINO_CONFIG", {"baseline": {}}),
     # the labelled reference of these runs and MAE, for the learning rates
     "supervised-patch-plain": (None, {"baseline": {}}),
     "mae-plain": (None, {"baseline": {}}),
+    # labels on the same ViT on the colourful shapes, where none ships (at 3e-3 they stayed at chance)
+    "supervised-patch": (None, {"baseline": {}}),
 }
 # changes every method takes: its peak learning rate (``pretrain(lr=...)``, in place of METHOD_LR's)
 # and its warm-up in steps (WARMUP_STEPS, 20; I-JEPA's official recipe warms up for 13 % of its run)
@@ -116,7 +121,7 @@ FREEZES = ("frozen_patch_embed",)
 CLIPS = {"per_tensor_clip": "per_tensor"}
 # the runs the probe trains that no checkpoint ships: their pooling, added to the recipes' names
 # for the length of the run
-PROBE_ONLY = {"dino-patch-plain": "cls"}
+PROBE_ONLY = {"dino-patch-plain": "cls", "supervised-patch": "cls"}
 # the module globals build_method and pretrain read, besides the method's config
 PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES", "METHODS", "POOLING", "build_method",
            "TrainConfig")
@@ -203,7 +208,7 @@ def probe(method: str, change: str, *, steps: int, seed: int = 0, lr: float | No
     return {"method": method, "change": change, "commit": meta["commit"], "steps": steps, "seed": seed,
             "threads": meta["threads"], "train_seconds": meta["train_seconds"],
             "untrained_knn": meta["untrained_knn_accuracy"], "knn": knn,
-            "stem": meta["config"]["vit"]["stem"], "lr": meta["config"]["train"]["lr"],
+            "data": meta["data"], "stem": meta["config"]["vit"]["stem"], "lr": meta["config"]["train"]["lr"],
             "warmup_steps": meta["config"]["train"]["warmup_steps"],
             **({"grad_clip_mode": meta["config"]["train"]["grad_clip_mode"]} if change in CLIPS else {}),
             "clipping": counter.record(),

@@ -176,6 +176,7 @@ class IBOTConfig:
     bottleneck_dim: int = 128
     use_bn_in_head: bool = False
     shared_head: bool = True
+    norm_last_layer: bool = True             # False: the prototypes' gains train (iBOT's ViT-S run)
     n_local_crops: int = 0
     global_size: int = 32
     local_size: int = 16
@@ -214,6 +215,9 @@ class IBOTConfig:
         for name in ("lambda_patch", "lambda_cls"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("use_bn_in_head", "shared_head", "norm_last_layer", "patch_centering"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
 
 class _Networks(nn.Module):
@@ -263,7 +267,8 @@ class IBOT(Method):
             raise ValueError(f"config must be an IBOTConfig, got {type(config).__name__}")
         self.config, self.steps = config, steps
         make_head = partial(DINOHead, feature_dim, config.out_dim, config.hidden_dim,
-                            config.bottleneck_dim, use_bn=config.use_bn_in_head)
+                            config.bottleneck_dim, use_bn=config.use_bn_in_head,
+                            norm_last_layer=config.norm_last_layer)
         cls_head = make_head()
         self.student = _Networks(backbone, cls_head, cls_head if config.shared_head else make_head())
         self.teacher = copy.deepcopy(self.student)

@@ -292,6 +292,36 @@ def test_the_first_steps_leave_the_prototypes_of_both_heads_alone(shared):
         IBOTConfig(freeze_last_layer_steps=-1)
 
 
+@pytest.mark.parametrize("norm_last_layer", [True, False])
+def test_norm_last_layer_false_trains_the_prototypes_gains_and_the_teacher_follows(norm_last_layer):
+    """iBOT's ViT-S run sets ``--norm_last_layer false``: each prototype's gain g trains, so a
+    logit is g_k times a cosine instead of the cosine; with the default the gains stay at 1."""
+    method = _small_ibot(4, norm_last_layer=norm_last_layer, shared_head=False, p_unmasked=0.0)
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1.0)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    loss, _ = method.training_step(images, None, 0)
+    loss.backward()
+    optimizer.step()
+    method.after_step(0)
+    for side in (method.student, method.teacher):
+        for head in (side.cls_head, side.patch_head):
+            gain = head.last_layer.parametrizations.weight.original0
+            moved = (gain - 1.0).abs().max().item()
+            if norm_last_layer:
+                assert not gain.requires_grad and moved == 0.0
+            else:
+                assert moved > 0.0, (side is method.student, head is side.cls_head)
+    if not norm_last_layer:
+        student = method.student.cls_head.last_layer.parametrizations.weight.original0
+        teacher = method.teacher.cls_head.last_layer.parametrizations.weight.original0
+        momentum = float(method.momentum_schedule[0])                  # the EMA of the gains too
+        torch.testing.assert_close(teacher - 1.0, (1 - momentum) * (student - 1.0))
+    with pytest.raises(TypeError, match="norm_last_layer must be a bool"):
+        IBOTConfig(norm_last_layer=0)
+    with pytest.raises(TypeError, match="shared_head must be a bool"):
+        IBOTConfig(shared_head="yes")
+
+
 def _record_masks(method: IBOT) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Wrap ``method`` so that every step's masks are kept twice: as drawn (``method.masks``) and as
     the student received them with each global crop (its ``forward``; the local crops get none)."""
