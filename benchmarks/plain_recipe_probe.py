@@ -105,7 +105,7 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     # the labelled reference of these runs and MAE, for the learning rates
     "supervised-patch-plain": (None, {"baseline": {}}),
     "mae-plain": (None, {"baseline": {}}),
-    # labels on the same ViT on the colourful shapes, where none ships (at 3e-3 they stayed at chance)
+    # labels on the same ViT on the colourful shapes (at 3e-3 they stayed at chance)
     "supervised-patch": (None, {"baseline": {}}),
 }
 # changes every method takes: its peak learning rate (``pretrain(lr=...)``, in place of METHOD_LR's)
@@ -121,7 +121,7 @@ FREEZES = ("frozen_patch_embed",)
 CLIPS = {"per_tensor_clip": "per_tensor"}
 # the runs the probe trains that no checkpoint ships: their pooling, added to the recipes' names
 # for the length of the run
-PROBE_ONLY = {"dino-patch-plain": "cls", "supervised-patch": "cls"}
+PROBE_ONLY = {"dino-patch-plain": "cls"}
 # the module globals build_method and pretrain read, besides the method's config
 PATCHED = ("MAE_VIT", "IJEPA_VIEWS", "WARMUP_STEPS", "IJEPA_CHANGES", "METHODS", "POOLING", "build_method",
            "TrainConfig")

@@ -30,9 +30,9 @@ Tensor = torch.Tensor
 def labelled_reference(name: str, metas: dict[str, dict] | None = None) -> str | None:
     """The shipped supervised checkpoint trained like ``name``: the same ViT, data, steps and
     seed, so that the two differ only in the labels (``dino-plain`` -> ``supervised-plain``,
-    ``mae-plain`` -> ``supervised-patch-plain``); None when the zoo has none (``mae``: labels on
-    its plain-patch ViT do not train on the default shapes). The ViTs may differ in one field,
-    ``class_token``: the labelled network classifies from its CLS token, and I-JEPA has none.
+    ``mae-plain`` -> ``supervised-patch-plain``, ``mae`` -> ``supervised-patch``); None when the
+    zoo has none. The ViTs may differ in their extra tokens (:func:`same_vit`): the labelled
+    network classifies from its CLS token, I-JEPA has none and ``dinov2-reg`` adds registers.
     ``metas``: every checkpoint's metadata by name, if already read (:func:`zoo_table`)."""
     metas = metas or {other: zoo.metadata(other) for other in zoo.available()}
     meta = metas[name]
@@ -48,9 +48,14 @@ def _same_run(name: str, metas: dict[str, dict]) -> list[str]:
             and all(meta[key] == metas[name][key] for key in ("data", "steps", "seed"))]
 
 
+EXTRA_TOKENS = ("class_token", "num_register_tokens")   # tokens that carry no patch of the image
+
+
 def same_vit(meta: dict, other: dict) -> bool:
-    """Whether two checkpoints' ViT configs match in every field but ``class_token``."""
-    strip = lambda m: {k: v for k, v in m["config"]["vit"].items() if k != "class_token"}  # noqa: E731
+    """Whether two checkpoints' ViT configs match in every field but :data:`EXTRA_TOKENS` (the CLS
+    token, which I-JEPA's ViT lacks, and the registers ``dinov2-reg`` adds): the same stem, grid,
+    width and depth read the same patches."""
+    strip = lambda m: {k: v for k, v in m["config"]["vit"].items() if k not in EXTRA_TOKENS}  # noqa: E731
     return strip(meta) == strip(other)
 
 
@@ -66,9 +71,9 @@ def zoo_table() -> list[dict]:
     (knn / reference_knn) and ``meets`` (share >= :data:`TARGET_SHARE`).
 
     The reference is :func:`labelled_reference`; where the zoo has no labelled network on the same
-    ViT (the colourful runs on plain patches), it is the labelled network of the same data, steps
-    and seed on another ViT (``same_vit`` False); where it has none on the data at all, the
-    reference and the figures that need it are None."""
+    ViT, it is the labelled network of the same data, steps and seed on another ViT (``same_vit``
+    False); where it has none on the data at all, the reference and the figures that need it are
+    None."""
     metas = {name: zoo.metadata(name) for name in zoo.available()}
     return [_zoo_row(name, metas) for name in metas]
 
@@ -116,7 +121,7 @@ def zoo_text(rows: list[dict]) -> str:
         out += [f"-- {title}", *members] if members else []
     out.append("k-NN: held-out weighted 20-NN, untrained -> trained; share: k-NN over the labels' k-NN")
     if any(r.get("reference") and not r["same_vit"] for r in rows):
-        out.append("* no labelled network on this ViT and data (labels on it stayed at chance): the conv stem's")
+        out.append("* no labelled network on this ViT and data: the one on the same data with another ViT")
     return "\n".join(out)
 
 
