@@ -378,8 +378,9 @@ def test_lecture_07_quotes_fine_tuning_with_the_head_first_and_it_helps_every_ne
 
 def test_lecture_07_section_3_and_7_readings_quote_the_tables():
     """Section 3's reading (1 % labels on the 4x4 conv stem, fine-tuning on the plain patches) and
-    section 7's share ranges (colourful against the conv-stem labels, plain against the labels on
-    each ViT) are recomputed from the two shipped tables."""
+    section 7's share ranges (each against the labels on its own ViT: on the colourful shapes the
+    conv-stem ``supervised`` or the plain-patch ``supervised-patch``) and the labels' weakness on
+    plain patches there are recomputed from the two shipped tables."""
     from course_lib.labs.shipped import labelled_reference
     plain = {name: row["mean"] for name, row in lab.shipped_table("plain")["rows"].items()}
     colourful = {name: row["mean"] for name, row in lab.shipped_table("colourful")["rows"].items()}
@@ -392,11 +393,27 @@ def test_lecture_07_section_3_and_7_readings_quote_the_tables():
     assert (f"MAE reaches {plain['mae-plain']['finetune']:.3f} and I-JEPA {plain['ijepa-plain']['finetune']:.3f}, "
             f"both above the labelled network ({plain['supervised-patch-plain']['finetune']:.3f})") in ceiling
     methods = ("dino", "mae", "ibot", "ijepa", "dinov2")
-    left_in = [100 * colourful[m]["knn"] / colourful["supervised"]["knn"] for m in methods]
+    patches = ("mae", "ibot", "ijepa", "dinov2", "dinov2-reg")            # the colourful plain-patch runs
+    assert {labelled_reference(m) for m in patches} == {"supervised-patch"}
+    assert labelled_reference("dino") == "supervised"
+    left_in = {m: 100 * colourful[m]["knn"] / colourful[labelled_reference(m)]["knn"] for m in ("dino", *patches)}
     taken_out = [100 * plain[f"{m}-plain"]["knn"] / plain[labelled_reference(f"{m}-plain")]["knn"] for m in methods]
-    reading = next(text for text in texts if text.startswith("**Reading.** - **Only the contrastive"))
-    assert f"({min(left_in):.0f} % to {max(left_in):.0f} % of the labels)" in reading
+    reading = " ".join(next(text for text in texts if text.startswith("**Reading.** - **Only the contrastive")).split())
+    low, high = min(left_in[m] for m in patches), max(left_in[m] for m in patches)
+    assert f"DINO {left_in['dino']:.0f} % of the labels on its ViT" in reading
+    assert f"the plain-patch runs (DINOv2 with registers included) {low:.0f} % to {high:.0f} %" in reading
     assert f"reach {min(taken_out):.0f} % to {max(taken_out):.0f} % of their labels" in reading
+    labels, conv = colourful["supervised-patch"], colourful["supervised"]
+    assert (f"`supervised-patch` reaches {labels['knn']:.3f} on k-NN and {labels['probe']:.3f} on the probe "
+            f"(the conv stem with the same labels: {conv['knn']:.3f} and {conv['probe']:.3f})") in reading
+    assert (f"it reads {labels['finetune']:.3f}, below MAE ({colourful['mae']['finetune']:.3f}) and I-JEPA "
+            f"({colourful['ijepa']['finetune']:.3f})") in reading
+    assert colourful["mae"]["finetune"] > labels["finetune"] and colourful["ijepa"]["finetune"] > labels["finetune"]
+    behind = [colourful[m]["finetune"] for m in ("ibot", "dinov2", "dinov2-reg")]
+    assert max(behind) < labels["finetune"] and f"({min(behind):.3f} to {max(behind):.3f})" in reading
+    dense = [colourful[m]["dense"] for m in patches]
+    assert min(dense) > labels["dense"]
+    assert f"({min(dense):.3f} to {max(dense):.3f}) is above the labels ({labels['dense']:.3f})" in reading
 
 
 def test_turning_the_fine_tuning_views_costs_every_network_and_the_texts_quote_it():
