@@ -105,8 +105,9 @@ CHANGES: dict[str, tuple[str | None, dict[str, dict]]] = {
     # the labelled reference of these runs and MAE, for the learning rates
     "supervised-patch-plain": (None, {"baseline": {}}),
     "mae-plain": (None, {"baseline": {}}),
-    # labels on the same ViT on the colourful shapes (at 3e-3 they stayed at chance)
+    # labels on the same ViT on the colourful shapes (at 3e-3 they stayed at chance), and MAE there
     "supervised-patch": (None, {"baseline": {}}),
+    "mae": (None, {"baseline": {}}),
 }
 # changes every method takes: its peak learning rate (``pretrain(lr=...)``, in place of METHOD_LR's)
 # and its warm-up in steps (WARMUP_STEPS, 20; I-JEPA's official recipe warms up for 13 % of its run)

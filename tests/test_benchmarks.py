@@ -321,10 +321,11 @@ def test_the_probe_trains_dino_on_the_patch_vit_and_ibot_on_the_conv_stem(tmp_pa
     out = tmp_path / "rows.jsonl"
     for method, change in (("dino-patch-plain", "baseline"), ("ibot-plain", "conv_stem"),
                            ("ibot-plain", "no_masks"), ("ibot-plain", "no_mim"),
-                           ("ibot-plain", "free_prototype_norm"), ("supervised-patch", "lr_1e-3")):
+                           ("ibot-plain", "free_prototype_norm"), ("supervised-patch", "lr_1e-3"),
+                           ("mae", "lr_1e-3")):
         run_script("plain_recipe_probe.py", method, change, "--steps", "1", "--n-train", "128",
                    "--n-test", "32", "--out", str(out), monkeypatch=monkeypatch)
-    dino, conv, unmasked, no_mim, free, labels = map(json.loads, out.read_text().splitlines())
+    dino, conv, unmasked, no_mim, free, labels, mae = map(json.loads, out.read_text().splitlines())
     assert (dino["method"], dino["stem"], dino["lr"]) == ("dino-patch-plain", "patch", 3e-3)
     assert "patch_entropy" not in dino["collapse"] and "patch_entropy" in conv["collapse"]
     assert (conv["stem"], unmasked["stem"]) == ("conv", "patch") and dino["untrained_knn"] == unmasked["untrained_knn"]
@@ -334,6 +335,7 @@ def test_the_probe_trains_dino_on_the_patch_vit_and_ibot_on_the_conv_stem(tmp_pa
     # labels on the plain-patch ViT, on the colourful shapes (the -plain runs' data are one grey)
     assert (labels["method"], labels["stem"], labels["lr"]) == ("supervised-patch", "patch", 1e-3)
     assert labels["data"].get("colour") != "grey" and dino["data"]["colour"] == "grey"
+    assert (mae["method"], mae["stem"], mae["lr"]) == ("mae", "patch", 1e-3) and mae["data"] == labels["data"]
     assert (recipes.METHODS, recipes.POOLING, recipes.MAE_VIT, recipes.IBOT_CONFIG) == before
     assert "dino-patch-plain" not in recipes.METHODS
 
