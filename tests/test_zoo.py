@@ -917,6 +917,12 @@ def _end_mean(readings: dict, values: list[float]) -> float:
     return sum(values[i] for i in last) / len(last)
 
 
+def _early_mean(readings: dict, values: list[float]) -> float:
+    """The mean of ``values`` over the log steps 200 to 400, where the shipped run's CLS targets flattened."""
+    early = [i for i, step in enumerate(readings["steps"]) if 200 <= step <= 400]
+    return sum(values[i] for i in early) / len(early)
+
+
 def _uniform_from(readings: dict) -> int:
     """The first log step after which the CLS targets' information stays under 0.05 nats."""
     cls = _information(readings)
@@ -1279,8 +1285,7 @@ def test_a_longer_warm_up_or_a_frozen_patch_projection_do_not_rescue_ibots_cls_o
     assert _uniform_from(warm["collapse"]) == 430
     readings = frozen["collapse"]
     cls = _information(readings)
-    early = [value for step, value in zip(readings["steps"], cls) if 200 <= step <= 400]
-    assert (round(sum(early) / len(early), 2), round(_end_mean(readings, cls), 2)) == (0.01, 0.09)
+    assert (round(_early_mean(readings, cls), 2), round(_end_mean(readings, cls), 2)) == (0.01, 0.09)
     text = _flat_lecture("04_ibot.ipynb")
     for quoted in ("(0.401 and 0.415)", "to 0.338 and 0.330", "uniform from step 430",
                    "0.01 nats over steps 200-400 and 0.09 over the last 300"):
@@ -1304,8 +1309,7 @@ def test_frozen_prototypes_keep_ibots_cls_targets_off_uniform_only_while_held_an
     assert _uniform_from(epoch["collapse"]) == 320 and epoch["knn"] == 0.377
     readings = held["collapse"]
     cls = _information(readings)
-    early = [value for step, value in zip(readings["steps"], cls) if 200 <= step <= 400]
-    assert (round(sum(early) / len(early), 2), round(_end_mean(readings, cls), 2)) == (0.52, 0.18)
+    assert (round(_early_mean(readings, cls), 2), round(_end_mean(readings, cls), 2)) == (0.52, 0.18)
     assert min(cls) > 0.05                                                    # never uniform
     curve = dict(zip(held["trajectory"]["steps"], held["trajectory"]["knn"]))
     assert min(curve.values()) == curve[600] == 0.188 and held["knn"] == 0.490
@@ -1448,14 +1452,10 @@ def test_trained_prototype_gains_keep_ibots_cls_targets_barely_off_uniform_and_f
     assert row["norm_last_layer"] is False and shipped["config"]["method"].get("norm_last_layer", True) is True
     assert (row["lr"], row["untrained_knn"], row["commit"][:7]) == (3e-3, 0.315, "2b41112")
     readings = row["collapse"]
-
-    def window(values, low, high):
-        picked = [v for step, v in zip(readings["steps"], values) if low <= step <= high]
-        return round(sum(picked) / len(picked), 2)
     cls, patches = _information(readings), _information(readings, "patch_")
     assert all(max(cls[i:]) >= 0.05 for i in range(len(cls)))       # never uniform (_uniform_from's rule)
-    assert (window(cls, 200, 400), round(_end_mean(readings, cls), 2)) == (0.09, 0.16)
-    assert (window(patches, 200, 400), round(_end_mean(readings, patches), 2)) == (0.55, 0.07)
+    assert (round(_early_mean(readings, cls), 2), round(_end_mean(readings, cls), 2)) == (0.09, 0.16)
+    assert (round(_early_mean(readings, patches), 2), round(_end_mean(readings, patches), 2)) == (0.55, 0.07)
     curve = dict(zip(row["trajectory"]["steps"], row["trajectory"]["knn"]))
     assert min(curve.values()) == curve[600] == 0.234 and row["knn"] == curve[1500] == 0.443
     gap = shipped["metrics"]["knn_accuracy"] - row["knn"]
